@@ -1,0 +1,92 @@
+"""The `varyflow` command. Each layer registers its own subcommands; this module only dispatches and
+turns expected failures into one clear line and a nonzero exit (a traceback only with --debug)."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Callable, Sequence
+
+# Prefect phones home unless told not to; varyflow never does.
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+class CliError(Exception):
+    """An error whose message is already the one line the user should read."""
+
+
+def _registrars() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from storage import cli as storage_cli
+
+    regs = [storage_cli.register]
+    for module in ("training.cli", "flows.commands"):
+        try:
+            mod = __import__(module, fromlist=["register"])
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        regs.append(mod.register)
+    return regs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="varyflow", description="varyflow: render Vary training data, train, and trace lineage.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for register in _registrars():
+        register(sub)
+    return parser
+
+
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    from storage.errors import StorageError
+
+    errors: list[type[BaseException]] = [CliError, StorageError, FileNotFoundError, PermissionError, ValueError]
+    try:
+        from generators.base import GeneratorError
+
+        errors.append(GeneratorError)
+    except ImportError:
+        pass
+    try:
+        from training.errors import TrainingError  # type: ignore[import-not-found]
+
+        errors.append(TrainingError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        rc = args.func(args)
+    except KeyboardInterrupt:
+        print("varyflow: interrupted", file=sys.stderr)
+        return 130
+    except _expected_errors() as e:
+        if debug:
+            raise
+        print(f"varyflow: error: {one_line(e)}", file=sys.stderr)
+        return 1
+    except Exception as e:  # anything else is still one line unless --debug
+        if debug:
+            raise
+        print(f"varyflow: error: {type(e).__name__}: {one_line(e)} (rerun with --debug for a traceback)", file=sys.stderr)
+        return 1
+    return int(rc or 0)
+
+
+def one_line(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    return " ".join(text.split())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,186 @@
+"""The contract every generator follows: parameters + seed + index range -> samples or rejects.
+
+Generators are pure: they never touch storage or Prefect. Whatever writes their output (the
+storage layer, driven by a flow or the CLI) sees only `Sample` and `Rejected` values.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Iterator
+
+import numpy as np
+
+PROMPT_OCR = "Provide the OCR results of this image."
+PROMPT_MARKDOWN = "Convert the image to markdown/latex format."
+PROMPT_CHART = "Convert the chart to a python-dict of its data."
+NEGATIVE_SENTENCES = (
+    "It's an image of nature.",
+    "Here's a nature picture.",
+    "This is a natural image.",
+    "It's a picture of a natural scene.",
+)
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image-text pair. Field names match the shard schema (storage.schema)."""
+
+    id: str
+    image: bytes  # encoded PNG (or JPEG when a degradation asks for it)
+    width: int
+    height: int
+    kind: str
+    lang: str
+    prompt: str
+    text: str
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def to_row(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "image": {"bytes": self.image, "path": f"{self.id}.png"},
+            "width": self.width,
+            "height": self.height,
+            "kind": self.kind,
+            "lang": self.lang,
+            "prompt": self.prompt,
+            "text": self.text,
+            "meta": json.dumps(self.meta, sort_keys=True, ensure_ascii=False),
+        }
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A sample that could not be made, with a short machine-readable reason and a detail for humans."""
+
+    id: str
+    kind: str
+    reason: str  # e.g. "font_coverage", "blank", "overflow", "compile_error", "timeout", "corrupt_pdf"
+    detail: str = ""
+    source: str = ""  # the input it came from (file, corpus line), when there is one
+
+
+class Reject(Exception):
+    """Raised inside a generator for one bad sample; the driver turns it into `Rejected`."""
+
+    def __init__(self, reason: str, detail: str = "", source: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+        self.source = source
+
+
+class GeneratorError(Exception):
+    """A problem with the generator's set-up (missing tool, bad parameter), not with one sample."""
+
+
+def sample_rng(seed: int, index: int, stream: int = 0) -> np.random.Generator:
+    """The random stream of one sample: independent of every other index, so any shard can be
+    re-rendered alone and yields the same bytes."""
+    return np.random.default_rng([int(seed), int(index), int(stream)])
+
+
+def sample_id(kind: str, seed: int, index: int, suffix: str = "") -> str:
+    return f"{kind}-s{seed}-{index:09d}{suffix}"
+
+
+def params_fingerprint(params: dict[str, Any]) -> str:
+    blob = json.dumps(params, sort_keys=True, default=str, ensure_ascii=False).encode()
+    return hashlib.sha256(blob).hexdigest()
+
+
+class Generator:
+    """Base class. Subclasses set `kind` and `version`, take their parameters as keyword arguments
+    (recorded verbatim in every sample's meta) and implement `render(seed, index)`.
+
+    `render` returns the samples of one index (usually one; a PDF file yields one per page) or raises
+    `Reject`. Heavy resources (a browser, a TeX work dir) are opened lazily and released by `close()`;
+    use the generator as a context manager.
+    """
+
+    kind: ClassVar[str] = ""
+    version: ClassVar[str] = "0"
+
+    def __init__(self, **params: Any):
+        self.params = params
+
+    def render(self, seed: int, index: int) -> list[Sample]:
+        raise NotImplementedError
+
+    def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
+        """Samples and rejects for indices [start, stop), in order. One bad index never stops the rest."""
+        for index in range(start, stop):
+            try:
+                yield from self.render(seed, index)
+            except Reject as r:
+                yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
+
+    def base_meta(self, seed: int, index: int, **sampled: Any) -> dict[str, Any]:
+        return {
+            "generator": self.kind,
+            "version": self.version,
+            "seed": seed,
+            "index": index,
+            "params": self.params,
+            "sampled": sampled,
+        }
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "Generator":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def encode_png(img: Any, compress_level: int = 1, grayscale: bool | None = None) -> bytes:
+    """Encode a PIL image as PNG. Level 1 costs little size on rendered pages and is ~2x faster than
+    Pillow's default (VARY.md §7); grayscale halves the work again when the content has no colour."""
+    from PIL import Image
+
+    if grayscale is None:
+        grayscale = img.mode in ("L", "1")
+    if grayscale and img.mode != "L":
+        img = img.convert("L")
+    elif not grayscale and img.mode not in ("RGB", "L"):
+        img = img.convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=compress_level)
+    return buf.getvalue()
+
+
+def is_grayscale(img: Any, tolerance: int = 2) -> bool:
+    """True when an RGB image carries no colour worth keeping."""
+    arr = np.asarray(img.convert("RGB"), dtype=np.int16)
+    return int(np.abs(arr[..., 0] - arr[..., 1]).max()) <= tolerance and int(np.abs(arr[..., 1] - arr[..., 2]).max()) <= tolerance
+
+
+def fit_and_pad(img: Any, size: int = 1024, fill: int | tuple[int, int, int] = 255) -> Any:
+    """Scale to fit a size×size square keeping the aspect ratio, then pad; how every kind reaches the
+    encoder's input size without distorting glyphs."""
+    from PIL import Image
+
+    w, h = img.size
+    scale = min(size / w, size / h)
+    nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.Resampling.LANCZOS)
+    if (nw, nh) == (size, size):
+        return img
+    canvas = Image.new(img.mode, (size, size), fill if img.mode != "RGB" or isinstance(fill, tuple) else (fill,) * 3)
+    canvas.paste(img, ((size - nw) // 2, (size - nh) // 2))
+    return canvas
+
+
+def check_not_blank(img: Any, min_ink_fraction: float = 0.002) -> None:
+    """Reject images with almost no ink: a failed render that looks like success (VARY.md §6)."""
+    arr = np.asarray(img.convert("L"))
+    background = np.median(arr)
+    ink = np.mean(np.abs(arr.astype(np.int16) - background) > 40)
+    if ink < min_ink_fraction:
+        raise Reject("blank", f"ink fraction {ink:.4f} < {min_ink_fraction}")

@@ -1,0 +1,131 @@
+"""`varyflow data ...` and `varyflow lineage ...`: look at, check and export committed datasets."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from storage.lineage import checkpoints_of, read_lineage
+from storage.location import default_root
+from storage.manifest import read_manifest
+from storage.shards import verify_shard
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="inspect, verify and export committed datasets")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    dsub.required = True
+
+    show = dsub.add_parser("show", help="counts, sizes, kinds, langs and rejects of a manifest")
+    show.add_argument("manifest", help="manifest .json, or a dataset directory for its newest version")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(func=cmd_show)
+
+    verify = dsub.add_parser("verify", help="check every shard exists and matches its sha256 (exit 1 if not)")
+    verify.add_argument("manifest")
+    verify.set_defaults(func=cmd_verify)
+
+    export = dsub.add_parser("export", help="write N samples as PNG + .txt pairs for eyeballing")
+    export.add_argument("manifest")
+    export.add_argument("--out", required=True, help="local directory")
+    export.add_argument("--n", type=int, default=16)
+    export.set_defaults(func=cmd_export)
+
+    lin = sub.add_parser("lineage", help="which shards built a checkpoint, or which checkpoints used a shard")
+    lin.add_argument("checkpoint", nargs="?")
+    lin.add_argument("--shard", help="a shard location: list the checkpoints trained on it")
+    lin.add_argument("--root", default=None, help="storage root holding the lineage index (default $VARYFLOW_ROOT or ./varyflow-data)")
+    lin.add_argument("--json", action="store_true")
+    lin.set_defaults(func=cmd_lineage)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return str(n)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    m = read_manifest(args.manifest)
+    info = m.summary()
+    if args.json:
+        print(json.dumps(info, indent=1, sort_keys=True))
+        return 0
+    print(f"{m.dataset} v{m.version}  {m.uri}")
+    print(f"  rows {m.rows}  shards {len(m.shards)}  size {_human(m.bytes)}  sha256 {m.sha256[:16]}")
+    for col, vals in m.counts.items():
+        print(f"  {col:5s} " + "  ".join(f"{k}={v}" for k, v in vals.items()))
+    rejected = sum(m.rejects.values())
+    print(f"  rejects {rejected}" + ("  (" + ", ".join(f"{k}={v}" for k, v in m.rejects.items()) + ")" if rejected else ""))
+    gen = m.facts.get("generator") or m.facts.get("kind")
+    if gen:
+        print(f"  generator {gen}  seed {m.facts.get('seed')}")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    m = read_manifest(args.manifest)
+    problems = [p for p in (verify_shard(s) for s in m.shards) if p]
+    for p in problems:
+        print(p)
+    if problems:
+        print(f"{m.uri}: {len(problems)} of {len(m.shards)} shards missing or corrupt", file=sys.stderr)
+        return 1
+    print(f"{m.uri}: all {len(m.shards)} shards present and matching ({m.rows} rows)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from storage.reader import StreamingReader
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n = 0
+    for row in StreamingReader(args.manifest, shuffle=False, columns=["id", "image", "text", "kind"]):
+        if n >= args.n:
+            break
+        stem = row["id"].replace("/", "_")
+        data = row["image"]["bytes"]
+        ext = ".jpg" if data[:3] == b"\xff\xd8\xff" else ".png"
+        (out / f"{stem}{ext}").write_bytes(data)
+        (out / f"{stem}.txt").write_text(row["text"], encoding="utf-8")
+        n += 1
+    print(f"exported {n} samples to {out}")
+    return 0
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    if bool(args.checkpoint) == bool(args.shard):
+        raise ValueError("give either a CHECKPOINT or --shard LOCATION")
+    if args.shard:
+        records: Any = checkpoints_of(args.shard, args.root or default_root())
+        if args.json:
+            print(json.dumps(records, indent=1))
+        elif not records:
+            print(f"no checkpoint was trained on {args.shard}")
+        else:
+            for r in records:
+                print(f"{r['checkpoint']}  ({r['stage']})")
+        return 0
+    record = read_lineage(args.checkpoint)
+    if args.json:
+        print(json.dumps(record, indent=1, sort_keys=True))
+        return 0
+    print(f"{record['checkpoint']}  stage {record['stage']}")
+    code = record.get("code", {})
+    print(f"  code {code.get('git_commit')}{' (dirty)' if code.get('dirty') else ''}  config {record['config_hash'][:16]}")
+    for p in record.get("parents", []):
+        print(f"  parent {p}")
+    for m in record["manifests"]:
+        print(f"  manifest {m['uri']}  ({m['dataset']} v{m['version']}, {m['rows']} rows)")
+    for s in record["shards"]:
+        print(f"    {s['uri']}  sha256 {s['sha256'][:16]}")
+    if record.get("prefect", {}).get("flow_run_id"):
+        print(f"  flow run {record['prefect']['flow_run_id']}")
+    if record.get("metrics"):
+        print("  metrics " + "  ".join(f"{k}={v}" for k, v in record["metrics"].items() if not isinstance(v, (dict, list))))
+    return 0

@@ -1,0 +1,149 @@
+"""Lineage: which shards built a checkpoint, and which checkpoints a shard went into.
+
+Each checkpoint gets a `lineage.json` beside it, and the storage root keeps an index so both
+questions are answered by reading a handful of small objects:
+    lineage/by-checkpoint/<key(checkpoint)>.json          the full record
+    lineage/by-shard/<key(shard)>/<key(checkpoint)>.json  one pointer per (shard, checkpoint)
+Credentials never enter a record: secret-looking config keys and URI userinfo are redacted.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+from urllib.parse import urlparse, urlunparse
+
+from storage.errors import NotFound, StorageError
+from storage.location import Location, S3Location, default_root
+from storage.manifest import Manifest, read_manifest
+
+FORMAT = "varyflow.lineage/1"
+_SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|api[_-]?key|access[_-]?key)", re.I)
+
+
+def key(uri: str) -> str:
+    return hashlib.sha256(uri.encode()).hexdigest()[:24]
+
+
+def redact(value: Any) -> Any:
+    """Drop anything that could be a credential from a config before it is recorded."""
+    if isinstance(value, Mapping):
+        return {k: ("***" if _SECRET_KEY.search(str(k)) and v not in (None, "", False) else redact(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact(v) for v in value]
+    if isinstance(value, str) and "://" in value and "@" in value:
+        parsed = urlparse(value)
+        if parsed.username or parsed.password:
+            return urlunparse(parsed._replace(netloc=parsed.hostname + (f":{parsed.port}" if parsed.port else "")))
+    return value
+
+
+def config_hash(config: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(redact(config), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def code_version() -> dict[str, Any]:
+    """The git commit of the code that is running, and whether its tree had uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return {"git_commit": None, "dirty": None}
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                capture_output=True, text=True, timeout=10)
+        return {"git_commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.TimeoutExpired):
+        return {"git_commit": None, "dirty": None}
+
+
+def _index_root(index_root: str | Location | None) -> Location:
+    return Location.parse(index_root if index_root is not None else default_root())
+
+
+def record_checkpoint(checkpoint: str | Location, *, stage: str, manifests: Sequence[str | Manifest],
+                      parents: Sequence[str] = (), config: Mapping[str, Any] | None = None,
+                      metrics: Mapping[str, Any] | None = None, flow_run_id: str | None = None,
+                      deployment: str | None = None, index_root: str | Location | None = None,
+                      extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Write the lineage record of a checkpoint beside it and into the index; return the record."""
+    ckpt = Location.parse(checkpoint)
+    loaded = [m if isinstance(m, Manifest) else read_manifest(m) for m in manifests]
+    shards = []
+    for m in loaded:
+        for s in m.shards:
+            loc = Location.parse(s.uri)
+            shards.append({"uri": s.uri, "sha256": s.sha256, "bytes": s.bytes, "rows": s.rows,
+                           "manifest": m.uri, **({"etag": loc.etag()} if isinstance(loc, S3Location) else {})})
+    cfg = redact(dict(config or {}))
+    record = {
+        "format": FORMAT,
+        "checkpoint": ckpt.uri,
+        "stage": stage,
+        "created": time.time(),
+        "parents": [Location.parse(p).uri for p in parents],
+        "manifests": [{"uri": m.uri, "sha256": m.sha256, "dataset": m.dataset, "version": m.version,
+                       "rows": m.rows} for m in loaded],
+        "shards": shards,
+        "code": code_version(),
+        "config": cfg,
+        "config_hash": config_hash(cfg),
+        "prefect": {"flow_run_id": flow_run_id, "deployment": deployment},
+        "metrics": dict(metrics or {}),
+        **redact(dict(extra or {})),
+    }
+    _write(ckpt, record, _index_root(index_root))
+    return record
+
+
+def _write(ckpt: Location, record: dict[str, Any], root: Location) -> None:
+    body = json.dumps(record, indent=1, sort_keys=True, default=str).encode()
+    (ckpt / "lineage.json").write_bytes(body)
+    index = root / "lineage"
+    (index / "by-checkpoint" / f"{key(ckpt.uri)}.json").write_bytes(body)
+    pointer = json.dumps({"checkpoint": ckpt.uri, "stage": record["stage"], "created": record["created"]}).encode()
+    for s in record["shards"]:
+        (index / "by-shard" / key(s["uri"]) / f"{key(ckpt.uri)}.json").write_bytes(pointer)
+
+
+def read_lineage(checkpoint: str | Location) -> dict[str, Any]:
+    ckpt = Location.parse(checkpoint)
+    try:
+        data = (ckpt / "lineage.json").read_bytes()
+    except NotFound:
+        raise StorageError(f"{ckpt.uri}: no lineage record (lineage.json) beside this checkpoint") from None
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as e:
+        raise StorageError(f"{ckpt.uri}/lineage.json: malformed ({e.msg})") from None
+
+
+def update_metrics(checkpoint: str | Location, metrics: Mapping[str, Any],
+                   index_root: str | Location | None = None) -> dict[str, Any]:
+    """Add metrics (e.g. evaluation after training) to an existing record, beside and in the index."""
+    ckpt = Location.parse(checkpoint)
+    record = read_lineage(ckpt)
+    record["metrics"] = {**record.get("metrics", {}), **dict(metrics)}
+    _write(ckpt, record, _index_root(index_root))
+    return record
+
+
+def shards_of(checkpoint: str | Location) -> list[dict[str, Any]]:
+    return read_lineage(checkpoint)["shards"]
+
+
+def checkpoints_of(shard_uri: str, index_root: str | Location | None = None) -> list[dict[str, Any]]:
+    """Every checkpoint trained on the shard, oldest first."""
+    folder = _index_root(index_root) / "lineage" / "by-shard" / key(Location.parse(shard_uri).uri)
+    out = [json.loads(loc.read_bytes()) for loc in folder.list() if loc.name.endswith(".json")]
+    return sorted(out, key=lambda r: r.get("created", 0))
+
+
+def all_checkpoints(index_root: str | Location | None = None) -> list[dict[str, Any]]:
+    """Every indexed checkpoint record, oldest first (for `varyflow retrain`)."""
+    folder = _index_root(index_root) / "lineage" / "by-checkpoint"
+    out = [json.loads(loc.read_bytes()) for loc in folder.list() if loc.name.endswith(".json")]
+    return sorted(out, key=lambda r: r.get("created", 0))

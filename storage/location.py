@@ -1,0 +1,308 @@
+"""Where bytes live: a local directory or an S3 prefix, behind one small interface.
+
+S3 writes, conditional puts and listings go through boto3; Parquet reads through pyarrow's S3
+filesystem. Both take the endpoint from the standard AWS settings (AWS_ENDPOINT_URL_S3 /
+AWS_ENDPOINT_URL) or an explicit `endpoint_url`, so AWS, MinIO, R2 and Ceph all work. Credentials come
+only from the standard AWS chain and never appear in a URI, a log line or a record.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from storage.errors import CommitConflict, LocationError, NotFound, StorageError
+
+DEFAULT_ROOT = "./varyflow-data"
+
+
+def default_root() -> str:
+    """The storage root when none is given: $VARYFLOW_ROOT, else ./varyflow-data."""
+    return os.environ.get("VARYFLOW_ROOT", DEFAULT_ROOT)
+
+
+class Location:
+    """A file-like object address (`/data/x`, `s3://bucket/prefix/x`). Immutable; `/` joins."""
+
+    uri: str
+
+    @staticmethod
+    def parse(uri: "str | os.PathLike[str] | Location", endpoint_url: str | None = None) -> "Location":
+        if isinstance(uri, Location):
+            return uri
+        text = os.fspath(uri)
+        parsed = urlparse(text)
+        if parsed.scheme == "s3":
+            if not parsed.netloc:
+                raise LocationError(f"{text}: an S3 location needs a bucket (s3://bucket/prefix)")
+            return S3Location(parsed.netloc, parsed.path.lstrip("/"), endpoint_url)
+        if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and text[1:2] == ":"):
+            path = parsed.path if parsed.scheme == "file" else text
+            return LocalLocation(Path(path).expanduser().absolute())
+        raise LocationError(f"{text}: unknown scheme {parsed.scheme!r} (use a local path or s3://bucket/prefix)")
+
+    def __truediv__(self, part: str) -> "Location":
+        raise NotImplementedError
+
+    def __str__(self) -> str:
+        return self.uri
+
+    def __repr__(self) -> str:
+        return f"Location({self.uri!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Location) and other.uri == self.uri
+
+    def __hash__(self) -> int:
+        return hash(self.uri)
+
+    @property
+    def name(self) -> str:
+        return posixpath.basename(self.uri.rstrip("/"))
+
+    # Interface -------------------------------------------------------------------------------
+    def read_bytes(self) -> bytes: ...
+    def write_bytes(self, data: bytes | memoryview) -> None: ...
+    def put_if_absent(self, data: bytes) -> None: ...
+    def exists(self) -> bool: ...
+    def size(self) -> int: ...
+    def etag(self) -> str | None: ...
+    def delete(self) -> None: ...
+    def list(self) -> list["Location"]: ...  # direct and nested objects under this prefix, sorted
+    def relative_to(self, base: "Location") -> str:
+        prefix = base.uri.rstrip("/") + "/"
+        if not self.uri.startswith(prefix):
+            raise ValueError(f"{self.uri} is not under {base.uri}")
+        return self.uri[len(prefix):]
+
+    @property
+    def parent(self) -> "Location": ...
+
+
+class LocalLocation(Location):
+    def __init__(self, path: Path):
+        self.path = path
+        self.uri = str(path)
+
+    def __truediv__(self, part: str) -> "LocalLocation":
+        return LocalLocation(self.path / part)
+
+    @property
+    def parent(self) -> "LocalLocation":
+        return LocalLocation(self.path.parent)
+
+    def read_bytes(self) -> bytes:
+        try:
+            return self.path.read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"{self.uri}: no such file") from None
+        except IsADirectoryError:
+            raise NotFound(f"{self.uri}: is a directory, not a file") from None
+
+    def _temp(self) -> tuple[int, str]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+
+    def write_bytes(self, data: bytes | memoryview) -> None:
+        # Write beside the target and rename: a reader or a killed writer never sees half a file.
+        fd, tmp = self._temp()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self.path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    def put_if_absent(self, data: bytes) -> None:
+        fd, tmp = self._temp()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            # link() fails when the name exists: the local equivalent of If-None-Match: *.
+            os.link(tmp, self.path)
+        except FileExistsError:
+            raise CommitConflict(f"{self.uri} already exists (another writer committed it first)") from None
+        finally:
+            _unlink_quietly(tmp)
+
+    def exists(self) -> bool:
+        return self.path.is_file()
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"{self.uri}: no such file") from None
+
+    def etag(self) -> str | None:
+        return None
+
+    def delete(self) -> None:
+        _unlink_quietly(str(self.path))
+
+    def list(self) -> list["Location"]:
+        if not self.path.is_dir():
+            return []
+        return [LocalLocation(p) for p in sorted(self.path.rglob("*")) if p.is_file() and not p.name.endswith(".tmp")]
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def s3_endpoint(explicit: str | None = None) -> str | None:
+    return explicit or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+@functools.lru_cache(maxsize=16)
+def _boto3_client(endpoint_url: str | None) -> Any:
+    import boto3
+    from botocore.config import Config
+
+    # boto3 clients are thread-safe; one per endpoint is reused by every Location.
+    session = boto3.session.Session()
+    return session.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        config=Config(retries={"max_attempts": 8, "mode": "adaptive"}, max_pool_connections=32),
+    )
+
+
+_pa_lock = threading.Lock()
+_pa_filesystems: dict[str | None, Any] = {}
+
+
+def _pyarrow_s3(endpoint_url: str | None) -> Any:
+    """pyarrow's S3 filesystem for reads. pyarrow ignores AWS_ENDPOINT_URL, so pass it explicitly."""
+    with _pa_lock:
+        fs = _pa_filesystems.get(endpoint_url)
+        if fs is None:
+            from pyarrow import fs as pafs
+
+            kwargs: dict[str, Any] = {"region": _boto3_client(endpoint_url).meta.region_name or "us-east-1"}
+            if endpoint_url:
+                parsed = urlparse(endpoint_url)
+                kwargs["endpoint_override"] = parsed.netloc or parsed.path
+                kwargs["scheme"] = parsed.scheme or "https"
+            creds = _boto3_client(endpoint_url)._request_signer._credentials
+            if creds is not None:
+                # Same chain as boto3 (env, profile, role); handed over in memory, never written anywhere.
+                frozen = creds.get_frozen_credentials()
+                kwargs.update(access_key=frozen.access_key, secret_key=frozen.secret_key, session_token=frozen.token)
+            fs = pafs.S3FileSystem(**kwargs)
+            _pa_filesystems[endpoint_url] = fs
+        return fs
+
+
+class S3Location(Location):
+    def __init__(self, bucket: str, key: str, endpoint_url: str | None = None):
+        self.bucket = bucket
+        self.key = key
+        self.endpoint_url = s3_endpoint(endpoint_url)
+        self.uri = f"s3://{bucket}/{key}" if key else f"s3://{bucket}"
+
+    def __truediv__(self, part: str) -> "S3Location":
+        key = posixpath.join(self.key, part) if self.key else part.lstrip("/")
+        return S3Location(self.bucket, posixpath.normpath(key), self.endpoint_url)
+
+    @property
+    def parent(self) -> "S3Location":
+        return S3Location(self.bucket, posixpath.dirname(self.key.rstrip("/")), self.endpoint_url)
+
+    @property
+    def client(self) -> Any:
+        return _boto3_client(self.endpoint_url)
+
+    def _call(self, what: str, fn: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, EndpointConnectionError
+
+        try:
+            return fn(Bucket=self.bucket, **kwargs)
+        except NoCredentialsError:
+            raise LocationError(f"{self.uri}: no AWS credentials found (standard chain: environment, ~/.aws, instance role)") from None
+        except EndpointConnectionError as e:
+            raise LocationError(f"{self.uri}: cannot reach the S3 endpoint ({e})") from None
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code", "")
+            status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code == "NoSuchBucket":
+                raise LocationError(f"{self.uri}: bucket {self.bucket!r} does not exist") from None
+            if code in ("NoSuchKey", "404", "NotFound") or status == 404:
+                raise NotFound(f"{self.uri}: no such object") from None
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status in (409, 412):
+                raise CommitConflict(f"{self.uri} already exists (another writer committed it first)") from None
+            if code in ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403") or status == 403:
+                raise LocationError(f"{self.uri}: access denied ({code}) while trying to {what}") from None
+            raise StorageError(f"{self.uri}: S3 {what} failed: {code or status}") from None
+        except BotoCoreError as e:
+            raise StorageError(f"{self.uri}: S3 {what} failed: {e}") from None
+
+    def read_bytes(self) -> bytes:
+        resp = self._call("get", self.client.get_object, Key=self.key)
+        return resp["Body"].read()
+
+    def read_bytes_pyarrow(self) -> bytes:
+        """Whole-object read through pyarrow's S3 filesystem (the Parquet read path)."""
+        try:
+            with _pyarrow_s3(self.endpoint_url).open_input_stream(f"{self.bucket}/{self.key}") as f:
+                return f.readall()
+        except FileNotFoundError:
+            raise NotFound(f"{self.uri}: no such object") from None
+        except OSError as e:
+            raise StorageError(f"{self.uri}: S3 read failed: {' '.join(str(e).split())}") from None
+
+    def write_bytes(self, data: bytes | memoryview) -> None:
+        self._call("put", self.client.put_object, Key=self.key, Body=bytes(data) if isinstance(data, memoryview) else data)
+
+    def put_if_absent(self, data: bytes) -> None:
+        # If-None-Match: * makes S3 refuse the put when the key exists: two writers never both commit.
+        self._call("conditional put", self.client.put_object, Key=self.key, Body=data, IfNoneMatch="*")
+
+    def _head(self) -> dict[str, Any] | None:
+        try:
+            return self._call("head", self.client.head_object, Key=self.key)
+        except NotFound:
+            return None
+
+    def exists(self) -> bool:
+        return self._head() is not None
+
+    def size(self) -> int:
+        head = self._head()
+        if head is None:
+            raise NotFound(f"{self.uri}: no such object")
+        return int(head["ContentLength"])
+
+    def etag(self) -> str | None:
+        head = self._head()
+        return head["ETag"].strip('"') if head else None
+
+    def delete(self) -> None:
+        self._call("delete", self.client.delete_object, Key=self.key)
+
+    def list(self) -> list["Location"]:
+        prefix = self.key.rstrip("/") + "/" if self.key else ""
+        out: list[Location] = []
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            resp = self._call("list", self.client.list_objects_v2, **kwargs)
+            out.extend(S3Location(self.bucket, obj["Key"], self.endpoint_url) for obj in resp.get("Contents", []))
+            if not resp.get("IsTruncated"):
+                break
+            token = resp["NextContinuationToken"]
+        return sorted(out, key=lambda loc: loc.uri)
+

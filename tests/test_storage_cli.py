@@ -1,0 +1,87 @@
+"""`varyflow data ...` and `varyflow lineage ...` as a user runs them: output, exit codes, one-line errors."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storage import Location, read_manifest
+from storage.lineage import record_checkpoint
+from tests.storage_helpers import write_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def varyflow(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=REPO,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def test_show_json_and_text(root):
+    uri = write_dataset(root, "docs", shards=2, rows_per_shard=5)
+    out = varyflow("data", "show", uri, "--json")
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert (info["rows"], info["shards"], info["rejects"], info["counts"]["kind"]) == (10, 2, {"blank": 1}, {"document": 10})
+    text = varyflow("data", "show", uri)
+    assert "rows 10" in text.stdout and "blank=1" in text.stdout
+
+
+def test_export_writes_png_and_txt_pairs(root, tmp_path):
+    uri = write_dataset(root, "docs", shards=2, rows_per_shard=5)
+    out = varyflow("data", "export", uri, "--out", str(tmp_path / "x"), "--n", "3")
+    assert out.returncode == 0, out.stderr
+    pngs = sorted((tmp_path / "x").glob("*.png"))
+    assert len(pngs) == 3
+    for p in pngs:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert p.with_suffix(".txt").read_text().startswith("sample number")
+
+
+def test_lineage_cli(root):
+    uri = write_dataset(root, "docs", shards=2, rows_per_shard=3)
+    ck = (Location.parse(root) / "checkpoints" / "c1").uri
+    record_checkpoint(ck, stage="vocab", manifests=[uri], index_root=root)
+    rec = json.loads(varyflow("lineage", ck, "--json").stdout)
+    assert {s["uri"] for s in rec["shards"]} == {s.uri for s in read_manifest(uri).shards}
+    shard = read_manifest(uri).shards[1].uri
+    back = json.loads(varyflow("lineage", "--shard", shard, "--root", root, "--json").stdout)
+    assert [r["checkpoint"] for r in back] == [ck]
+
+
+@pytest.mark.parametrize("target, message", [
+    ("ftp://host/x.json", "unknown scheme 'ftp'"),
+    ("{tmp}/nope/manifests/v000001.json", "manifest not found"),
+    ("{tmp}/bad.json", "not a valid manifest"),
+    ("{tmp}/other.json", "not a varyflow manifest"),
+])
+def test_errors_are_one_line(tmp_path, target, message):
+    (tmp_path / "bad.json").write_text("{not json")
+    (tmp_path / "other.json").write_text('{"hello": 1}')
+    out = varyflow("data", "show", target.format(tmp=tmp_path))
+    assert out.returncode == 1
+    assert out.stderr.count("\n") == 1 and message in out.stderr and "Traceback" not in out.stderr
+    debug = varyflow("--debug", "data", "show", target.format(tmp=tmp_path))
+    assert "Traceback" in debug.stderr
+
+
+def test_s3_errors_are_one_line(s3_endpoint, s3_bucket):
+    missing = varyflow("data", "show", "s3://no-such-bucket-vf/datasets/x/manifests/v000001.json")
+    assert missing.returncode == 1 and "bucket 'no-such-bucket-vf' does not exist" in missing.stderr
+    assert missing.stderr.count("\n") == 1
+    env = {"AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+           "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"}
+    nocreds = varyflow("data", "show", f"s3://{s3_bucket}/datasets/x/manifests/v000001.json", env=env)
+    assert nocreds.returncode == 1 and "no AWS credentials found" in nocreds.stderr
+    assert nocreds.stderr.count("\n") == 1
+
+
+def test_credentials_never_printed(root):
+    uri = write_dataset(root, "docs", shards=1, rows_per_shard=2)
+    for args in (("data", "show", uri, "--json"), ("data", "verify", uri)):
+        out = varyflow(*args)
+        assert "testing-secret-value" not in out.stdout + out.stderr
