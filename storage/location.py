@@ -8,12 +8,14 @@ only from the standard AWS chain and never appear in a URI, a log line or a reco
 from __future__ import annotations
 
 import functools
+import io
 import os
 import posixpath
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, BinaryIO, ContextManager, Iterator
 from urllib.parse import urlparse
 
 from storage.errors import CommitConflict, LocationError, NotFound, StorageError
@@ -69,6 +71,9 @@ class Location:
     def read_bytes(self) -> bytes: ...
     def write_bytes(self, data: bytes | memoryview) -> None: ...
     def put_if_absent(self, data: bytes) -> None: ...
+    def open_write(self) -> ContextManager[BinaryIO]:
+        """A file to stream into; the object appears whole when the block exits, or not at all."""
+        ...
     def exists(self) -> bool: ...
     def size(self) -> int: ...
     def etag(self) -> str | None: ...
@@ -114,6 +119,17 @@ class LocalLocation(Location):
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(data)
+            os.replace(tmp, self.path)
+        except BaseException:
+            _unlink_quietly(tmp)
+            raise
+
+    @contextmanager
+    def open_write(self) -> Iterator[BinaryIO]:
+        fd, tmp = self._temp()
+        try:
+            with os.fdopen(fd, "wb") as f:
+                yield f
             os.replace(tmp, self.path)
         except BaseException:
             _unlink_quietly(tmp)
@@ -255,8 +271,10 @@ class S3Location(Location):
     def read_bytes_pyarrow(self) -> bytes:
         """Whole-object read through pyarrow's S3 filesystem (the Parquet read path)."""
         try:
-            with _pyarrow_s3(self.endpoint_url).open_input_stream(f"{self.bucket}/{self.key}") as f:
-                return f.readall()
+            # A random-access file reads the object in one ranged GET; open_input_stream's small
+            # sequential reads are ~50x slower against S3.
+            with _pyarrow_s3(self.endpoint_url).open_input_file(f"{self.bucket}/{self.key}") as f:
+                return f.read()
         except FileNotFoundError:
             raise NotFound(f"{self.uri}: no such object") from None
         except OSError as e:
@@ -264,6 +282,14 @@ class S3Location(Location):
 
     def write_bytes(self, data: bytes | memoryview) -> None:
         self._call("put", self.client.put_object, Key=self.key, Body=bytes(data) if isinstance(data, memoryview) else data)
+
+    @contextmanager
+    def open_write(self) -> Iterator[BinaryIO]:
+        # Shards are tens of MB: buffer in memory, then one PUT (S3 objects appear atomically).
+        buf = io.BytesIO()
+        yield buf
+        buf.seek(0)
+        self._call("put", self.client.put_object, Key=self.key, Body=buf)
 
     def put_if_absent(self, data: bytes) -> None:
         # If-None-Match: * makes S3 refuse the put when the key exists: two writers never both commit.

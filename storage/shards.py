@@ -4,10 +4,11 @@ task overwrites its own shard and nothing else."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Mapping
+from typing import Any, BinaryIO, Iterable, Mapping
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -21,8 +22,8 @@ DEFAULT_SHARD_ROWS = 512
 # ~16 MB row groups keep a reader's working set small without many tiny reads.
 DEFAULT_ROW_GROUP_ROWS = 128
 
-# Hashing and I/O both release the GIL; overlapping them keeps the sha256 nearly free.
-_io_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="varyflow-io")
+# Hashing releases the GIL; one thread keeps chunk order, so it can run beside encoding and I/O.
+_hash_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="varyflow-sha256")
 
 
 @dataclass
@@ -54,15 +55,43 @@ def shard_name(index: int, fingerprint: str) -> str:
     return f"shard-{index:06d}-{fingerprint[:8]}.parquet"
 
 
-def encode_shard(table: pa.Table, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS) -> pa.Buffer:
-    sink = pa.BufferOutputStream()
+class _HashingSink(io.RawIOBase):
+    """A write-only file that hashes what passes through in a second thread while Parquet keeps
+    encoding, so the sha256 costs almost no wall time on top of the write itself."""
+
+    def __init__(self, out: BinaryIO):
+        self.out = out
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self._pending: list[Future] = []
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        chunk = bytes(data)
+        self._pending.append(_hash_pool.submit(self.sha.update, chunk))
+        self.out.write(chunk)
+        self.size += len(chunk)
+        return len(chunk)
+
+    def hexdigest(self) -> str:
+        for f in self._pending:
+            f.result()
+        return self.sha.hexdigest()
+
+
+def encode_shard(table: pa.Table, out: BinaryIO, row_group_rows: int = DEFAULT_ROW_GROUP_ROWS) -> tuple[int, str]:
+    """Write `table` as Parquet to `out`; return (bytes written, sha256)."""
+    sink = _HashingSink(out)
+    # Parquet issues many small writes (page headers); coalesce them before they cross into Python.
+    buffered = pa.BufferedOutputStream(pa.PythonFile(sink, mode="w"), buffer_size=4 << 20)
     pq.write_table(
-        table, sink, row_group_size=row_group_rows, compression=PARQUET_COMPRESSION,
+        table, buffered, row_group_size=row_group_rows, compression=PARQUET_COMPRESSION,
         use_dictionary=["kind", "lang", "prompt"], write_statistics=["id", "kind", "lang"],
-        # Byte-identical output for identical rows: no creation time in the footer.
-        store_schema=True,
     )
-    return sink.getvalue()
+    buffered.close()
+    return sink.size, sink.hexdigest()
 
 
 def _counts(table: pa.Table) -> dict[str, dict[str, int]]:
@@ -81,11 +110,9 @@ def write_shard(location: Location, rows: Iterable[Mapping[str, Any]] | pa.Table
     ids = table.column("id")
     if len(pa.compute.unique(ids)) != len(ids):
         raise ValueError(f"{location.uri}: duplicate sample ids in one shard")
-    buf = encode_shard(table, row_group_rows)
-    view = memoryview(buf)
-    digest = _io_pool.submit(lambda: hashlib.sha256(view).hexdigest())
-    location.write_bytes(view)
-    return ShardInfo(index=index, path=rel_path, rows=table.num_rows, bytes=buf.size, sha256=digest.result(),
+    with location.open_write() as out:
+        size, sha256 = encode_shard(table, out, row_group_rows)
+    return ShardInfo(index=index, path=rel_path, rows=table.num_rows, bytes=size, sha256=sha256,
                      counts=_counts(table), rejects=dict(rejects or {}), uri=location.uri)
 
 
@@ -108,7 +135,7 @@ def read_verified(shard: ShardInfo, columns: list[str] | None = None, verify: bo
             return pq.read_table(pa.BufferReader(data), columns=columns)
         except (pa.ArrowInvalid, OSError) as e:
             raise ShardCorrupt(f"shard {shard.uri} cannot be decoded: {e}") from None
-    digest = _io_pool.submit(lambda: hashlib.sha256(data).hexdigest())
+    digest = _hash_pool.submit(lambda: hashlib.sha256(data).hexdigest())
     try:
         table = pq.read_table(pa.BufferReader(data), columns=columns)
         decode_error = None
