@@ -9,7 +9,8 @@ PY=${PYTHON:-python3}
 export DEBIAN_FRONTEND=noninteractive DO_NOT_TRACK=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 APT_PACKAGES=(chromium chromium-driver texlive-latex-base texlive-latex-recommended texlive-fonts-recommended
-              texlive-xetex texlive-lang-chinese dvipng fonts-wqy-microhei fonts-lmodern)
+              texlive-latex-extra texlive-xetex texlive-lang-chinese dvipng fonts-wqy-microhei fonts-lmodern
+              preview-latex-style)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,56 @@
+"""Formula rendering speed: the generator's backends against one TeX process per formula + dvipng,
+measured in the same run on the same formulas. `bench(n)` -> rows for benchmarks/render.py."""
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+
+from generators.base import sample_rng
+from generators.formula import FormulaGenerator, random_formula
+
+RAW_LABEL = "latex + dvipng, one process per formula"
+_DOC = ("\\documentclass[12pt]{article}\\usepackage{amsmath,amssymb}\\pagestyle{empty}"
+        "\\begin{document}$\\displaystyle %s$\\end{document}\n")
+
+
+def raw_tex_per_formula(formulas: list[str]) -> float:
+    """The baseline everyone starts from: a latex run and a dvipng run for every formula."""
+    env = dict(os.environ, openin_any="p", openout_any="p", shell_escape="f")
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        for i, f in enumerate(formulas):
+            name = f"f{i}"
+            with open(os.path.join(d, name + ".tex"), "w") as fh:
+                fh.write(_DOC % f)
+            subprocess.run(["latex", "-no-shell-escape", "-interaction=nonstopmode", "-halt-on-error", name + ".tex"],
+                           cwd=d, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+            subprocess.run(["dvipng", "-q", "-T", "tight", "-D", "200", "-o", name + ".png", name + ".dvi"],
+                           cwd=d, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+        return len(formulas) / (time.perf_counter() - t0)
+
+
+def ours(backend: str, n: int, seed: int = 0) -> float:
+    with FormulaGenerator(backend=backend) as gen:
+        list(gen.items(seed + 1, 0, 2))  # start the browser / TeX work dir outside the timing
+        t0 = time.perf_counter()
+        out = list(gen.items(seed, 0, n))
+        return len(out) / (time.perf_counter() - t0)
+
+
+def bench(n: int = 100) -> list[dict]:
+    formulas = [random_formula(sample_rng(0, i)) for i in range(n)]
+    raw = raw_tex_per_formula(formulas[: max(10, n // 4)])
+    rows = []
+    for backend, goal in (("fast", ">= 30/s/core and >= 5x raw"), ("faithful", ">= 2x raw (batched TeX)")):
+        rows.append({"kind": f"formula[{backend}]", "ours_per_s": round(ours(backend, n), 1),
+                     "raw_per_s": round(raw, 1), "raw_label": RAW_LABEL, "goal": goal})
+    return rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    for row in bench(int(sys.argv[1]) if len(sys.argv) > 1 else 100):
+        print(row, f"ratio {row['ours_per_s'] / row['raw_per_s']:.1f}x")

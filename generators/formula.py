@@ -1,0 +1,396 @@
+"""`formula`: one LaTeX formula per sample, target = its normalised LaTeX.
+
+Sources: a corpus file (one formula per line; local, or remote through `reader`) or the built-in
+procedural grammar (`random_formula`). Backends:
+- "fast": latex2mathml -> MathML -> the persistent Chromium (`BrowserRenderer.render_mathml`, Latin Modern Math);
+- "faithful": real TeX, every index of an `items()` range typeset in one document, one formula per page
+  (preview package, tight crop), rasterised page by page with PyMuPDF. A bad formula is found by the
+  line TeX stops at (or by bisection) and rejected alone; the rest of the batch is compiled again.
+
+Normalisation (`normalize_latex`) — what the target looks like, and what is rendered:
+- `$..$`, `$$..$$`, `\\(..\\)`, `\\[..\\]` wrappers and `%` comments are removed;
+- whitespace is dropped between tokens, except one space after a control word followed by a letter
+  (`\\alpha x`, never `\\alphax`; but `\\cdot2`, since a digit cannot extend a control word);
+- inside text-mode arguments (`\\text{..}`, `\\mbox{..}`, `\\textrm{..}`, ...) runs of whitespace
+  become one space and are kept, since there they are visible.
+So `\\frac { a } {b}  +  \\alpha  x` becomes `\\frac{a}{b}+\\alpha x`. The image is always rendered from
+the normalised string, so the target describes exactly what was drawn.
+"""
+from __future__ import annotations
+
+import io
+import re
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from generators.base import (
+    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, check_not_blank, encode_png, fit_and_pad,
+    sample_id, sample_rng,
+)
+from generators.degrade import check_spec, degrade
+
+BACKENDS = ("fast", "faithful")
+
+# -- normalisation ---------------------------------------------------------------------------------
+_TOKEN = re.compile(r"\\[A-Za-z]+|\\.|\s+|.", re.DOTALL)
+_TEXT_MODE = frozenset({"\\text", "\\mbox", "\\textrm", "\\textit", "\\textbf", "\\textsf", "\\texttt", "\\textup",
+                        "\\textnormal", "\\hbox"})
+_WRAPPERS = (("$$", "$$"), ("\\[", "\\]"), ("\\(", "\\)"), ("$", "$"))
+
+
+def _strip_comments(s: str) -> str:
+    return "\n".join(re.sub(r"(?<!\\)((?:\\\\)*)%.*", r"\1", line) for line in s.split("\n"))
+
+
+def normalize_latex(latex: str) -> str:
+    """The canonical spelling of a formula (rules in the module docstring)."""
+    s = _strip_comments(latex).strip()
+    for left, right in _WRAPPERS:
+        if s.startswith(left) and s.endswith(right) and len(s) >= len(left) + len(right):
+            s = s[len(left): len(s) - len(right)].strip()
+            break
+    tokens = _TOKEN.findall(s)
+    out: list[str] = []
+    text_depth: list[int] = []  # brace depths at which a text-mode argument opened
+    depth = 0
+    pending_text_arg = False
+    i = 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if tok.isspace():
+            if text_depth:
+                if out and not out[-1].endswith(" "):
+                    out.append(" ")
+            elif out and re.fullmatch(r"\\[A-Za-z]+", out[-1]) and i + 1 < len(tokens) and tokens[i + 1][:1].isalpha():
+                out.append(" ")
+            i += 1
+            continue
+        if tok == "{":
+            depth += 1
+            if pending_text_arg:
+                text_depth.append(depth)
+                pending_text_arg = False
+        elif tok == "}":
+            if text_depth and text_depth[-1] == depth:
+                text_depth.pop()
+            depth -= 1
+        pending_text_arg = tok in _TEXT_MODE
+        out.append(tok)
+        i += 1
+    return "".join(out).strip()
+
+
+# -- the procedural grammar ------------------------------------------------------------------------
+GREEK = ("\\alpha \\beta \\gamma \\delta \\epsilon \\varepsilon \\zeta \\eta \\theta \\vartheta \\iota \\kappa "
+         "\\lambda \\mu \\nu \\xi \\pi \\rho \\sigma \\tau \\phi \\varphi \\chi \\psi \\omega \\Gamma \\Delta "
+         "\\Theta \\Lambda \\Xi \\Pi \\Sigma \\Phi \\Psi \\Omega").split()
+LATIN = list("abcdefghijkmnpqrstuvwxyzABCDEFGHKLMNPRSTUVWXYZ")
+RELATIONS = ("=", "=", "=", "\\leq", "\\geq", "<", ">", "\\neq", "\\approx", "\\equiv", "\\sim", "\\propto")
+BINARY = ("+", "+", "-", "-", "\\cdot", "\\times", "\\pm")
+FUNCTIONS = ("\\sin", "\\cos", "\\tan", "\\log", "\\ln", "\\exp", "\\det", "\\max", "\\min")
+ACCENTS = ("\\hat", "\\bar", "\\vec", "\\tilde", "\\dot", "\\ddot", "\\overline", "\\mathbf", "\\mathrm", "\\mathcal")
+BIG_OPS = ("\\sum", "\\prod", "\\int", "\\oint", "\\iint", "\\bigcup", "\\bigcap")
+MATRICES = ("pmatrix", "bmatrix", "vmatrix", "matrix")
+
+
+def _choice(rng: np.random.Generator, seq: Any) -> Any:
+    return seq[int(rng.integers(len(seq)))]
+
+
+class _Grammar:
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def symbol(self) -> str:
+        r = self.rng.random()
+        if r < 0.45:
+            return _choice(self.rng, LATIN)
+        if r < 0.75:
+            return _choice(self.rng, GREEK)
+        if r < 0.9:
+            return str(int(self.rng.integers(1, 100)))
+        acc = _choice(self.rng, ACCENTS)
+        if acc == "\\mathcal":
+            return f"{acc}{{{_choice(self.rng, [c for c in LATIN if c.isupper()])}}}"
+        font_switch = acc in ("\\mathbf", "\\mathrm")
+        return f"{acc}{{{_choice(self.rng, LATIN if font_switch else LATIN + GREEK[:10])}}}"
+
+    def index(self) -> str:
+        r = self.rng.random()
+        if r < 0.5:
+            return _choice(self.rng, list("ijknmt") + ["0", "1", "2"])
+        if r < 0.8:
+            return f"{_choice(self.rng, list('ijk'))}{_choice(self.rng, ['+1', '-1', 'j', ''])}"
+        return str(int(self.rng.integers(2, 10)))
+
+    def atom(self, depth: int) -> str:
+        base = self.symbol()
+        r = self.rng.random()
+        if r < 0.2:
+            return f"{base}^{{{self.index()}}}"
+        if r < 0.4:
+            return f"{base}_{{{self.index()}}}"
+        if r < 0.5:
+            return f"{base}_{{{self.index()}}}^{{{self.index()}}}"
+        return base
+
+    def term(self, depth: int) -> str:
+        r = self.rng.random()
+        if depth <= 0 or r < 0.35:
+            return self.atom(depth)
+        if r < 0.5:
+            return f"\\frac{{{self.expr(depth - 1)}}}{{{self.expr(depth - 1)}}}"
+        if r < 0.58:
+            n = "" if self.rng.random() < 0.7 else f"[{int(self.rng.integers(3, 6))}]"
+            return f"\\sqrt{n}{{{self.expr(depth - 1)}}}"
+        if r < 0.68:
+            return f"{_choice(self.rng, FUNCTIONS)}\\left({self.expr(depth - 1)}\\right)"
+        if r < 0.76:
+            power = f"^{{{self.index()}}}" if self.rng.random() < 0.5 else ""
+            return f"\\left({self.expr(depth - 1)}\\right){power}"
+        if r < 0.88:
+            return self.big_op(depth)
+        if r < 0.93:
+            v = _choice(self.rng, list("xnth"))
+            to = _choice(self.rng, ["\\infty", "0", "a", "0^{+}"])
+            return f"\\lim_{{{v}\\to {to}}} {self.term(depth - 1)}"
+        return self.atom(depth)
+
+    def big_op(self, depth: int) -> str:
+        op = _choice(self.rng, BIG_OPS)
+        if op in ("\\int", "\\oint", "\\iint"):
+            v = _choice(self.rng, list("xtsuz"))
+            limits = "_{" + _choice(self.rng, ["0", "a", "-\\infty", "C", "\\Omega"]) + "}"
+            if op == "\\int" and self.rng.random() < 0.7:
+                limits += "^{" + _choice(self.rng, ["1", "b", "\\infty", "T", "x"]) + "}"
+            return f"{op}{limits}{self.term(depth - 1)}\\,d{v}"
+        i = _choice(self.rng, list("ijkn"))
+        upper = _choice(self.rng, ["n", "N", "\\infty", "m"])
+        return f"{op}_{{{i}=1}}^{{{upper}}}{self.term(depth - 1)}"
+
+    def expr(self, depth: int, max_terms: int = 3) -> str:
+        n = int(self.rng.integers(1, max_terms + 1))
+        parts = [self.term(depth)]
+        for _ in range(n - 1):
+            parts.append(_choice(self.rng, BINARY))
+            parts.append(self.term(depth))
+        return " ".join(parts)  # normalize_latex drops the spaces a control word does not need
+
+    def matrix(self) -> str:
+        env = _choice(self.rng, MATRICES)
+        rows, cols = int(self.rng.integers(2, 4)), int(self.rng.integers(2, 4))
+        body = "\\\\".join("&".join(self.atom(0) for _ in range(cols)) for _ in range(rows))
+        return f"\\begin{{{env}}}{body}\\end{{{env}}}"
+
+    def cases(self) -> str:
+        n = int(self.rng.integers(2, 4))
+        conds = ["\\text{if } " + self.atom(0) + _choice(self.rng, [">", "<", "\\geq"]) + "0",
+                 "\\text{otherwise}", self.atom(0) + "\\in" + _choice(self.rng, ["A", "B", "\\Omega"])]
+        rows = [f"{self.expr(1, 2)}&{conds[k] if k < n - 1 else conds[1]}" for k in range(n)]
+        body = "\\\\".join(rows)
+        return f"{self.atom(0)}=\\begin{{cases}}{body}\\end{{cases}}"
+
+    def formula(self) -> str:
+        r = self.rng.random()
+        if r < 0.1:
+            return f"{self.atom(0)}={self.matrix()}"
+        if r < 0.18:
+            return self.cases()
+        if r < 0.25:
+            return f"{self.matrix()}{self.matrix()}"
+        depth = int(_choice(self.rng, (1, 1, 2, 2, 3)))
+        lhs = self.expr(depth - 1, 2)
+        if self.rng.random() < 0.2:
+            return self.expr(depth)
+        return f"{lhs} {_choice(self.rng, RELATIONS)} {self.expr(depth)}"
+
+
+def random_formula(rng: np.random.Generator, max_chars: int = 160) -> str:
+    """A procedurally generated formula (fractions, roots, sums, integrals, limits, matrices, cases,
+    accents, Greek, operators, sub/superscripts), already normalised. Draws again (from the same rng,
+    so still deterministic) while the formula is longer than `max_chars`, keeping images legible."""
+    grammar = _Grammar(rng)
+    for _ in range(20):
+        latex = normalize_latex(grammar.formula())
+        if len(latex) <= max_chars:
+            return latex
+    return latex
+
+
+# -- the generator --------------------------------------------------------------------------------
+class FormulaGenerator(Generator):
+    """Params: source (None = procedural, else a formula file), reader, order ("random" | "sequential"
+    line choice for a file), backend ("fast" | "faithful"),
+    size (None = tight crop plus margin; an int pads to size×size), font_px (range for fast),
+    dpi (range for faithful), batch (formulas per TeX run), timeout_s, degradations, prompt."""
+
+    kind = "formula"
+    version = "1"
+
+    def __init__(self, source: str | None = None, reader: Callable[[str], bytes] | None = None,
+                 backend: str = "fast", size: int | None = None, font_px: tuple[int, int] = (24, 48),
+                 dpi: tuple[int, int] = (150, 300), batch: int = 64, timeout_s: float = 30.0,
+                 degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN, lang: str = "en",
+                 order: str = "random"):
+        if backend not in BACKENDS:
+            raise GeneratorError(f"formula backend must be one of {BACKENDS}, not {backend!r}")
+        if lang != "en":
+            raise GeneratorError("formula has no language; leave lang at 'en'")
+        if order not in ("random", "sequential"):
+            raise GeneratorError(f"formula order must be 'random' or 'sequential', not {order!r}")
+        check_spec(degradations)
+        super().__init__(source=source, order=order, backend=backend, size=size, font_px=list(font_px), dpi=list(dpi),
+                         batch=batch, timeout_s=timeout_s, degradations=degradations, prompt=prompt, lang=lang)
+        self.source, self.backend, self.size = source, backend, size
+        self.font_px, self.dpi, self.batch, self.timeout_s = tuple(font_px), tuple(dpi), int(batch), timeout_s
+        self.degradations, self.prompt, self.order = degradations, prompt, order
+        self._lines = _load_lines(source, reader) if source else None
+        self._browser: Any = None
+        self._tex: Any = None
+
+    # -- drawing a formula --------------------------------------------------------------------------
+    def _draw(self, rng: np.random.Generator, index: int) -> tuple[str, dict[str, Any]]:
+        if self._lines is None:
+            return random_formula(rng), {"origin": "procedural"}
+        # "sequential" walks the file (index i -> i-th formula, wrapping), for rendering a whole corpus
+        pick = index % len(self._lines) if self.order == "sequential" else int(rng.integers(len(self._lines)))
+        line_no, raw = self._lines[pick]
+        src = f"{self.source}:{line_no}"
+        latex = normalize_latex(raw)
+        if not latex:
+            raise Reject("empty_formula", "formula is empty after normalisation", src)
+        from generators.tex import check_untrusted
+
+        check_untrusted(latex, src)
+        return latex, {"origin": "corpus", "line": line_no}
+
+    def _finish(self, seed: int, index: int, img: Any, rng: np.random.Generator, latex: str,
+                sampled: dict[str, Any]) -> Sample:
+        check_not_blank(img)
+        if self.size:
+            img = fit_and_pad(img, self.size)
+        img, applied = degrade(img, rng, self.degradations)
+        meta = self.base_meta(seed, index, **sampled, degradations=applied)
+        return Sample(sample_id(self.kind, seed, index), encode_png(img), img.size[0], img.size[1], self.kind,
+                      "en", self.prompt, latex, meta)
+
+    # -- fast: MathML in Chromium ---------------------------------------------------------------------
+    def _render_fast(self, seed: int, index: int) -> Sample:
+        from PIL import Image
+
+        rng = sample_rng(seed, index)
+        latex, sampled = self._draw(rng, index)
+        font_px = int(rng.integers(self.font_px[0], self.font_px[1] + 1))
+        mathml = to_mathml(latex)
+        if self._browser is None:
+            from generators.browser import BrowserRenderer
+
+            self._browser = BrowserRenderer()
+        png = self._browser.render_mathml(mathml, font_px=font_px)
+        img = Image.open(io.BytesIO(png))
+        img = img.convert("L")
+        return self._finish(seed, index, img, rng, latex, dict(sampled, backend="fast", font_px=font_px))
+
+    # -- faithful: TeX, one run per batch ----------------------------------------------------------------
+    def _tex_renderer(self) -> Any:
+        if self._tex is None:
+            from generators.tex import TexRenderer
+
+            self._tex = TexRenderer(timeout_s=self.timeout_s)
+        return self._tex
+
+    def _faithful_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
+        from generators.tex import BatchPage, rasterise_page, render_batch
+
+        drawn: dict[int, Any] = {}
+        for index in indices:
+            rng = sample_rng(seed, index)
+            try:
+                latex, sampled = self._draw(rng, index)
+            except Reject as r:
+                drawn[index] = r
+                continue
+            dpi = int(rng.integers(self.dpi[0], self.dpi[1] + 1))
+            drawn[index] = (rng, latex, dict(sampled, backend="faithful", engine="pdflatex", dpi=dpi))
+        good = [i for i in indices if not isinstance(drawn[i], Reject)]
+        pages = render_batch(self._tex_renderer(), FORMULA_PREAMBLE, [f"$\\displaystyle {drawn[i][1]}$" for i in good])
+        placed = dict(zip(good, pages))
+        for index in indices:
+            sid = sample_id(self.kind, seed, index)
+            outcome = drawn[index] if isinstance(drawn[index], Reject) else placed[index]
+            if isinstance(outcome, Reject):
+                yield Rejected(sid, self.kind, outcome.reason, outcome.detail, outcome.source)
+                continue
+            rng, latex, sampled = drawn[index]
+            assert isinstance(outcome, BatchPage)
+            try:
+                img = rasterise_page(outcome.doc, outcome.page, sampled["dpi"])
+                yield self._finish(seed, index, img, rng, latex, sampled)
+            except Reject as r:
+                yield Rejected(sid, self.kind, r.reason, r.detail, r.source)
+
+    # -- the contract ----------------------------------------------------------------------------------
+    def render(self, seed: int, index: int) -> list[Sample]:
+        if self.backend == "fast":
+            return [self._render_fast(seed, index)]
+        (out,) = list(self._faithful_batch(seed, [index]))
+        if isinstance(out, Rejected):
+            raise Reject(out.reason, out.detail, out.source)
+        return [out]
+
+    def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
+        if self.backend == "fast":
+            yield from super().items(seed, start, stop)
+            return
+        for lo in range(start, stop, self.batch):
+            yield from self._faithful_batch(seed, list(range(lo, min(stop, lo + self.batch))))
+
+    def close(self) -> None:
+        if self._browser is not None:
+            self._browser.close()
+            self._browser = None
+        if self._tex is not None:
+            self._tex.close()
+            self._tex = None
+
+
+FORMULA_PREAMBLE = r"""\documentclass[12pt]{article}
+\usepackage{amsmath,amssymb}
+\usepackage[active,tightpage]{preview}
+\setlength\PreviewBorder{4pt}
+\pagestyle{empty}
+"""
+
+
+def to_mathml(latex: str) -> str:
+    """latex2mathml's MathML for a formula; Reject("mathml_error") when it cannot convert it or leaves a
+    control sequence it does not know as literal text (it would be drawn as `\\foo`)."""
+    import latex2mathml.converter
+
+    try:
+        mathml = latex2mathml.converter.convert(latex, display="block")
+    except Exception as e:  # latex2mathml raises many exception types for bad input
+        raise Reject("mathml_error", f"{type(e).__name__}: {e}") from None
+    unknown = re.search(r">(\\[A-Za-z]+)<", mathml)
+    if unknown:
+        raise Reject("mathml_error", f"unknown command {unknown.group(1)}")
+    return mathml
+
+
+def _load_lines(source: str, reader: Callable[[str], bytes] | None) -> list[tuple[int, str]]:
+    from pathlib import Path
+
+    if "://" in source and not source.startswith("file://"):
+        if reader is None:
+            raise GeneratorError(f"formula source {source!r} is remote; pass a reader to fetch it")
+        data = reader(source)
+    else:
+        path = Path(source.removeprefix("file://"))
+        if not path.is_file():
+            raise GeneratorError(f"formula file not found: {path}")
+        data = path.read_bytes()
+    lines = [(n, line) for n, line in enumerate(data.decode("utf-8").splitlines(), 1) if line.strip()]
+    if not lines:
+        raise GeneratorError(f"formula file {source!r} holds no formulas")
+    return lines

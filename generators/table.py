@@ -1,0 +1,353 @@
+"""`table`: tables with header rows, numeric and text cells and some merged cells.
+
+Backends: "tex" (tabular + booktabs/multirow, all indices of an `items()` range in one TeX run, one
+table per page) and "html" (the persistent Chromium, `BrowserRenderer.render_table`). The target is
+markdown when the table has one header row and no merged cells; otherwise (markdown cannot express
+merges) it is the LaTeX tabular itself. `meta.sampled.target_format` says which.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+import numpy as np
+
+from generators.base import (
+    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, check_not_blank, encode_png, fit_and_pad,
+    sample_id, sample_rng,
+)
+from generators.degrade import check_spec, degrade
+from generators.tex import ESCAPE_PREAMBLE, escape_text
+
+BACKENDS = ("tex", "html")
+STYLES = ("booktabs", "grid", "hlines")
+_HTML_BORDER = {"booktabs": "booktabs", "grid": "all", "hlines": "horizontal"}
+LANGS = ("en", "zh", "mixed")
+CJK_FONT = "WenQuanYi Micro Hei"
+
+
+@dataclass(frozen=True)
+class Cell:
+    text: str
+    header: bool = False
+    rowspan: int = 1
+    colspan: int = 1
+
+
+@dataclass(frozen=True)
+class Table:
+    """HTML-style rows: a cell covered by another's rowspan/colspan is absent from its row."""
+
+    rows: list[list[Cell]]
+    n_cols: int
+    header_rows: int
+    numeric_cols: tuple[int, ...]
+
+    @property
+    def merged(self) -> bool:
+        return any(c.rowspan > 1 or c.colspan > 1 for row in self.rows for c in row)
+
+    def text(self) -> str:
+        return " ".join(c.text for row in self.rows for c in row)
+
+    def grid(self) -> list[list[tuple[Cell, bool] | None]]:
+        """Every (row, col) position -> (owning cell, whether this is its top-left corner)."""
+        g: list[list[tuple[Cell, bool] | None]] = [[None] * self.n_cols for _ in self.rows]
+        for r, row in enumerate(self.rows):
+            c = 0
+            for cell in row:
+                while g[r][c] is not None:
+                    c += 1
+                for dr in range(cell.rowspan):
+                    for dc in range(cell.colspan):
+                        g[r + dr][c + dc] = (cell, dr == 0 and dc == 0)
+                c += cell.colspan
+        return g
+
+    def to_html_dict(self) -> dict[str, Any]:
+        return {"rows": [[{"text": c.text, "header": c.header, "rowspan": c.rowspan, "colspan": c.colspan}
+                          for c in row] for row in self.rows]}
+
+
+# -- sampling -------------------------------------------------------------------------------------
+def _number(rng: np.random.Generator, fmt: str) -> str:
+    if fmt == "int":
+        return str(int(rng.integers(0, 10_000)))
+    if fmt == "signed":
+        return f"{float(rng.normal(0, 5)):.2f}"
+    if fmt == "percent":
+        return f"{float(rng.uniform(0, 100)):.1f}%"
+    return f"{float(rng.uniform(0, 1000)):.{int(rng.integers(1, 4))}f}"
+
+
+def random_table(rng: np.random.Generator, words: Callable[[int], list[str]], joiner: str, max_cols: int = 6,
+                 max_rows: int = 8) -> tuple[Table, dict[str, Any]]:
+    """A table whose words come from `words(n)`; returns it and its sampled layout parameters."""
+    n_cols = int(rng.integers(2, max_cols + 1))
+    n_body = int(rng.integers(2, max_rows + 1))
+    numeric = tuple(c for c in range(1, n_cols) if rng.random() < 0.7)
+    formats = {c: str(rng.choice(["int", "float", "percent", "signed"])) for c in numeric}
+    header_group = n_cols >= 4 and rng.random() < 0.3
+    row_groups = n_body >= 4 and rng.random() < 0.3
+
+    def phrase(k_max: int) -> str:
+        return joiner.join(words(int(rng.integers(1, k_max + 1))))
+
+    rows: list[list[Cell]] = []
+    if header_group:
+        top, sub = [Cell(phrase(2), True, rowspan=2)], []
+        c = 1
+        while c < n_cols:
+            k = min(int(rng.integers(1, 4)), n_cols - c)
+            if k == 1:
+                top.append(Cell(phrase(2), True, rowspan=2))
+            else:
+                top.append(Cell(phrase(2), True, colspan=k))
+                sub.extend(Cell(phrase(1), True) for _ in range(k))
+            c += k
+        rows += [top, sub]
+    else:
+        rows.append([Cell(phrase(2), True) for _ in range(n_cols)])
+    header_rows = len(rows)
+    r = 0
+    while r < n_body:
+        span = min(int(rng.integers(1, 4)), n_body - r) if row_groups else 1
+        for k in range(span):
+            row = [Cell(phrase(2), rowspan=span)] if k == 0 else []
+            row += [Cell(_number(rng, formats[c]) if c in numeric else phrase(3)) for c in range(1, n_cols)]
+            rows.append(row)
+        r += span
+    table = Table(rows, n_cols, header_rows, numeric)
+    return table, {"n_cols": n_cols, "n_body_rows": n_body, "numeric_cols": list(numeric), "formats":
+                   {str(k): v for k, v in formats.items()}, "header_group": header_group, "row_groups": row_groups}
+
+
+# -- targets --------------------------------------------------------------------------------------
+def to_markdown(table: Table) -> str:
+    """Pipe-table markdown (only for one header row and no merged cells)."""
+    if table.merged or table.header_rows != 1:
+        raise ValueError("markdown cannot express merged cells or several header rows")
+
+    def line(row: list[Cell]) -> str:
+        return "| " + " | ".join(c.text.replace("|", "\\|") for c in row) + " |"
+
+    return "\n".join([line(table.rows[0]), "| " + " | ".join("---" for _ in range(table.n_cols)) + " |",
+                      *(line(row) for row in table.rows[1:])])
+
+
+def to_latex(table: Table, style: str) -> str:
+    """The tabular that typesets `table` in `style`, one row per line."""
+    grid = table.grid()
+    n = table.n_cols
+    aligns = ["l"] + ["r" if c in table.numeric_cols else "l" for c in range(1, n)]
+    spec = ("|" + "|".join(aligns) + "|") if style == "grid" else "".join(aligns)
+    top = {"booktabs": "\\toprule", "grid": "\\hline", "hlines": "\\hline"}[style]
+    mid = {"booktabs": "\\midrule", "grid": "\\hline", "hlines": "\\hline"}[style]
+    bottom = {"booktabs": "\\bottomrule", "grid": "\\hline", "hlines": "\\hline"}[style]
+    lines = [f"\\begin{{tabular}}{{{spec}}}", top]
+    grouped = any(c.rowspan > 1 for row in table.rows[table.header_rows:] for c in row)
+    for r, row_positions in enumerate(grid):
+        parts: list[str] = []
+        c = 0
+        while c < n:
+            owner, corner = row_positions[c]  # type: ignore[misc]
+            text = escape_text(owner.text) if corner else ""
+            if corner and owner.rowspan > 1:
+                text = f"\\multirow{{{owner.rowspan}}}{{*}}{{{text}}}"
+            if owner.colspan > 1 and corner:
+                col_spec = ("c|" if style == "grid" else "c")
+                parts.append(f"\\multicolumn{{{owner.colspan}}}{{{col_spec}}}{{{text}}}")
+                c += owner.colspan
+                continue
+            parts.append(text)
+            c += 1
+        rule = ""
+        if r == table.header_rows - 1:
+            rule = " " + mid
+        elif r < len(grid) - 1:
+            below = grid[r + 1]
+            # columns whose cell continues into the next row get no rule under this one
+            open_cols = [c for c in range(n) if below[c] is not None and not below[c][1] and below[c][0].rowspan > 1]  # type: ignore[index]
+            partial = [c for c in range(n) if c not in open_cols]
+            if r < table.header_rows - 1:  # under a group header: rules only beneath the spanning cells
+                spans = [(c0 + 1, c0 + cell.colspan) for c0, pos in enumerate(row_positions)
+                         if pos and pos[1] and (cell := pos[0]).colspan > 1]
+                cmd = "\\cmidrule(lr)" if style == "booktabs" else "\\cline"
+                rule = " " + " ".join(f"{cmd}{{{a}-{b}}}" for a, b in spans)
+            elif style == "grid":
+                rule = " \\hline" if not open_cols else " " + _clines(partial)
+            elif style == "hlines" and grouped and not open_cols:  # a rule between row groups
+                rule = " \\hline"
+        lines.append(" & ".join(parts) + " \\\\" + rule)
+    lines.append(bottom)
+    lines.append("\\end{tabular}")
+    return "\n".join(lines)
+
+
+def _clines(cols: list[int]) -> str:
+    runs: list[tuple[int, int]] = []
+    for c in cols:
+        if runs and runs[-1][1] == c - 1:
+            runs[-1] = (runs[-1][0], c)
+        else:
+            runs.append((c, c))
+    return " ".join(f"\\cline{{{a + 1}-{b + 1}}}" for a, b in runs)
+
+
+def tex_preamble(lang: str) -> tuple[str, str]:
+    """(engine, preamble) for tables and formulas in `lang`."""
+    head = "\\documentclass[11pt]{article}\n\\usepackage{amsmath,amssymb,booktabs,multirow,array}\n" + ESCAPE_PREAMBLE
+    tail = "\\usepackage[active,tightpage]{preview}\n\\setlength\\PreviewBorder{6pt}\n\\pagestyle{empty}\n"
+    if lang == "en":
+        # OT1 Computer Modern: its Type 1 fonts ship with TeX Live base (T1 would need cm-super or bitmap
+        # fonts); glyphtounicode makes ligatures ("ff", "fi") extract as letters for PDF text checks
+        return "pdflatex", head + "\\input{glyphtounicode}\\pdfgentounicode=1\n" + tail
+    return "xelatex", head + f"\\usepackage{{xeCJK}}\n\\setCJKmainfont{{{CJK_FONT}}}\n" + tail
+
+
+def check_text_coverage(text: str, lang: str) -> None:
+    """No tofu: CJK text must be drawable by the CJK font; pdflatex text must stay in ASCII and Latin-1 letters."""
+    if lang == "en":
+        bad = sorted({ch for ch in text if not (" " <= ch <= "~" or ("\u00c0" <= ch <= "\u00ff" and ch not in "×÷ÐðÞþ"))})
+        if bad:
+            raise Reject("font_coverage", f"pdflatex (OT1/T1 Type 1 fonts) cannot set {''.join(bad[:20])!r}")
+        return
+    from generators.fonts import require_coverage
+
+    require_coverage(text, CJK_FONT)
+
+
+# -- the generator --------------------------------------------------------------------------------
+class TableGenerator(Generator):
+    """Params: backend ("tex" | "html"), lang ("en" | "zh" | "mixed": each sample picks en or zh), corpus
+    (a corpus file per language, None = built-in), reader, size (None = tight crop; int pads to square),
+    dpi range (tex), font_px range (html), batch, timeout_s, degradations, prompt."""
+
+    kind = "table"
+    version = "1"
+
+    def __init__(self, backend: str = "tex", lang: str = "en", corpus: str | None = None,
+                 reader: Callable[[str], bytes] | None = None, size: int | None = None,
+                 dpi: tuple[int, int] = (120, 220), font_px: tuple[int, int] = (14, 22), batch: int = 32,
+                 timeout_s: float = 60.0, degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN):
+        if backend not in BACKENDS:
+            raise GeneratorError(f"table backend must be one of {BACKENDS}, not {backend!r}")
+        if lang not in LANGS:
+            raise GeneratorError(f"table lang must be one of {LANGS}, not {lang!r}")
+        check_spec(degradations)
+        super().__init__(backend=backend, lang=lang, corpus=corpus, size=size, dpi=list(dpi), font_px=list(font_px),
+                         batch=batch, timeout_s=timeout_s, degradations=degradations, prompt=prompt)
+        self.backend, self.lang, self.corpus_spec, self.reader = backend, lang, corpus, reader
+        self.size, self.dpi, self.font_px, self.batch = size, tuple(dpi), tuple(font_px), int(batch)
+        self.timeout_s, self.degradations, self.prompt = timeout_s, degradations, prompt
+        self._corpora: dict[str, Any] = {}
+        self._browser: Any = None
+        self._tex: Any = None
+
+    def _corpus(self, lang: str) -> Any:
+        if lang not in self._corpora:
+            from generators.corpus import Corpus
+
+            self._corpora[lang] = Corpus.load(self.corpus_spec, lang, reader=self.reader)
+        return self._corpora[lang]
+
+    def draw(self, seed: int, index: int) -> tuple[np.random.Generator, str, Table, dict[str, Any]]:
+        """The sample's rng (positioned after the draw), language, table and sampled parameters."""
+        rng = sample_rng(seed, index)
+        lang = self.lang if self.lang != "mixed" else str(rng.choice(["en", "zh"]))
+        corpus = self._corpus(lang)
+        table, sampled = random_table(rng, lambda n: corpus.words(rng, n), corpus.joiner)
+        style = str(rng.choice(STYLES))
+        check_text_coverage(table.text(), lang)
+        target_format = "latex" if table.merged or table.header_rows != 1 else "markdown"
+        return rng, lang, table, dict(sampled, lang=lang, style=style, target_format=target_format)
+
+    @staticmethod
+    def target(table: Table, style: str) -> str:
+        return to_latex(table, style) if table.merged or table.header_rows != 1 else to_markdown(table)
+
+    def _finish(self, seed: int, index: int, img: Any, rng: np.random.Generator, lang: str, table: Table,
+                sampled: dict[str, Any]) -> Sample:
+        check_not_blank(img)
+        if self.size:
+            img = fit_and_pad(img, self.size)
+        img, applied = degrade(img, rng, self.degradations)
+        meta = self.base_meta(seed, index, **sampled, degradations=applied)
+        return Sample(sample_id(self.kind, seed, index), encode_png(img), img.size[0], img.size[1], self.kind, lang,
+                      self.prompt, self.target(table, sampled["style"]), meta)
+
+    def _render_html(self, seed: int, index: int) -> Sample:
+        from PIL import Image
+
+        rng, lang, table, sampled = self.draw(seed, index)
+        font_px = int(rng.integers(self.font_px[0], self.font_px[1] + 1))
+        if self._browser is None:
+            from generators.browser import BrowserRenderer
+
+            self._browser = BrowserRenderer()
+        family = "WenQuanYi Micro Hei, sans-serif" if lang == "zh" else str(
+            rng.choice(["serif", "sans-serif", "DejaVu Serif", "DejaVu Sans"]))
+        style = {"font_px": font_px, "border": _HTML_BORDER[sampled["style"]], "font_family": family}
+        png = self._browser.render_table(table.to_html_dict(), style)
+        img = Image.open(io.BytesIO(png)).convert("L")
+        return self._finish(seed, index, img, rng, lang, table,
+                            dict(sampled, backend="html", font_px=font_px, font_family=family))
+
+    def _tex_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
+        from generators.tex import TexRenderer, rasterise_page, render_batch
+
+        if self._tex is None:
+            self._tex = TexRenderer(timeout_s=self.timeout_s)
+        drawn: dict[int, Any] = {}
+        for index in indices:
+            try:
+                rng, lang, table, sampled = self.draw(seed, index)
+            except Reject as r:
+                drawn[index] = r
+                continue
+            dpi = int(rng.integers(self.dpi[0], self.dpi[1] + 1))
+            engine = tex_preamble(lang)[0]
+            drawn[index] = (rng, lang, table, dict(sampled, backend="tex", engine=engine, dpi=dpi))
+        placed: dict[int, Any] = {}
+        for lang in ("en", "zh"):  # one TeX run per language present in the batch
+            group = [i for i in indices if not isinstance(drawn[i], Reject) and drawn[i][1] == lang]
+            if group:
+                engine, preamble = tex_preamble(lang)
+                items = [to_latex(drawn[i][2], drawn[i][3]["style"]) for i in group]
+                placed.update(zip(group, render_batch(self._tex, preamble, items, engine)))
+        for index in indices:
+            outcome = drawn[index] if isinstance(drawn[index], Reject) else placed[index]
+            if isinstance(outcome, Reject):
+                yield Rejected(sample_id(self.kind, seed, index), self.kind, outcome.reason, outcome.detail,
+                               outcome.source)
+                continue
+            rng, lang, table, sampled = drawn[index]
+            try:
+                img = rasterise_page(outcome.doc, outcome.page, sampled["dpi"])
+                yield self._finish(seed, index, img, rng, lang, table, sampled)
+            except Reject as r:
+                yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
+
+    def render(self, seed: int, index: int) -> list[Sample]:
+        if self.backend == "html":
+            return [self._render_html(seed, index)]
+        (out,) = list(self._tex_batch(seed, [index]))
+        if isinstance(out, Rejected):
+            raise Reject(out.reason, out.detail, out.source)
+        return [out]
+
+    def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
+        if self.backend == "html":
+            yield from super().items(seed, start, stop)
+            return
+        for lo in range(start, stop, self.batch):
+            yield from self._tex_batch(seed, list(range(lo, min(stop, lo + self.batch))))
+
+    def close(self) -> None:
+        if self._browser is not None:
+            self._browser.close()
+            self._browser = None
+        if self._tex is not None:
+            self._tex.close()
+            self._tex = None

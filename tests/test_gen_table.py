@@ -1,0 +1,91 @@
+from __future__ import annotations
+
+import io
+import re
+
+import numpy as np
+import pymupdf
+import pytest
+from PIL import Image
+
+from generators.base import Sample, encode_png
+from generators.table import TableGenerator, tex_preamble, to_latex
+from generators.tex import TexRenderer, rasterise_page, render_batch
+
+
+def _cells(table) -> list[str]:
+    return [c.text for row in table.rows for c in row]
+
+
+def _first_with(gen, want_merged: bool, seed: int = 0):
+    for index in range(60):
+        _, _, table, _ = gen.draw(seed, index)
+        if table.merged == want_merged:
+            return index
+    raise AssertionError("no such table in 60 draws")
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_tex_tables_show_exactly_the_target_cells(lang):
+    with TableGenerator(backend="tex", lang=lang) as gen, TexRenderer() as tex:
+        indices = sorted({_first_with(gen, False), _first_with(gen, True)} | {0, 1})
+        samples = {i: s for i in indices for s in gen.items(3, i, i + 1)}
+        for index, sample in samples.items():
+            assert isinstance(sample, Sample), sample
+            _, _, table, sampled = gen.draw(3, index)
+            # The sample's pixels are exactly those of its tabular typeset alone...
+            engine, preamble = tex_preamble(lang)
+            (page,) = render_batch(tex, preamble, [to_latex(table, sampled["style"])], engine)
+            assert encode_png(rasterise_page(page.doc, page.page, sample.meta["sampled"]["dpi"])) == sample.image
+            # ...and that page shows every cell's text.
+            pdf_text = "".join(page.doc[page.page].get_text().split())
+            for cell in _cells(table):
+                assert "".join(cell.split()) in pdf_text, cell
+            if sampled["target_format"] == "markdown":
+                lines = sample.text.split("\n")
+                assert re.fullmatch(r"\| ---( \| ---)* \|", lines[1])
+                got = [c.strip() for line in lines[:1] + lines[2:] for c in line.strip("|").split(" | ")]
+                assert got == _cells(table)
+            else:
+                assert table.merged and sample.text.startswith("\\begin{tabular}")
+                assert "\\multirow" in sample.text or "\\multicolumn" in sample.text
+                for cell in _cells(table):
+                    assert cell.replace("%", "\\%") in sample.text
+            assert sample.lang == lang and sample.meta["sampled"]["lang"] == lang
+
+
+def test_some_tables_merge_cells_and_have_numbers():
+    with TableGenerator(lang="en") as gen:
+        tables = [gen.draw(0, i)[2] for i in range(40)]
+    assert 0 < sum(t.merged for t in tables) < 40
+    assert all(t.header_rows in (1, 2) and t.rows[0][0].header for t in tables)
+    assert any(re.fullmatch(r"-?\d+(\.\d+)?%?", c.text) for t in tables for row in t.rows for c in row)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_html_tables_render_with_the_same_target(lang):
+    with TableGenerator(backend="html", lang=lang) as html, TableGenerator(backend="tex", lang=lang) as tex:
+        out = list(html.items(5, 0, 3))
+        ref = list(tex.items(5, 0, 3))
+    for s, r in zip(out, ref):
+        assert isinstance(s, Sample), s
+        img = np.asarray(Image.open(io.BytesIO(s.image)).convert("L"))
+        assert (img < 128).mean() > 0.005
+        assert s.text == r.text  # the target does not depend on the backend
+        assert s.meta["sampled"]["backend"] == "html"
+
+
+def test_mixed_lang_picks_a_language_per_sample():
+    with TableGenerator(backend="tex", lang="mixed") as gen:
+        out = list(gen.items(0, 0, 8))
+    assert {s.lang for s in out} == {"en", "zh"}
+    assert all(s.meta["sampled"]["engine"] == ("xelatex" if s.lang == "zh" else "pdflatex") for s in out)
+
+
+@pytest.mark.parametrize("backend", ["tex", "html"])
+def test_same_seed_same_bytes(backend):
+    with TableGenerator(backend=backend, lang="en", degradations={"p": 0.6}) as a:
+        first = [s.image for s in a.items(9, 0, 3)]
+    with TableGenerator(backend=backend, lang="en", degradations={"p": 0.6}) as b:
+        second = [s.image for s in b.items(9, 0, 3)]
+    assert first == second

@@ -1,0 +1,127 @@
+"""Hostile LaTeX is refused by the pre-filter, and stays harmless when the filter is bypassed (the TeX
+settings are the real wall): no file outside the work dir is read or written, no command runs, no hang."""
+from __future__ import annotations
+
+import os
+
+import pymupdf
+import pytest
+
+from generators.base import Reject, Rejected, Sample
+from generators.formula import FormulaGenerator
+from generators.tex import TexError, TexRenderer, check_untrusted
+
+HOSTILE = [
+    r"\input{/etc/passwd}",
+    r"\include{/etc/passwd}",
+    r"\write18{touch /tmp/pwned}",
+    r"\immediate\write18{touch /tmp/pwned}",
+    r"\def\x{\x}\x",
+    r"\newread\r\openin\r=/etc/passwd",
+    r"\openout5=/tmp/evil.txt",
+    r"\catcode`\^^5c=12",
+    r"\csname input\endcsname{/etc/passwd}",
+    r"\inp^^75t{/etc/passwd}",
+    r"\usepackage{shellesc}",
+    r"\special{dvi: evil}",
+    r"\pdffiledump length 10{/etc/passwd}",
+    r"\expandafter\x",
+    r"x \end x",
+    r"\begin{filecontents}{a.tex}x\end{filecontents}",
+]
+
+
+@pytest.mark.parametrize("tex", HOSTILE)
+def test_prefilter_rejects_hostile_control_sequences(tex):
+    with pytest.raises(Reject) as e:
+        check_untrusted(tex)
+    assert e.value.reason == "unsafe_tex"
+
+
+@pytest.mark.parametrize("tex", [r"\frac{a}{b}+\sqrt[3]{x}", r"\text{if } x>0", r"\begin{pmatrix}a&b\\c&d\end{pmatrix}",
+                                 r"\textbf{x}\mathbf{y}\end{cases}"])
+def test_prefilter_passes_ordinary_math(tex):
+    check_untrusted(tex)
+
+
+def _doc(body: str) -> str:
+    return "\\documentclass{article}\n\\begin{document}\n" + body + "\nok\n\\end{document}\n"
+
+
+@pytest.fixture()
+def secret(tmp_path):
+    path = tmp_path / "secret.txt"
+    path.write_text("SECRETTOKEN-4711\n")
+    return path
+
+
+@pytest.fixture()
+def tex():
+    with TexRenderer(timeout_s=5) as t:
+        yield t
+
+
+def _assert_secret_absent(tex: TexRenderer, body: str) -> None:
+    try:
+        out = tex.compile(_doc(body))
+    except TexError as e:
+        assert "SECRETTOKEN" not in e.log
+        return
+    assert "SECRETTOKEN" not in out.log
+    text = "".join(page.get_text() for page in pymupdf.open(stream=out.pdf, filetype="pdf"))
+    assert "SECRETTOKEN" not in text
+    assert b"SECRETTOKEN" not in out.pdf
+
+
+def test_tex_cannot_read_absolute_path(tex, secret):
+    _assert_secret_absent(tex, f"\\input{{{secret}}}")
+
+
+def test_tex_cannot_read_via_parent_dirs(tex, secret):
+    rel = os.path.relpath(secret, tex.workdir)
+    assert rel.startswith("..")
+    _assert_secret_absent(tex, f"\\input{{{rel}}}")
+
+
+def test_tex_cannot_openin_or_pdffiledump(tex, secret):
+    _assert_secret_absent(tex, f"\\newread\\r\\openin\\r={secret} \\ifeof\\r\\else\\read\\r to\\x \\x\\fi")
+    _assert_secret_absent(tex, f"\\pdffiledump length 16{{{secret}}}")
+
+
+def test_tex_runs_no_shell_command(tex, tmp_path):
+    target = tmp_path / "pwned"
+    for body in (f"\\immediate\\write18{{touch {target}}}", f"\\write18{{touch {target}}}",
+                 f"\\input|\"touch {target}\" "):
+        try:
+            tex.compile(_doc(body))
+        except TexError:
+            pass
+        assert not target.exists()
+
+
+def test_tex_cannot_write_outside_workdir(tex, tmp_path):
+    target = tmp_path / "evil.txt"
+    body = f"\\newwrite\\w\\immediate\\openout\\w={target}\\immediate\\write\\w{{x}}\\immediate\\closeout\\w"
+    with pytest.raises(TexError):
+        tex.compile(_doc(body))
+    assert not target.exists()
+
+
+def test_infinite_loop_is_killed_as_timeout():
+    with TexRenderer(timeout_s=2) as tex:
+        with pytest.raises(TexError) as e:
+            tex.compile(_doc(r"\def\x{\x}\x"))
+        assert e.value.reason == "timeout"
+        # the renderer is still usable afterwards
+        assert tex.compile(_doc("fine")).pdf.startswith(b"%PDF")
+
+
+def test_hostile_formula_corpus_rejects_only_the_hostile_lines(tmp_path):
+    lines = [r"\frac{a}{b}", r"\input{/etc/passwd}", r"x^{2}+y^{2}", r"\immediate\write18{touch /tmp/pwned}", r"\alpha"]
+    src = tmp_path / "formulas.txt"
+    src.write_text("\n".join(lines) + "\n")
+    with FormulaGenerator(source=str(src), order="sequential", backend="faithful") as gen:
+        out = list(gen.items(0, 0, len(lines)))
+    assert [isinstance(o, Sample) for o in out] == [True, False, True, False, True]
+    assert {o.reason for o in out if isinstance(o, Rejected)} == {"unsafe_tex"}
+    assert [o.source for o in out if isinstance(o, Rejected)] == [f"{src}:2", f"{src}:4"]
