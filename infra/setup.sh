@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND=noninteractive DO_NOT_TRACK=1 PIP_DISABLE_PIP_VERSION_CHE
 
 APT_PACKAGES=(chromium chromium-driver texlive-latex-base texlive-latex-recommended texlive-fonts-recommended
               texlive-latex-extra texlive-xetex texlive-lang-chinese dvipng fonts-wqy-microhei fonts-lmodern
-              preview-latex-style)
+              preview-latex-style fonts-dejavu-core)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,114 @@
+"""Render throughput per kind: our generator against the raw library loop, measured in the same run.
+
+    python benchmarks/render.py [--n 30] [--kinds document,pdf] [--out docs/render-benchmarks.md]
+
+Runs every `benchmarks/render_<kind>.py` module present (or those named by --kinds); each exposes
+`bench(n) -> list[dict]` rows {"kind", "ours_per_s", "raw_per_s", "raw_label", "goal", ...}. Everything
+runs in this one process, so the figures are samples/s on one core. Results are merged by module into
+`<out>.json` (a run of a few kinds keeps the others' last figures) and the Markdown table is rewritten.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def modules(kinds: list[str] | None) -> list[str]:
+    found = sorted(p.stem.removeprefix("render_") for p in (ROOT / "benchmarks").glob("render_*.py"))
+    if kinds:
+        unknown = sorted(set(kinds) - set(found))
+        if unknown:
+            raise SystemExit(f"no benchmarks/render_<kind>.py for: {', '.join(unknown)}; present: {', '.join(found)}")
+        return [k for k in found if k in kinds]
+    return found
+
+
+def run(kind: str, n: int) -> dict:
+    started = time.perf_counter()
+    try:
+        rows = importlib.import_module(f"benchmarks.render_{kind}").bench(n)
+        error = None
+    except Exception as e:  # one broken renderer (missing Chromium, TeX) must not hide the others
+        rows, error = [], f"{type(e).__name__}: {e}"
+        traceback.print_exc()
+    return {"module": kind, "rows": rows, "error": error, "n": n, "seconds": round(time.perf_counter() - started, 1),
+            "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"}
+
+
+def ratio(row: dict) -> str:
+    raw = row.get("raw_per_s")
+    return f"{row['ours_per_s'] / raw:.2f}x" if raw else "–"
+
+
+def table(results: dict[str, dict]) -> str:
+    lines = ["| kind | ours (samples/s/core) | raw loop (samples/s/core) | ours / raw | raw loop | goal | module run |",
+             "|---|---:|---:|---:|---|---|---|"]
+    for kind in sorted(results):
+        res = results[kind]
+        if res["error"]:
+            lines.append(f"| {kind} | – | – | – | failed: {res['error']} | – | {res['when']} |")
+        for row in res["rows"]:
+            lines.append(f"| {row['kind']} | {row['ours_per_s']:.1f} | "
+                         f"{row['raw_per_s']:.1f} | {ratio(row)} | {row['raw_label']} | {row['goal']} | "
+                         f"{res['when']}, n={res['n']} |" if row.get("raw_per_s") is not None else
+                         f"| {row['kind']} | {row['ours_per_s']:.1f} | – | – | {row['raw_label']} | {row['goal']} | "
+                         f"{res['when']}, n={res['n']} |")
+    return "\n".join(lines)
+
+
+def write_markdown(path: Path, results: dict[str, dict]) -> None:
+    machines = sorted({r["machine"] for r in results.values()})
+    path.write_text(
+        "# Render benchmarks\n\n"
+        "Samples per second on one core (each benchmark runs in one process) of each generator, against the\n"
+        "raw library loop doing the same rendering without the generator (its checks, sampling and\n"
+        "bookkeeping), measured in the same run. Regenerate with `python benchmarks/render.py`\n"
+        "(`--kinds a,b` re-measures some kinds and keeps the others' last figures).\n\n"
+        f"Machine: {'; '.join(machines)}. The machine is shared, so figures move by ±20% between runs;\n"
+        "compare the ratio, which is measured within one run.\n\n"
+        f"{table(results)}\n\n"
+        "Reference figures not re-measured here (VARY.md §7): SynthDoG 0.52 images/s per core on this machine\n"
+        "type; PyMuPDF page render alone 424/s; + pad + PNG 49/s (grayscale level 1: 111/s).\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n", type=int, default=30, help="samples per measurement")
+    ap.add_argument("--kinds", help="comma-separated subset (module names after render_)")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "render-benchmarks.md"))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    store = out.with_suffix(".json")
+    results = json.loads(store.read_text()) if store.exists() else {}
+    for kind in modules(args.kinds.split(",") if args.kinds else None):
+        print(f"== {kind}", flush=True)
+        res = run(kind, args.n)
+        results[kind] = res
+        for row in res["rows"]:
+            print(f"  {row['kind']:<24} ours {row['ours_per_s']:8.1f}/s  raw {row.get('raw_per_s') or 0:8.1f}/s  "
+                  f"{ratio(row):>6}  ({row['raw_label']}; goal {row['goal']})", flush=True)
+        if res["error"]:
+            print(f"  failed: {res['error']}", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    store.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    write_markdown(out, results)
+    print(f"wrote {out} and {store}")
+    return 1 if any(r["error"] for r in results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Text corpora the generators draw titles, sentences and paragraphs from.
+
+Built-in corpora (original prose, licence-clean) ship in `generators/data/corpus_<lang>.txt`, one paragraph
+per line, so every kind works offline. A user corpus is a .txt (one paragraph per line), .jsonl (field
+"text") or .parquet (column "text") file, local or remote; remote names are fetched by the caller's
+`reader`, which keeps this module free of the storage layer.
+"""
+from __future__ import annotations
+
+import io
+import json
+import re
+import threading
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from generators.base import GeneratorError
+
+DATA_DIR = Path(__file__).parent / "data"
+LANGS = ("en", "zh")
+
+_EN_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
+_ZH_SENTENCE_END = re.compile(r"(?<=[。！？])")
+# Clause punctuation: Chinese "words" and titles are cut between these.
+_ZH_CLAUSE_SPLIT = re.compile(r"[，。、；：！？“”‘’（）《》,.;:!?()\s]+")
+_EN_WORD_STRIP = "\"'()[],.;:!?"
+
+_cache: dict[tuple[str, str], "Corpus"] = {}
+_cache_lock = threading.Lock()
+
+
+class Corpus:
+    """Sentences of one language, kept in their original order so a drawn paragraph reads coherently."""
+
+    def __init__(self, paragraphs: list[str], lang: str, source: str = "builtin"):
+        if lang not in LANGS:
+            raise GeneratorError(f"corpus language must be one of {LANGS}, not {lang!r}")
+        self.lang = lang
+        self.source = source
+        self.sentences_: list[str] = []
+        for p in paragraphs:
+            p = " ".join(p.split()) if lang == "en" else "".join(p.split())
+            if p:
+                self.sentences_.extend(s for s in _split_sentences(p, lang) if s)
+        if not self.sentences_:
+            raise GeneratorError(f"corpus {source!r} holds no text")
+        self._words = self._build_words()
+
+    # -- loading -----------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, spec: str | None, lang: str, reader: Callable[[str], bytes] | None = None) -> "Corpus":
+        """The built-in corpus of `lang` when `spec` is None, else the corpus file `spec` names.
+
+        Local files and built-ins are cached per process; remote ones are read through `reader`."""
+        if lang not in LANGS:
+            raise GeneratorError(f"corpus language must be one of {LANGS}, not {lang!r}")
+        path = str(DATA_DIR / f"corpus_{lang}.txt") if spec is None else spec
+        remote = "://" in path and not path.startswith("file://")
+        key = (path, lang)
+        if not remote:
+            with _cache_lock:
+                if key in _cache:
+                    return _cache[key]
+        if remote:
+            if reader is None:
+                raise GeneratorError(f"corpus {path!r} is remote; pass a reader to fetch it")
+            data = reader(path)
+        else:
+            local = Path(path.removeprefix("file://"))
+            if not local.is_file():
+                raise GeneratorError(f"corpus file not found: {local}")
+            data = local.read_bytes()
+        corpus = cls(_parse(path, data), lang, source="builtin" if spec is None else path)
+        if not remote:
+            with _cache_lock:
+                _cache[key] = corpus
+        return corpus
+
+    # -- drawing -----------------------------------------------------------------------------------
+    @property
+    def joiner(self) -> str:
+        return " " if self.lang == "en" else ""
+
+    def sentence(self, rng: np.random.Generator) -> str:
+        return self.sentences_[int(rng.integers(len(self.sentences_)))]
+
+    def sentences(self, rng: np.random.Generator, n: int) -> list[str]:
+        """`n` consecutive sentences from a random starting point (wrapping round)."""
+        start = int(rng.integers(len(self.sentences_)))
+        return [self.sentences_[(start + i) % len(self.sentences_)] for i in range(n)]
+
+    def paragraph(self, rng: np.random.Generator, min_chars: int, max_chars: int) -> str:
+        """Consecutive sentences totalling between `min_chars` and `max_chars` characters where the corpus
+        allows; a sentence longer than `max_chars` is cut at a word boundary, never inside a word."""
+        if max_chars < 1 or min_chars > max_chars:
+            raise GeneratorError(f"bad paragraph bounds {min_chars}..{max_chars}")
+        start = int(rng.integers(len(self.sentences_)))
+        out: list[str] = []
+        length = 0
+        for i in range(len(self.sentences_)):
+            s = self.sentences_[(start + i) % len(self.sentences_)]
+            extra = len(s) + (len(self.joiner) if out else 0)
+            if length + extra > max_chars:
+                if not out:
+                    out.append(self._truncate(s, max_chars))
+                break
+            out.append(s)
+            length += extra
+            if length >= min_chars:
+                break
+        return self.joiner.join(out)
+
+    def words(self, rng: np.random.Generator, n: int) -> list[str]:
+        """`n` words drawn independently (English words; for Chinese, two- to four-character pieces of
+        clauses, which read as words or short phrases)."""
+        idx = rng.integers(len(self._words), size=n)
+        return [self._words[int(i)] for i in idx]
+
+    def title(self, rng: np.random.Generator, max_words: int = 6) -> str:
+        """A short heading: a run of up to `max_words` words (Chinese: up to 2*max_words characters)
+        taken from one sentence, without trailing punctuation."""
+        s = self.sentence(rng)
+        if self.lang == "en":
+            toks = [t.strip(_EN_WORD_STRIP) for t in s.split()]
+            toks = [t for t in toks if t]
+            n = int(rng.integers(min(2, len(toks)), min(max_words, len(toks)) + 1))
+            start = int(rng.integers(len(toks) - n + 1))
+            run = toks[start:start + n]
+            return " ".join([run[0][:1].upper() + run[0][1:]] + run[1:])
+        clauses = [c for c in _ZH_CLAUSE_SPLIT.split(s) if len(c) >= 2]
+        if not clauses:
+            clauses = [s.strip("。！？")]
+        limit = max(2, 2 * max_words)
+        # Prefer a whole clause; cut one only when no clause of the sentence is short enough.
+        fitting = [c for c in clauses if len(c) <= limit] or clauses
+        return fitting[int(rng.integers(len(fitting)))][:limit]
+
+    # -- internals ---------------------------------------------------------------------------------
+    def _truncate(self, s: str, max_chars: int) -> str:
+        if self.lang == "zh":
+            return s[:max_chars]
+        cut = s[: max_chars + 1]
+        if len(s) > max_chars and " " in cut:
+            cut = cut[: cut.rindex(" ")]
+        return cut[:max_chars].rstrip()
+
+    def _build_words(self) -> list[str]:
+        words: list[str] = []
+        if self.lang == "en":
+            for s in self.sentences_:
+                words.extend(w for w in (t.strip(_EN_WORD_STRIP) for t in s.split()) if w.isalpha())
+        else:
+            for s in self.sentences_:
+                for clause in _ZH_CLAUSE_SPLIT.split(s):
+                    # Cut clauses into pieces of 2-4 characters by a fixed pattern so the list is
+                    # the same on every run (no randomness at load time).
+                    pos, step = 0, 2
+                    while pos + 2 <= len(clause):
+                        words.append(clause[pos:pos + step])
+                        pos += step
+                        step = 2 + (pos % 3)
+        if not words:
+            raise GeneratorError(f"corpus {self.source!r} holds no words")
+        return sorted(set(words))
+
+
+def _split_sentences(paragraph: str, lang: str) -> list[str]:
+    if lang == "en":
+        return [s.strip() for s in _EN_SENTENCE_END.split(paragraph)]
+    return [s.strip() for s in _ZH_SENTENCE_END.split(paragraph)]
+
+
+def _parse(path: str, data: bytes) -> list[str]:
+    name = path.lower().split("?", 1)[0]
+    if name.endswith(".jsonl"):
+        out = []
+        for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    out.append(str(json.loads(line)["text"]))
+                except (ValueError, KeyError, TypeError) as e:
+                    raise GeneratorError(f"corpus {path}: line {n} is not a JSON object with 'text' ({e})") from None
+        return out
+    if name.endswith(".parquet"):
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(io.BytesIO(data), columns=["text"]) if b"PAR1" == data[:4] else None
+        if table is None:
+            raise GeneratorError(f"corpus {path}: not a Parquet file")
+        return [t for t in table.column("text").to_pylist() if t]
+    if name.endswith(".txt") or "." not in name.rsplit("/", 1)[-1]:
+        return data.decode("utf-8").splitlines()
+    raise GeneratorError(f"corpus {path}: expected a .txt, .jsonl or .parquet file")
+
+
+def pick_lang(rng: np.random.Generator, lang: str) -> str:
+    """The language of one sample: `lang` itself, or a draw from the sample's rng for 'mixed'."""
+    if lang == "mixed":
+        return LANGS[int(rng.integers(len(LANGS)))]
+    if lang in LANGS:
+        return lang
+    raise GeneratorError(f"lang must be 'en', 'zh' or 'mixed', not {lang!r}")

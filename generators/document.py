@@ -1,0 +1,291 @@
+"""`document`: synthetic pages typeset with reportlab from a text corpus, rasterised with PyMuPDF.
+
+Layout is done here, flowable by flowable, instead of by a DocTemplate: the generator then knows exactly
+which text landed on page 1 (the target) and never includes overflow. A paragraph that does not fit a
+column is cut between sentences and continues in the next column, as in print; words are never split
+(`splitLongWords=0`, no hyphenation), unlike SynthDoG's ground truth. The target is checked against
+PyMuPDF's extraction of the produced PDF before the page is accepted.
+"""
+from __future__ import annotations
+
+import io
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from xml.sax.saxutils import escape
+
+import numpy as np
+
+from generators.base import (PROMPT_OCR, Generator, GeneratorError, Reject, Sample, check_not_blank, encode_png,
+                             sample_id, sample_rng)
+from generators.corpus import Corpus, pick_lang
+from generators.degrade import check_spec, degrade
+from generators.fonts import BASE14, font_path, require_coverage
+from generators.pages import TEXT_FLAGS, rasterize_page
+
+PAGE_SIZES = {"A4": (595.28, 841.89), "letter": (612.0, 792.0)}
+# (body font, bold font) per language; base-14 names need no file, the rest are TrueType outlines.
+FONT_PAIRS = {
+    "en": (("DejaVu Sans", "DejaVu Sans Bold"), ("DejaVu Serif", "DejaVu Serif Bold"),
+           ("Helvetica", "Helvetica-Bold"), ("Times-Roman", "Times-Bold"), ("Courier", "Courier-Bold")),
+    "zh": (("WenQuanYi Micro Hei", "WenQuanYi Micro Hei"),),
+}
+BULLETS = ("•", "–", "number")
+_register_lock = threading.Lock()
+_registered: dict[str, str] = {}
+
+
+def _rl_font(name: str) -> str:
+    """reportlab's name for a font, registering TrueType files once per process."""
+    if name in BASE14:
+        return name
+    with _register_lock:
+        if name not in _registered:
+            from reportlab.pdfbase import pdfmetrics
+            from reportlab.pdfbase.ttfonts import TTFont
+
+            rl_name = "vf-" + name.replace(" ", "")
+            pdfmetrics.registerFont(TTFont(rl_name, font_path(name), subfontIndex=0))
+            _registered[name] = rl_name
+        return _registered[name]
+
+
+@dataclass
+class _Block:
+    kind: str  # "title" | "heading" | "para" | "item"
+    sentences: list[str]
+    bullet: str = ""
+    continued: bool = False  # the rest of a paragraph begun in the previous column
+    new_list: bool = False
+
+
+@dataclass
+class _Layout:
+    pieces: list[tuple[str, str]] = field(default_factory=list)  # (separator before, text)
+    blocks: int = 0
+    cut_paragraphs: int = 0
+
+
+class DocumentGenerator(Generator):
+    """Params: lang ('en' | 'zh' | 'mixed'), size (1024), corpus (None = built-in; a path/URI, or a dict
+    lang -> path/URI), reader (fetches remote corpora), degradations ({"p", "kinds"} or None),
+    prompt (default the OCR prompt), columns (list of allowed column counts, default [1, 2, 3])."""
+
+    kind = "document"
+    version = "1"
+
+    def __init__(self, lang: str = "en", size: int = 1024, corpus: str | dict[str, str] | None = None,
+                 reader: Callable[[str], bytes] | None = None, degradations: dict | None = None,
+                 prompt: str = PROMPT_OCR, columns: list[int] | tuple[int, ...] = (1, 2, 3)):
+        super().__init__(lang=lang, size=size, corpus=corpus, degradations=degradations, prompt=prompt,
+                         columns=list(columns))
+        if lang not in ("en", "zh", "mixed"):
+            raise GeneratorError(f"lang must be 'en', 'zh' or 'mixed', not {lang!r}")
+        if not columns or any(c not in (1, 2, 3) for c in columns):
+            raise GeneratorError(f"columns must be a non-empty subset of [1, 2, 3], not {columns!r}")
+        check_spec(degradations)
+        self.lang, self.size, self.prompt, self.degradations = lang, int(size), prompt, degradations
+        self.columns = tuple(columns)
+        self._corpus_spec, self._reader = corpus, reader
+        self._corpora: dict[str, Corpus] = {}
+
+    def corpus(self, lang: str) -> Corpus:
+        if lang not in self._corpora:
+            spec = self._corpus_spec.get(lang) if isinstance(self._corpus_spec, dict) else self._corpus_spec
+            self._corpora[lang] = Corpus.load(spec, lang, self._reader)
+        return self._corpora[lang]
+
+    def typeset(self, seed: int, index: int) -> tuple[bytes, str, dict[str, Any], np.random.Generator]:
+        """The one-page PDF of sample `index`, its target text, the sampled layout, and the sample's rng
+        (positioned after layout, for what follows). Exposed so tests and tools can inspect the PDF."""
+        rng = sample_rng(seed, index)
+        lang = pick_lang(rng, self.lang)
+        corpus = self.corpus(lang)
+        s = self._sample_style(rng, lang)
+        pdf, layout = self._typeset(rng, corpus, s)
+        target = _join(layout.pieces)
+        if layout.blocks == 0 or not target:
+            raise Reject("overflow", "no body text fits the page with the sampled layout")
+        sampled = {**s, "lang": lang, "blocks": layout.blocks, "cut_paragraphs": layout.cut_paragraphs,
+                   "chars": len(target)}
+        sampled.pop("page_wh")
+        return pdf, target, sampled, rng
+
+    def render(self, seed: int, index: int) -> list[Sample]:
+        import pymupdf
+
+        pdf, target, sampled, rng = self.typeset(seed, index)
+        with pymupdf.open("pdf", pdf) as doc:
+            page = doc[0]
+            # Creation order is reading order here (the layout draws in reading order), so the
+            # plain extraction must equal the target up to line-wrapping whitespace.
+            extracted = page.get_text("text", flags=TEXT_FLAGS)
+            if "".join(extracted.split()) != "".join(target.split()):
+                raise Reject("text_mismatch", f"PyMuPDF reads {len(extracted)} chars, target has {len(target)}")
+            img, _ = rasterize_page(page, self.size, gray=True)
+        check_not_blank(img.reduce(2))  # a quarter of the pixels tells blank from not as well
+        img, applied = degrade(img, rng, self.degradations)
+        lang = sampled["lang"]
+        return [Sample(id=sample_id(self.kind, seed, index), image=encode_png(img, 1, grayscale=True),
+                       width=img.width, height=img.height, kind=self.kind, lang=lang, prompt=self.prompt,
+                       text=target, meta=self.base_meta(seed, index, **sampled, degradations=applied))]
+
+    # -- sampling ----------------------------------------------------------------------------------
+    def _sample_style(self, rng: np.random.Generator, lang: str) -> dict[str, Any]:
+        page_size = ("A4", "letter")[int(rng.integers(2))]
+        columns = int(rng.choice(self.columns))
+        pairs = FONT_PAIRS[lang]
+        body_font, bold_font = pairs[int(rng.integers(len(pairs)))]
+        font_size = round(float(rng.uniform(9.0, 12.0) if columns < 3 else rng.uniform(8.5, 10.0)), 2)
+        return {
+            "page_size": page_size,
+            "page_wh": PAGE_SIZES[page_size],
+            "columns": columns,
+            "body_font": body_font,
+            "bold_font": bold_font,
+            "font_size": font_size,
+            "leading": round(font_size * float(rng.uniform(1.2, 1.55)), 2),
+            "heading_size": round(font_size * float(rng.uniform(1.1, 1.45)), 2),
+            "title_size": round(font_size * float(rng.uniform(1.5, 2.2)), 2),
+            "has_title": bool(rng.random() < 0.85),
+            "align": ("left", "justify")[int(rng.integers(2))],
+            "margins": [round(float(m), 1) for m in rng.uniform(36.0, 86.0, size=4)],  # left right top bottom
+            "gutter": round(float(rng.uniform(12.0, 30.0)), 1),
+            "block_gap": round(font_size * float(rng.uniform(0.4, 1.2)), 2),
+        }
+
+    def _next_block(self, rng: np.random.Generator, corpus: Corpus, prev: _Block | None) -> _Block:
+        r = rng.random()
+        if r < 0.14 and (prev is None or prev.kind not in ("heading", "title")):
+            return _Block("heading", [corpus.title(rng, max_words=5)])
+        if r < 0.26:
+            lo, hi = (25, 140) if corpus.lang == "en" else (12, 60)
+            n = int(rng.integers(2, 6))
+            style = BULLETS[int(rng.integers(len(BULLETS)))]
+            items = [corpus.paragraph(rng, lo, hi) for _ in range(n)]
+            # A list is expanded into items that the layout places one by one.
+            self._pending_items = [
+                _Block("item", [t], bullet=f"{k + 1}." if style == "number" else style, new_list=(k == 0))
+                for k, t in enumerate(items)]
+            return self._pending_items.pop(0)
+        n = int(rng.integers(2, 7))
+        return _Block("para", corpus.sentences(rng, n))
+
+    # -- layout ------------------------------------------------------------------------------------
+    def _typeset(self, rng: np.random.Generator, corpus: Corpus, s: dict[str, Any]) -> tuple[bytes, _Layout]:
+        from reportlab.lib.enums import TA_JUSTIFY, TA_LEFT
+        from reportlab.lib.styles import ParagraphStyle
+        from reportlab.pdfgen.canvas import Canvas
+        from reportlab.platypus import Paragraph
+
+        lang = corpus.lang
+        for f in (s["body_font"], s["bold_font"]):
+            font_path(f) if f not in BASE14 else None  # a missing font is a set-up error, raised early
+        body, bold = _rl_font(s["body_font"]), _rl_font(s["bold_font"])
+        wrap = "CJK" if lang == "zh" else None
+        align = TA_JUSTIFY if s["align"] == "justify" else TA_LEFT
+        common = dict(splitLongWords=0, wordWrap=wrap, allowWidows=1, allowOrphans=1)
+        styles = {
+            "para": ParagraphStyle("p", fontName=body, fontSize=s["font_size"], leading=s["leading"],
+                                   alignment=align, **common),
+            "item": ParagraphStyle("i", fontName=body, fontSize=s["font_size"], leading=s["leading"], alignment=TA_LEFT,
+                                   leftIndent=s["font_size"] * 1.8, bulletIndent=s["font_size"] * 0.3,
+                                   bulletFontName=body, bulletFontSize=s["font_size"], **common),
+            "heading": ParagraphStyle("h", fontName=bold, fontSize=s["heading_size"],
+                                      leading=s["heading_size"] * 1.25, alignment=TA_LEFT, **common),
+            "title": ParagraphStyle("t", fontName=bold, fontSize=s["title_size"], leading=s["title_size"] * 1.25,
+                                    alignment=1, **common),
+        }
+        W, H = s["page_wh"]
+        ml, mr, mt, mb = s["margins"]
+        buf = io.BytesIO()
+        canvas = Canvas(buf, pagesize=(W, H), invariant=1, pageCompression=0)
+        layout = _Layout()
+        joiner = corpus.joiner
+        self._pending_items: list[_Block] = []
+
+        def make(block: _Block, sentences: list[str]) -> Any:
+            text = joiner.join(sentences)
+            # The target is checked for coverage before anything is drawn: no tofu reaches an image.
+            require_coverage(text + block.bullet, s["bold_font"] if block.kind in ("title", "heading") else s["body_font"])
+            return Paragraph(escape(text), styles[block.kind], bulletText=block.bullet or None)
+
+        def fits(p: Any, width: float, height: float) -> bool:
+            _, h = p.wrap(width, height)
+            # reportlab squeezes justified lines a little past the width; a word that does not fit
+            # at all overshoots by far more.
+            # CJK wrapping hangs closing punctuation, one character past the width.
+            if max(p.getActualLineWidths0() or [0]) > width * 1.03 + (s["font_size"] * 1.1 if wrap else 0):
+                raise Reject("overflow", "a word is wider than the column")
+            return h <= height
+
+        def record(block: _Block, sentences: list[str]) -> None:
+            text = joiner.join(sentences)
+            if block.kind == "item":
+                text = f"{block.bullet} {text}"
+                sep = "\n\n" if block.new_list else "\n"
+            else:
+                sep = joiner if block.continued else "\n\n"
+            layout.pieces.append((sep, text))
+
+        y = H - mt
+        if s["has_title"]:
+            title = _Block("title", [corpus.title(rng, max_words=7)])
+            p = make(title, title.sentences)
+            _, h = p.wrap(W - ml - mr, H)
+            p.drawOn(canvas, ml, y - h)
+            record(title, title.sentences)
+            y -= h + s["block_gap"] * 1.5
+        ncols = s["columns"]
+        col_w = (W - ml - mr - s["gutter"] * (ncols - 1)) / ncols
+        prev: _Block | None = None
+        pending: _Block | None = None
+        for col in range(ncols):
+            x, cur = ml + col * (col_w + s["gutter"]), y
+            first = True
+            while True:
+                block = pending or (self._pending_items.pop(0) if self._pending_items else self._next_block(rng, corpus, prev))
+                pending = None
+                gap = 0.0 if first else s["block_gap"] * (0.35 if block.kind == "item" and not block.new_list else 1.0)
+                room = cur - gap - mb
+                # A heading keeps two lines of what follows with it rather than end a column.
+                keep = 2 * s["leading"] if block.kind == "heading" else 0.0
+                p = make(block, block.sentences)
+                if room - keep > 0 and fits(p, col_w, room - keep):
+                    shown = block.sentences
+                else:
+                    shown = []
+                    if block.kind == "para" and room > 0:
+                        # The longest run of leading sentences that fits (binary search: fit is monotone).
+                        lo, hi, best = 1, len(block.sentences) - 1, None
+                        while lo <= hi:
+                            k = (lo + hi) // 2
+                            q = make(block, block.sentences[:k])
+                            if fits(q, col_w, room):
+                                best, lo = (k, q), k + 1
+                            else:
+                                hi = k - 1
+                        if best is not None:
+                            shown, p = block.sentences[:best[0]], best[1]
+                    if not shown:
+                        pending = block
+                        break
+                    layout.cut_paragraphs += 1
+                    pending = _Block("para", block.sentences[len(shown):], continued=True)
+                h = p.height
+                p.drawOn(canvas, x, cur - gap - h)
+                record(block, shown)
+                layout.blocks += 1
+                cur -= gap + h
+                first = False
+                prev = block
+                if pending is not None:
+                    break
+        canvas.showPage()
+        canvas.save()
+        return buf.getvalue(), layout
+
+
+def _join(pieces: list[tuple[str, str]]) -> str:
+    out = "".join(sep + text for sep, text in pieces)
+    return out.lstrip("\n ")

@@ -1,0 +1,80 @@
+"""`negative`: natural images whose target is one of Vary's fixed "this is a picture" sentences, so the
+model learns not to hallucinate text where there is none."""
+from __future__ import annotations
+
+import io
+from typing import Sequence
+
+from generators.base import (NEGATIVE_SENTENCES, PROMPT_OCR, Generator, GeneratorError, Reject, Sample, encode_png,
+                             fit_and_pad, is_grayscale, sample_id, sample_rng)
+from generators.corpus import pick_lang
+from generators.degrade import check_spec, degrade
+from generators.sources import Lister, Reader, describe_source, list_sources, read_source
+
+# Decoding bombs: a small file can claim a huge canvas; refuse before Pillow allocates it.
+MAX_PIXELS = 80_000_000
+
+
+class NegativeGenerator(Generator):
+    """Params: source (folder, list of names, or .txt list file; remote names need `reader`, a remote
+    prefix needs `lister`), size (1024), lang ('en' | 'zh' | 'mixed': recorded label; the sentences
+    are Vary's English ones), sentences (override NEGATIVE_SENTENCES), max_bytes, degradations, prompt."""
+
+    kind = "negative"
+    version = "1"
+
+    def __init__(self, source: str | Sequence[str] | None = None, size: int = 1024, lang: str = "en",
+                 sentences: Sequence[str] = NEGATIVE_SENTENCES, max_bytes: int = 32 * 2**20,
+                 degradations: dict | None = None, prompt: str = PROMPT_OCR,
+                 reader: Reader | None = None, lister: Lister | None = None):
+        super().__init__(source=describe_source(source), size=size, lang=lang, sentences=list(sentences),
+                         max_bytes=max_bytes, degradations=degradations, prompt=prompt)
+        if lang not in ("en", "zh", "mixed"):
+            raise GeneratorError(f"lang must be 'en', 'zh' or 'mixed', not {lang!r}")
+        if not sentences:
+            raise GeneratorError("sentences must not be empty")
+        check_spec(degradations)
+        self.size, self.lang, self.sentences = int(size), lang, tuple(sentences)
+        self.max_bytes, self.degradations, self.prompt = int(max_bytes), degradations, prompt
+        self._source, self._reader, self._lister = source, reader, lister
+        self._files: list[str] | None = None
+
+    @property
+    def files(self) -> list[str]:
+        if self._files is None:
+            self._files = list_sources(self._source, self._reader, self._lister)
+        return self._files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def render(self, seed: int, index: int) -> list[Sample]:
+        from PIL import Image, ImageOps, UnidentifiedImageError
+
+        if not 0 <= index < len(self.files):
+            raise Reject("no_such_file", f"index {index} outside the {len(self.files)} source files")
+        name = self.files[index]
+        data = read_source(name, self._reader, self.max_bytes)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                if im.width * im.height > MAX_PIXELS:
+                    raise Reject("too_large", f"{name}: {im.width}x{im.height} pixels", source=name)
+                im = ImageOps.exif_transpose(im)  # photos store their rotation in EXIF
+                im.load()
+                img = im.convert("RGB")
+        except Reject:
+            raise
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise Reject("corrupt_image", f"{name}: {type(e).__name__}: {e}", source=name) from None
+        rng = sample_rng(seed, index)
+        lang = pick_lang(rng, self.lang)
+        sentence = self.sentences[int(rng.integers(len(self.sentences)))]
+        original = img.size
+        img = fit_and_pad(img, self.size, fill=(255, 255, 255))
+        img, applied = degrade(img, rng, self.degradations)
+        gray = is_grayscale(img)
+        meta = self.base_meta(seed, index, file=name, lang=lang, sentence=sentence, original_size=list(original),
+                              grayscale=gray, degradations=applied)
+        return [Sample(id=sample_id(self.kind, seed, index), image=encode_png(img, 1, grayscale=gray),
+                       width=img.width, height=img.height, kind=self.kind, lang=lang, prompt=self.prompt,
+                       text=sentence, meta=meta)]

@@ -1,0 +1,162 @@
+"""PDF page helpers shared by every kind that goes through a PDF (pdf, document, TeX pages):
+rasterise a page straight to the square input size, and read its text in reading order.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from generators.base import fit_and_pad
+
+# Ligatures expanded ("ﬁ" -> "fi"), whitespace kept, text outside the page dropped; no de-hyphenation:
+# the target keeps the hyphen the image shows.
+TEXT_FLAGS = 2 | 64  # TEXT_PRESERVE_WHITESPACE | TEXT_MEDIABOX_CLIP
+_CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\u3000-\u303f]")
+
+
+def rasterize_page(page: Any, size: int = 1024, gray: bool | None = None, fill: int = 255) -> tuple[Image.Image, bool]:
+    """The page scaled so its longer side is `size` pixels and padded to size×size, plus whether it is
+    grayscale. Rendering at the final scale avoids a resampling pass; `gray=None` renders in colour and
+    keeps one channel when the page has no colour (PNG encoding then costs half)."""
+    import pymupdf
+
+    rect = page.rect
+    zoom = size / max(rect.width, rect.height)
+    cs = pymupdf.csGRAY if gray else pymupdf.csRGB
+    pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=cs, alpha=False)
+    if gray:
+        img = Image.frombuffer("L", (pix.width, pix.height), pix.samples, "raw", "L", 0, 1)
+        is_gray = True
+    else:
+        arr = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, 3)
+        is_gray = gray is None and _no_colour(arr)
+        img = Image.fromarray(np.ascontiguousarray(arr[..., 0]) if is_gray else arr, "L" if is_gray else "RGB")
+    return fit_and_pad(img, size, fill), is_gray
+
+
+def _no_colour(arr: np.ndarray, tolerance: int = 2) -> bool:
+    # Same rule as base.is_grayscale, in uint8 without a widened copy of the page.
+    r, g, b = arr[..., 0], arr[..., 1], arr[..., 2]
+    return bool((np.maximum(r, g) - np.minimum(r, g)).max() <= tolerance and (np.maximum(g, b) - np.minimum(g, b)).max() <= tolerance)
+
+
+def reading_order_text(page: Any) -> str:
+    """The page's text in reading order: blocks grouped into columns (found from gaps in the blocks'
+    horizontal coverage), columns read left to right within each band between full-width blocks.
+    Lines of a block are joined with a space (none between CJK characters or after a line-end
+    hyphen); blocks are separated by a blank line."""
+    blocks = [b for b in page.get_text("blocks", flags=TEXT_FLAGS) if b[6] == 0 and b[4].strip()]
+    ordered = order_blocks([(b[0], b[1], b[2], b[3]) for b in blocks], page.rect.width)
+    return "\n\n".join(t for t in (join_lines(blocks[i][4]) for i in ordered) if t)
+
+
+def order_blocks(boxes: list[tuple[float, float, float, float]], page_width: float) -> list[int]:
+    """Indices of `boxes` (x0, y0, x1, y1) in reading order."""
+    if not boxes:
+        return []
+    gutters = _find_gutters(boxes, page_width)
+    if not gutters:
+        return sorted(range(len(boxes)), key=lambda i: (round(boxes[i][1], 1), boxes[i][0]))
+    edges = [-np.inf, *gutters, np.inf]
+
+    def column_of(b: tuple[float, float, float, float]) -> int | None:
+        for c in range(len(edges) - 1):
+            if b[0] >= edges[c] - 2 and b[2] <= edges[c + 1] + 2:
+                return c
+        return None  # crosses a gutter: a full-width block (title, wide figure caption)
+
+    cols = [column_of(b) for b in boxes]
+
+    left, right = min(b[0] for b in boxes), max(b[2] for b in boxes)
+
+    def breaks_band(i: int) -> bool:
+        # A block inside one column still spans the page when it is centred on the text area and sits
+        # wholly above or below the text of every other column: a title over three columns, a footer.
+        if cols[i] is None:
+            return True
+        x0, y0, x1, y1 = boxes[i]
+        if abs((x0 + x1) / 2 - (left + right) / 2) > 0.08 * (right - left):
+            return False
+        for c in set(cols) - {cols[i], None}:
+            others = [boxes[j] for j in range(len(boxes)) if cols[j] == c]
+            if not (all(o[1] >= y1 - 1 for o in others) or all(o[3] <= y0 + 1 for o in others)):
+                return False
+        return True
+
+    spanning = sorted((i for i in range(len(boxes)) if breaks_band(i)), key=lambda i: boxes[i][1])
+    out: list[int] = []
+    placed: set[int] = set()
+    band_top = -np.inf
+    for s in [*spanning, None]:
+        band_bottom = boxes[s][1] if s is not None else np.inf
+        band = [i for i, b in enumerate(boxes) if i not in placed and i not in spanning and band_top <= b[1] < band_bottom]
+        band.sort(key=lambda i: (cols[i], boxes[i][1], boxes[i][0]))
+        out.extend(band)
+        placed.update(band)
+        if s is not None:
+            out.append(s)
+            placed.add(s)
+            band_top = boxes[s][1]
+    out.extend(i for i in range(len(boxes)) if i not in placed)  # defensive: never lose a block
+    return out
+
+
+def _find_gutters(boxes: list[tuple[float, float, float, float]], page_width: float) -> list[float]:
+    """x positions of vertical gaps between text columns. Coverage is weighted by block height so one
+    short centred heading bridging a gutter does not hide it."""
+    x0 = min(b[0] for b in boxes)
+    x1 = max(b[2] for b in boxes)
+    width = x1 - x0
+    if width <= 0:
+        return []
+    narrow = [b for b in boxes if (b[2] - b[0]) < 0.6 * width]
+    if len(narrow) < 2:
+        return []
+    n = int(np.ceil(width)) + 1
+    cover = np.zeros(n, dtype=np.float64)
+    for b in narrow:
+        cover[int(b[0] - x0): int(np.ceil(b[2] - x0)) + 1] += b[3] - b[1]
+    total = sum(b[3] - b[1] for b in narrow)
+    empty = cover <= 0.03 * total
+    gutters: list[float] = []
+    margin = int(0.1 * width)
+    run_start = None
+    for x in range(margin, n - margin + 1):
+        e = x < n - margin and empty[x]
+        if e and run_start is None:
+            run_start = x
+        elif not e and run_start is not None:
+            if x - run_start >= min(8.0, 0.015 * page_width):
+                mid = x0 + (run_start + x) / 2
+                left = [b for b in narrow if b[2] <= mid]
+                right = [b for b in narrow if b[0] >= mid]
+                if left and right:
+                    gutters.append(mid)
+            run_start = None
+    return gutters
+
+
+def join_lines(block_text: str) -> str:
+    lines = [ln.strip() for ln in block_text.splitlines()]
+    out = ""
+    for ln in lines:
+        if not ln:
+            continue
+        if not out:
+            out = ln
+        elif out.endswith("-") and len(out) > 1 and out[-2].isalpha() or _CJK.match(out[-1]) and _CJK.match(ln[0]):
+            out += ln
+        else:
+            out += " " + ln
+    return " ".join(out.split(" ")) if out else ""
+
+
+def text_lang(text: str) -> str:
+    """'zh' when CJK characters make up a fifth or more of the non-space text, else 'en'."""
+    chars = [c for c in text if not c.isspace()]
+    if not chars:
+        return "en"
+    return "zh" if len(_CJK.findall(text)) >= 0.2 * len(chars) else "en"

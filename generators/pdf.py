@@ -1,0 +1,117 @@
+"""`pdf`: pages of real PDF files -> (page image, page text in reading order).
+
+Index i is file i of the sorted source list and yields one sample per page (id suffix `-pNNNN`). A page
+without text is not a sample: `items()` yields `Rejected("no_text")` for it so the driver counts it. A
+file that cannot be used (empty, not a PDF, truncated, corrupt, encrypted, too large, too many pages,
+over its time limit) is a `Reject` naming the file; the rest of the batch goes on.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterator, Sequence
+
+from generators.base import PROMPT_OCR, Generator, GeneratorError, Reject, Rejected, Sample, encode_png, sample_id, sample_rng
+from generators.degrade import check_spec, degrade
+from generators.pages import rasterize_page, reading_order_text, text_lang
+from generators.sources import Lister, Reader, describe_source, list_sources, read_source
+
+
+class PdfGenerator(Generator):
+    """Params: source (folder, list of names, or .txt list file; remote names need `reader`, a remote
+    prefix needs `lister`), size (1024), lang ('auto' detects per page; 'en'/'zh' labels every page),
+    max_bytes (per file), max_pages (per file), time_limit_s (per file, checked between pages),
+    degradations, prompt."""
+
+    kind = "pdf"
+    version = "1"
+
+    def __init__(self, source: str | Sequence[str] | None = None, size: int = 1024, lang: str = "auto",
+                 max_bytes: int = 64 * 2**20, max_pages: int = 500, time_limit_s: float = 60.0,
+                 degradations: dict | None = None, prompt: str = PROMPT_OCR,
+                 reader: Reader | None = None, lister: Lister | None = None):
+        super().__init__(source=describe_source(source), size=size,
+                         lang=lang, max_bytes=max_bytes, max_pages=max_pages, time_limit_s=time_limit_s,
+                         degradations=degradations, prompt=prompt)
+        if lang not in ("auto", "mixed", "en", "zh"):
+            raise GeneratorError(f"lang must be 'auto', 'en' or 'zh' for pdf, not {lang!r}")
+        check_spec(degradations)
+        self.size, self.lang, self.prompt, self.degradations = int(size), lang, prompt, degradations
+        self.max_bytes, self.max_pages, self.time_limit_s = int(max_bytes), int(max_pages), float(time_limit_s)
+        self._source, self._reader, self._lister = source, reader, lister
+        self._files: list[str] | None = None
+
+    @property
+    def files(self) -> list[str]:
+        if self._files is None:
+            self._files = list_sources(self._source, self._reader, self._lister)
+        return self._files
+
+    def __len__(self) -> int:
+        """Number of input files (indices 0..len-1)."""
+        return len(self.files)
+
+    def render(self, seed: int, index: int) -> list[Sample]:
+        """The samples of file `index`; pages without text are left out (use `items()` to count them)."""
+        return [s for s in self._file_items(seed, index) if isinstance(s, Sample)]
+
+    def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
+        for index in range(start, stop):
+            try:
+                yield from self._file_items(seed, index)
+            except Reject as r:
+                yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
+
+    def _file_items(self, seed: int, index: int) -> Iterator[Sample | Rejected]:
+        import pymupdf
+
+        if not 0 <= index < len(self.files):
+            raise Reject("no_such_file", f"index {index} outside the {len(self.files)} source files")
+        name = self.files[index]
+        started = time.monotonic()
+        data = read_source(name, self._reader, self.max_bytes)
+        _check_pdf_bytes(name, data)
+        try:
+            doc = pymupdf.open(stream=data, filetype="pdf")
+        except Exception as e:  # MuPDF raises FileDataError, RuntimeError, ValueError for bad files
+            raise Reject("corrupt_pdf", f"{name}: {e}", source=name) from None
+        with doc:
+            if doc.needs_pass:
+                raise Reject("encrypted", f"{name}: needs a password", source=name)
+            if doc.page_count == 0:
+                raise Reject("empty_pdf", f"{name}: no pages", source=name)
+            if doc.page_count > self.max_pages:
+                raise Reject("too_many_pages", f"{name}: {doc.page_count} pages > max_pages {self.max_pages}", source=name)
+            for pno in range(doc.page_count):
+                sid = sample_id(self.kind, seed, index, f"-p{pno:04d}")
+                if time.monotonic() - started > self.time_limit_s:
+                    yield Rejected(sid, self.kind, "timeout",
+                                   f"{name}: time limit {self.time_limit_s}s reached; pages {pno}.. not rendered", name)
+                    return
+                try:
+                    page = doc.load_page(pno)
+                    text = reading_order_text(page)
+                    if not text.strip():
+                        yield Rejected(sid, self.kind, "no_text", f"{name}: page {pno} has no text", name)
+                        continue
+                    img, gray = rasterize_page(page, self.size)
+                except Exception as e:  # a damaged page object; the other pages may still be fine
+                    yield Rejected(sid, self.kind, "corrupt_page", f"{name}: page {pno}: {e}", name)
+                    continue
+                rng = sample_rng(seed, index, stream=pno + 1)
+                img, applied = degrade(img, rng, self.degradations)
+                lang = text_lang(text) if self.lang in ("auto", "mixed") else self.lang
+                meta = self.base_meta(seed, index, file=name, page=pno, pages=doc.page_count, lang=lang,
+                                      grayscale=gray, page_size=[round(page.rect.width, 2), round(page.rect.height, 2)],
+                                      degradations=applied)
+                yield Sample(id=sid, image=encode_png(img, 1, grayscale=gray), width=img.width, height=img.height,
+                             kind=self.kind, lang=lang, prompt=self.prompt, text=text, meta=meta)
+
+
+def _check_pdf_bytes(name: str, data: bytes) -> None:
+    """Reject what MuPDF would silently 'repair' into something else: no bytes, no PDF header, no end."""
+    if not data:
+        raise Reject("empty_file", f"{name}: 0 bytes", source=name)
+    if b"%PDF-" not in data[:1024]:
+        raise Reject("not_pdf", f"{name}: no %PDF- header", source=name)
+    if b"%%EOF" not in data[-2048:]:
+        raise Reject("truncated_pdf", f"{name}: no %%EOF marker at the end (truncated download?)", source=name)

@@ -1,0 +1,96 @@
+"""`document`: synthetic reportlab pages whose target is exactly the text on the page."""
+from __future__ import annotations
+
+import io
+import json
+import re
+
+import pymupdf
+import pytest
+from PIL import Image
+
+from generators import get_generator
+from generators.base import PROMPT_OCR, Rejected, Sample
+from generators.corpus import Corpus
+from generators.fonts import missing_glyphs
+from generators.pages import reading_order_text
+
+
+def _squash(s: str) -> str:
+    return "".join(s.split())
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_pages_render_with_targets_matching_the_pdf_in_reading_order(lang):
+    gen = get_generator("document", lang=lang)
+    columns_seen = set()
+    for index in range(4):
+        pdf, target, sampled, _ = gen.typeset(11, index)
+        columns_seen.add(sampled["columns"])
+        with pymupdf.open("pdf", pdf) as doc:
+            assert doc.page_count == 1
+            # Reading order recovered from block positions alone (the pdf kind's algorithm) agrees
+            # with the target known by construction, columns included.
+            assert _squash(reading_order_text(doc[0])) == _squash(target)
+            fonts = " ".join(f[3] for f in doc[0].get_fonts())
+        if lang == "zh":
+            assert "WenQuanYi" in fonts, fonts  # embedded, so the glyphs are the ones checked
+            assert missing_glyphs(target, "WenQuanYi Micro Hei") == set()
+        [sample] = gen.render(11, index)
+        assert sample.text == target and sample.prompt == PROMPT_OCR and sample.lang == lang
+        img = Image.open(io.BytesIO(sample.image))
+        assert img.format == "PNG" and img.size == (1024, 1024) and img.mode == "L"
+        assert sample.meta["sampled"]["columns"] == sampled["columns"]
+        assert sample.meta["generator"] == "document" and sample.meta["index"] == index
+    assert len(columns_seen) >= 2
+
+
+def test_english_targets_never_break_words():
+    gen = get_generator("document", lang="en")
+    # Case aside: headings capitalise their first word.
+    vocab = {w.strip("\"'()[],.;:!?").lower() for s in gen.corpus("en").sentences_ for w in s.split()}
+    for index in range(4):
+        pdf, target, _, _ = gen.typeset(3, index)
+        words = {w.strip("\"'()[],.;:!?•–").lower() for w in target.split()} - {""}
+        assert words - vocab == set() or all(re.fullmatch(r"\d+\.?", w) for w in words - vocab)
+        with pymupdf.open("pdf", pdf) as doc:
+            # every word PyMuPDF sees at a line end on the page is a whole corpus word, not a fragment
+            page_words = {w[4].strip("\"'()[],.;:!?").lower() for w in doc[0].get_text("words")} - {"", "•", "–"}
+        assert {w for w in page_words if not w.isdigit()} <= vocab
+
+
+def test_overflow_is_not_in_the_target():
+    gen = get_generator("document", lang="en", columns=[1])
+    pdf, target, sampled, _ = gen.typeset(5, 0)
+    corpus_text = _squash(" ".join(gen.corpus("en").sentences_))
+    with pymupdf.open("pdf", pdf) as doc:
+        on_page = _squash(doc[0].get_text())
+    assert on_page == _squash(target) and len(target) < len(corpus_text)
+    assert sampled["blocks"] > 0
+
+
+def test_same_seed_same_bytes_and_different_index_differs():
+    a = get_generator("document", lang="mixed", degradations={"p": 0.7})
+    b = get_generator("document", lang="mixed", degradations={"p": 0.7})
+    ra, rb = list(a.items(9, 0, 3)), list(b.items(9, 0, 3))
+    assert [(s.image, s.text, json.dumps(s.meta)) for s in ra] == [(s.image, s.text, json.dumps(s.meta)) for s in rb]
+    assert len({s.image for s in ra}) == 3
+    langs = {s.lang for s in a.items(9, 0, 8)}
+    assert langs == {"en", "zh"}
+    assert any(s.meta["sampled"]["degradations"] for s in ra)
+
+
+def test_uncovered_characters_are_rejected_before_rendering(tmp_path):
+    (tmp_path / "c.jsonl").write_text(json.dumps({"text": "古文字𠀀很少见。这一句也在同一段里。"}, ensure_ascii=False) + "\n")
+    gen = get_generator("document", lang="zh", corpus=str(tmp_path / "c.jsonl"))
+    results = list(gen.items(0, 0, 2))
+    assert all(isinstance(r, Rejected) and r.reason == "font_coverage" and "𠀀" in r.detail for r in results)
+
+
+def test_user_corpus_feeds_the_page(tmp_path):
+    lines = [f"Lighthouse keeper number {i} trims the lamp at dusk. The beam sweeps the bay until dawn." for i in range(40)]
+    (tmp_path / "c.txt").write_text("\n".join(lines))
+    gen = get_generator("document", lang="en", corpus=str(tmp_path / "c.txt"))
+    [s] = gen.render(1, 0)
+    assert isinstance(s, Sample) and "Lighthouse keeper number" in s.text
+    assert Corpus.load(str(tmp_path / "c.txt"), "en").lang == "en"

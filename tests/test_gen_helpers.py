@@ -1,0 +1,139 @@
+"""Shared generator helpers: corpora, font coverage, degradations, reading order."""
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image, ImageDraw
+
+from generators.base import GeneratorError, Reject
+from generators.corpus import DATA_DIR, Corpus, pick_lang
+from generators.degrade import DEGRADATIONS, degrade
+from generators.fonts import font_path, missing_glyphs, require_coverage
+from generators.pages import order_blocks
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_builtin_corpus_is_substantial_and_draws_deterministically(lang):
+    raw = (DATA_DIR / f"corpus_{lang}.txt").read_bytes()
+    assert len(raw) >= 30_000, "the shipped corpus should be large enough to vary pages"
+    c = Corpus.load(None, lang)
+    a, b = np.random.default_rng(7), np.random.default_rng(7)
+    draw = lambda r: (c.sentence(r), c.sentences(r, 3), c.paragraph(r, 80, 300), c.words(r, 5), c.title(r, 4))
+    assert draw(a) == draw(b)
+    rng = np.random.default_rng(1)
+    for _ in range(50):
+        p = c.paragraph(rng, 80, 300)
+        assert 0 < len(p) <= 300
+        t = c.title(rng, max_words=4)
+        assert t and (len(t.split()) <= 4 if lang == "en" else len(t) <= 8)
+    assert len(c.words(rng, 7)) == 7
+
+
+def test_builtin_chinese_corpus_is_fully_drawable_by_wqy_and_english_by_every_en_font():
+    zh = (DATA_DIR / "corpus_zh.txt").read_text("utf-8")
+    assert missing_glyphs(zh, "WenQuanYi Micro Hei") == set()
+    en = (DATA_DIR / "corpus_en.txt").read_text("utf-8")
+    for font in ("DejaVu Sans", "DejaVu Serif", "Helvetica", "Times-Roman", "Courier"):
+        assert missing_glyphs(en, font) == set(), font
+
+
+def test_paragraph_cut_never_splits_a_word():
+    c = Corpus(["Alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu."], "en")
+    rng = np.random.default_rng(0)
+    for limit in range(5, 60, 3):
+        p = c.paragraph(rng, 1, limit)
+        assert len(p) <= limit
+        assert all(w.strip(".") in c.sentences_[0] .replace(".", "").split() for w in p.split())
+
+
+def test_user_corpora_txt_jsonl_parquet_and_remote_reader(tmp_path):
+    (tmp_path / "c.txt").write_text("Quartz clocks drift slowly. Atomic clocks barely drift.\n\nTides follow the moon.\n")
+    (tmp_path / "c.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in ["Owls hunt at night.", "Bats too."]))
+    pq.write_table(pa.table({"text": ["Parquet holds columns.", "Rows live in groups."]}), tmp_path / "c.parquet")
+    assert Corpus.load(str(tmp_path / "c.txt"), "en").sentences_ == [
+        "Quartz clocks drift slowly.", "Atomic clocks barely drift.", "Tides follow the moon."]
+    assert Corpus.load(str(tmp_path / "c.jsonl"), "en").sentences_ == ["Owls hunt at night.", "Bats too."]
+    assert Corpus.load(str(tmp_path / "c.parquet"), "en").sentences_ == ["Parquet holds columns.", "Rows live in groups."]
+    blobs = {"s3://bucket/corpora/zh.jsonl": json.dumps({"text": "潮汐随月亮变化。海水每天涨落两次。"}).encode()}
+    fetched = []
+
+    def reader(name: str) -> bytes:
+        fetched.append(name)
+        return blobs[name]
+
+    zh = Corpus.load("s3://bucket/corpora/zh.jsonl", "zh", reader=reader)
+    assert zh.sentences_ == ["潮汐随月亮变化。", "海水每天涨落两次。"] and fetched == ["s3://bucket/corpora/zh.jsonl"]
+    with pytest.raises(GeneratorError, match="reader"):
+        Corpus.load("s3://bucket/corpora/zh.jsonl", "zh")
+    with pytest.raises(GeneratorError, match="not found"):
+        Corpus.load(str(tmp_path / "missing.txt"), "en")
+    (tmp_path / "bad.jsonl").write_text('{"body": "no text field"}\n')
+    with pytest.raises(GeneratorError, match="line 1"):
+        Corpus.load(str(tmp_path / "bad.jsonl"), "en")
+
+
+def test_pick_lang():
+    rng = np.random.default_rng(3)
+    assert {pick_lang(rng, "mixed") for _ in range(40)} == {"en", "zh"}
+    assert pick_lang(rng, "zh") == "zh"
+    with pytest.raises(GeneratorError):
+        pick_lang(rng, "fr")
+
+
+def test_fonts_resolve_and_coverage_names_missing_characters():
+    assert font_path("zh").endswith("wqy-microhei.ttc")
+    assert font_path("DejaVu Serif").endswith("DejaVuSerif.ttf")
+    with pytest.raises(GeneratorError, match="unknown font"):
+        font_path("Comic Sans MS")
+    assert missing_glyphs("tab\tnew\nline 中文", "en") == {"中", "文"}
+    assert missing_glyphs("中文 abc", "zh") == set()
+    assert missing_glyphs("naïve €", "Helvetica") == set() and missing_glyphs("Ω", "Helvetica") == {"Ω"}
+    with pytest.raises(Reject) as e:
+        require_coverage("hello 𠀀", "zh")  # CJK Extension B, beyond WQY Micro Hei
+    assert e.value.reason == "font_coverage" and "𠀀" in e.value.detail and "U+20000" in e.value.detail
+    require_coverage("hello 世界", "zh")
+
+
+def _page_image() -> Image.Image:
+    img = Image.new("L", (256, 256), 255)
+    d = ImageDraw.Draw(img)
+    for y in range(20, 240, 16):
+        d.line([(20, y), (236, y)], fill=0, width=3)
+    return img
+
+
+def test_degrade_is_seeded_recorded_and_optional():
+    img = _page_image()
+    out0, ops0 = degrade(img, np.random.default_rng(5), None)
+    assert ops0 == [] and out0.tobytes() == img.tobytes()
+    out1, ops1 = degrade(img, np.random.default_rng(5), {"p": 1.0})
+    out2, ops2 = degrade(img, np.random.default_rng(5), {"p": 1.0})
+    assert [o["op"] for o in ops1] == list(DEGRADATIONS)
+    assert ops1 == ops2 and out1.tobytes() == out2.tobytes()
+    assert out1.size == img.size and out1.mode == img.mode and out1.tobytes() != img.tobytes()
+    assert all(len(o) > 1 for o in ops1), "every op records its sampled parameters"
+    only_blur, ops = degrade(img, np.random.default_rng(5), {"p": 1.0, "kinds": ["blur"]})
+    assert [o["op"] for o in ops] == ["blur"]
+    rgb, ops = degrade(img.convert("RGB"), np.random.default_rng(9), {"p": 1.0, "kinds": ["noise", "jpeg"]})
+    assert rgb.mode == "RGB" and len(ops) == 2
+    with pytest.raises(GeneratorError, match="unknown degradations"):
+        degrade(img, np.random.default_rng(0), {"p": 1.0, "kinds": ["sepia"]})
+
+
+def test_order_blocks_reads_columns_between_full_width_blocks():
+    boxes = [
+        (300, 700, 550, 760),  # 0 right column, lower
+        (50, 50, 550, 80),  # 1 title across both columns
+        (50, 100, 290, 300),  # 2 left column, top
+        (300, 100, 550, 300),  # 3 right column, top
+        (50, 320, 290, 690),  # 4 left column, lower
+        (50, 800, 550, 830),  # 5 footer across
+    ]
+    assert order_blocks(boxes, 600) == [1, 2, 4, 3, 0, 5]
+    single = [(50, 300, 500, 320), (50, 100, 500, 200)]
+    assert order_blocks(single, 600) == [1, 0]

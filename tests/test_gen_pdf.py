@@ -1,0 +1,159 @@
+"""`pdf`: real PDF files -> one sample per page, page text in reading order; bad files are rejects."""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pymupdf
+import pytest
+from PIL import Image
+from reportlab.lib.pagesizes import A4
+from reportlab.pdfgen.canvas import Canvas
+
+from generators import get_generator
+from generators.base import PROMPT_OCR, Rejected, Sample
+from generators.fonts import font_path
+
+LEFT = ["Left column opens the article.", "Left column carries on below."]
+RIGHT = ["Right column comes after the left.", "Right column closes the page."]
+
+
+def _lines(c: Canvas, x: float, y: float, lines: list[str], step: float = 14) -> float:
+    for ln in lines:
+        c.drawString(x, y, ln)
+        y -= step
+    return y
+
+
+def _one_column(path: Path) -> None:
+    c = Canvas(str(path), pagesize=A4)
+    c.setFont("Helvetica", 11)
+    _lines(c, 72, 770, ["A plain page of text.", "Its second line."])
+    _lines(c, 72, 700, ["A second paragraph below a gap."])
+    c.showPage()
+    c.save()
+
+
+def _two_column(path: Path) -> None:
+    """Title across the page, then two columns whose text is *written* right column first, so only a
+    layout-aware reader gets the order right."""
+    c = Canvas(str(path), pagesize=A4)
+    c.setFont("Helvetica-Bold", 16)
+    c.drawCentredString(A4[0] / 2, 790, "A Two Column Title Spanning The Page")
+    c.setFont("Helvetica", 10)
+    _lines(c, 320, 740, RIGHT[:1] * 6)
+    _lines(c, 320, 640, RIGHT[1:] * 6)
+    _lines(c, 60, 740, LEFT[:1] * 6)
+    _lines(c, 60, 640, LEFT[1:] * 6)
+    c.showPage()
+    c.save()
+
+
+def _with_blank_page_and_colour(path: Path) -> None:
+    c = Canvas(str(path), pagesize=A4)
+    c.setFont("Helvetica", 12)
+    c.drawString(72, 760, "First page has text.")
+    c.showPage()
+    c.setFillColorRGB(0.2, 0.5, 0.9)
+    c.rect(100, 100, 300, 300, fill=1)  # a drawing, no text
+    c.showPage()
+    c.setFillColorRGB(0.9, 0.1, 0.1)
+    c.setFont("Helvetica", 30)
+    c.drawString(72, 700, "Red words on page three.")
+    c.showPage()
+    c.save()
+
+
+def _chinese(path: Path) -> None:
+    from reportlab.pdfbase import pdfmetrics
+    from reportlab.pdfbase.ttfonts import TTFont
+
+    pdfmetrics.registerFont(TTFont("wqy-test", font_path("zh"), subfontIndex=0))
+    c = Canvas(str(path), pagesize=A4)
+    c.setFont("wqy-test", 14)
+    c.drawString(72, 760, "长江是中国第一长河。")
+    c.showPage()
+    c.save()
+
+
+@pytest.fixture()
+def pdf_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "pdfs"
+    d.mkdir()
+    _one_column(d / "a_one.pdf")
+    _two_column(d / "b_two.pdf")
+    _with_blank_page_and_colour(d / "c_three_pages.pdf")
+    _chinese(d / "d_chinese.pdf")
+    good = (d / "a_one.pdf").read_bytes()
+    (d / "e_truncated.pdf").write_bytes(good[: len(good) // 2])
+    (d / "f_garbage.pdf").write_bytes(bytes(range(256)) * 20)
+    (d / "g_empty.pdf").write_bytes(b"")
+    Image.new("RGB", (20, 20), "white").save(d / "h_picture.png")
+    with pymupdf.open(d / "a_one.pdf") as doc:
+        doc.save(d / "i_encrypted.pdf", encryption=pymupdf.PDF_ENCRYPT_AES_256, user_pw="secret", owner_pw="owner")
+    return d
+
+
+def test_a_folder_renders_pages_and_rejects_bad_files_with_reasons(pdf_dir: Path):
+    gen = get_generator("pdf", source=str(pdf_dir))
+    assert len(gen) == 9
+    results = list(gen.items(0, 0, len(gen)))
+    samples = [r for r in results if isinstance(r, Sample)]
+    rejects = {r.id: r for r in results if isinstance(r, Rejected)}
+    assert [s.id for s in samples] == ["pdf-s0-000000000-p0000", "pdf-s0-000000001-p0000", "pdf-s0-000000002-p0000",
+                                       "pdf-s0-000000002-p0002", "pdf-s0-000000003-p0000"]
+    assert rejects["pdf-s0-000000002-p0001"].reason == "no_text"
+    by_file = {Path(r.source).name: r.reason for r in rejects.values() if r.reason != "no_text"}
+    assert by_file == {"e_truncated.pdf": "truncated_pdf", "f_garbage.pdf": "not_pdf", "g_empty.pdf": "empty_file",
+                       "h_picture.png": "not_pdf", "i_encrypted.pdf": "encrypted"}
+    for r in rejects.values():
+        assert Path(r.source).name in r.detail  # the reason names the file
+    one = samples[0]
+    assert one.text == "A plain page of text. Its second line.\n\nA second paragraph below a gap."
+    assert one.prompt == PROMPT_OCR and one.lang == "en" and one.meta["sampled"]["page"] == 0
+    img = Image.open(io.BytesIO(one.image))
+    assert img.size == (1024, 1024) and img.mode == "L"  # black on white: encoded as grayscale
+    red = Image.open(io.BytesIO(samples[3].image))
+    assert red.mode == "RGB" and samples[3].text == "Red words on page three."
+    assert samples[4].lang == "zh" and samples[4].text == "长江是中国第一长河。"
+
+
+def test_two_column_page_reads_title_then_left_then_right(pdf_dir: Path):
+    gen = get_generator("pdf", source=[str(pdf_dir / "b_two.pdf")])
+    [s] = gen.render(0, 0)
+    text = s.text
+    assert text.startswith("A Two Column Title Spanning The Page")
+    positions = [text.index(t) for t in (LEFT[0], LEFT[1], RIGHT[0], RIGHT[1])]
+    assert positions == sorted(positions), text
+    # PyMuPDF's creation order (what a naive extractor returns) has the right column first
+    with pymupdf.open(pdf_dir / "b_two.pdf") as doc:
+        naive = doc[0].get_text()
+    assert naive.index(RIGHT[0]) < naive.index(LEFT[0])
+
+
+def test_same_seed_same_bytes_and_degradations_recorded(pdf_dir: Path):
+    src = [str(pdf_dir / "a_one.pdf"), str(pdf_dir / "b_two.pdf")]
+    a = list(get_generator("pdf", source=src, degradations={"p": 1.0, "kinds": ["blur", "noise"]}).items(4, 0, 2))
+    b = list(get_generator("pdf", source=src, degradations={"p": 1.0, "kinds": ["blur", "noise"]}).items(4, 0, 2))
+    assert [(s.image, json.dumps(s.meta)) for s in a] == [(s.image, json.dumps(s.meta)) for s in b]
+    assert [o["op"] for o in a[0].meta["sampled"]["degradations"]] == ["blur", "noise"]
+    plain = get_generator("pdf", source=src).render(4, 0)[0]
+    assert plain.image != a[0].image and plain.text == a[0].text
+
+
+def test_caps_list_files_and_remote_names_through_a_reader(pdf_dir: Path, tmp_path: Path):
+    (tmp_path / "list.txt").write_text("# the good ones\npdfs/a_one.pdf\npdfs/c_three_pages.pdf\n")
+    gen = get_generator("pdf", source=str(tmp_path / "list.txt"), max_pages=2)
+    results = list(gen.items(0, 0, 2))
+    assert isinstance(results[0], Sample)
+    assert isinstance(results[1], Rejected) and results[1].reason == "too_many_pages"
+    small = get_generator("pdf", source=[str(pdf_dir / "a_one.pdf")], max_bytes=100)
+    [r] = list(small.items(0, 0, 1))
+    assert r.reason == "too_large" and "a_one.pdf" in r.detail
+    blobs = {"s3://bkt/docs/x.pdf": (pdf_dir / "a_one.pdf").read_bytes()}
+    remote = get_generator("pdf", source=list(blobs), reader=blobs.__getitem__)
+    [s] = remote.render(0, 0)
+    assert s.meta["sampled"]["file"] == "s3://bkt/docs/x.pdf" and s.text.startswith("A plain page")
+    [missing] = list(get_generator("pdf", source=["s3://bkt/nope.pdf"], reader=blobs.__getitem__).items(0, 0, 1))
+    assert missing.reason == "unreadable" and "nope.pdf" in missing.detail
