@@ -19,11 +19,26 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def best_rates(loops: dict[str, Callable[[], int]], rounds: int = 3) -> dict[str, float]:
+    """Samples per CPU-second of each loop (each returns how many samples it made), best of `rounds`
+    runs taken in turn. The machine is shared: CPU time of this process leaves out time spent waiting
+    for a core, alternating the loops exposes them to the same load, and the best run is the one
+    least disturbed."""
+    best = {name: 0.0 for name in loops}
+    for _ in range(rounds):
+        for name, loop in loops.items():
+            t = time.process_time()
+            n = loop()
+            best[name] = max(best[name], n / max(time.process_time() - t, 1e-9))
+    return best
 
 
 def modules(kinds: list[str] | None) -> list[str]:

@@ -3,27 +3,25 @@
 Raw loop: the same amount of corpus text per page (the length of our target for that index) laid out by
 platypus `SimpleDocTemplate` in one column, page 1 rendered by PyMuPDF straight to 1024 px in grayscale,
 padded, PNG level 1 — the tuned settings of VARY.md §7, without our layout control, target bookkeeping,
-font coverage check, extraction cross-check or blank check.
+font coverage check, extraction cross-check or blank check. Rates are samples per CPU-second, best of
+three alternating rounds (benchmarks.render.best_rates).
 """
 from __future__ import annotations
 
 import io
-import time
 
 GOAL = ">= 15/s and >= 0.9x raw (SynthDoG: 0.52/s)"
 
 
-def _ours(n: int, lang: str) -> tuple[float, list]:
+def _ours(n: int, lang: str) -> tuple[object, list]:
     from generators.document import DocumentGenerator
 
     gen = DocumentGenerator(lang=lang)
     list(gen.items(0, 10_000, 10_002))  # warm: fonts, corpus
-    t = time.perf_counter()
-    items = list(gen.items(0, 0, n))
-    return n / (time.perf_counter() - t), items
+    return (lambda: len(list(gen.items(0, 0, n)))), list(gen.items(0, 0, n))
 
 
-def _raw(texts: list[list[str]], lang: str) -> float:
+def _raw(texts: list[list[str]], lang: str) -> int:
     import pymupdf
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
@@ -34,7 +32,6 @@ def _raw(texts: list[list[str]], lang: str) -> float:
 
     font = _rl_font("WenQuanYi Micro Hei" if lang == "zh" else "DejaVu Serif")
     style = ParagraphStyle("p", fontName=font, fontSize=10, leading=13, wordWrap="CJK" if lang == "zh" else None)
-    t = time.perf_counter()
     for paras in texts:
         buf = io.BytesIO()
         SimpleDocTemplate(buf, pagesize=A4).build([Paragraph(p, style) for p in paras])
@@ -46,18 +43,21 @@ def _raw(texts: list[list[str]], lang: str) -> float:
 
         img = fit_and_pad(Image.frombytes("L", (pix.width, pix.height), pix.samples), 1024)
         encode_png(img, 1, grayscale=True)
-    return len(texts) / (time.perf_counter() - t)
+    return len(texts)
 
 
 def bench(n: int = 30) -> list[dict]:
     from xml.sax.saxutils import escape
 
+    from benchmarks.render import best_rates
+
     rows = []
     for lang in ("en", "zh"):
-        ours, items = _ours(n, lang)
+        loop, items = _ours(n, lang)
         texts = [[escape(p) for p in s.text.split("\n\n")] for s in items if hasattr(s, "text")]
         _raw(texts[:2], lang)  # warm
-        raw = _raw(texts, lang)
+        rates = best_rates({"ours": loop, "raw": lambda: _raw(texts, lang)})
+        ours, raw = rates["ours"], rates["raw"]
         rejects = sum(1 for x in items if not hasattr(x, "image"))
         rows.append({"kind": f"document ({lang})", "ours_per_s": round(ours, 2), "raw_per_s": round(raw, 2),
                      "raw_label": "reportlab SimpleDocTemplate, same text, 1 column + PyMuPDF gray 1024 + PNG L1",

@@ -50,6 +50,26 @@ def _rl_font(name: str) -> str:
         return _registered[name]
 
 
+# Chinese punctuation that may not start a line (kinsoku). reportlab's CJK wrapping knows the Japanese
+# set (、。」』）…) but not the full-width comma, semicolon, colon, question and exclamation marks or
+# closing double angle bracket, so 3% of Chinese lines began with "，".
+NO_LINE_START = "，。、；：？！）》」』"
+
+
+def _teach_reportlab_kinsoku() -> None:
+    """Add NO_LINE_START to the set reportlab's CJK line breaker hangs into the margin instead of
+    starting a line with. Both modules read the name at call time; adding characters only ever
+    improves other users' Chinese lines in this process."""
+    from reportlab.lib import textsplit
+    from reportlab.platypus import paragraph
+
+    with _register_lock:
+        missing = "".join(c for c in NO_LINE_START if c not in textsplit.ALL_CANNOT_START)
+        if missing:
+            textsplit.ALL_CANNOT_START += missing
+            paragraph.ALL_CANNOT_START = textsplit.ALL_CANNOT_START
+
+
 @dataclass
 class _Block:
     kind: str  # "title" | "heading" | "para" | "item"
@@ -183,6 +203,8 @@ class DocumentGenerator(Generator):
             font_path(f) if f not in BASE14 else None  # a missing font is a set-up error, raised early
         body, bold = _rl_font(s["body_font"]), _rl_font(s["bold_font"])
         wrap = "CJK" if lang == "zh" else None
+        if wrap:
+            _teach_reportlab_kinsoku()
         align = TA_JUSTIFY if s["align"] == "justify" else TA_LEFT
         common = dict(splitLongWords=0, wordWrap=wrap, allowWidows=1, allowOrphans=1)
         styles = {

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from generators.base import (
-    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Sample, check_not_blank, encode_png, sample_id, sample_rng,
+    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, check_not_blank, encode_png, sample_id, sample_rng,
 )
 from generators.degrade import check_spec, degrade
 from generators.formula import _Grammar, normalize_latex, random_formula
@@ -58,13 +58,87 @@ class Block:
     latex: str
     markdown: str
 
+    def marked(self, mark: str) -> str:
+        """The block's LaTeX with `mark` (a `\\write` whatsit recording the page at shipout) at its very end,
+        inside the block's own horizontal or math material: a whatsit between vertical items would make the
+        glue after it a legal page break (a heading could be left alone at the foot of a page), and one after
+        a display would typeset an extra empty line."""
+        tails = {"heading": "}", "title": "\\par}\\end{center}", "display_math": "\\]", "table": "\\end{center}",
+                 "list": "\\end{itemize}"}
+        tail = tails.get(self.kind, "")
+        assert self.latex.endswith(tail)
+        return self.latex[: len(self.latex) - len(tail)] + mark + tail
+
 
 @dataclass(frozen=True)
 class CompiledPage:
-    pdf: bytes
+    pdf: bytes  # the page compiled alone: a one-page PDF
+    source: str  # the LaTeX that made it
     target: str
     engine: str
     sampled: dict[str, Any]
+
+
+@dataclass
+class _Draft:
+    """One index's drawn page, before TeX has seen it; `keep` is how many blocks the next compile uses."""
+
+    index: int
+    rng: np.random.Generator
+    lang: str
+    template: str
+    engine: str
+    budget: int
+    blocks: list[Block]
+    keep: int
+    compiles: int = 0
+
+
+@dataclass(frozen=True)
+class _Placed:
+    draft: _Draft
+    doc: Any  # the PyMuPDF document of the run that fitted the page (shared with its group)
+    page: int
+
+
+# The page every block of a slot ended on is written at shipout to POSITIONS; \vfmark{slot}{block}
+# (block -1: the slot's start) is trusted template code, never reachable from corpus text (escaped).
+POSITIONS = "vfpos.txt"
+_MARK_PREAMBLE = ("\\newwrite\\vfpos\\immediate\\openout\\vfpos=" + POSITIONS + "\n"
+                  "\\newcommand\\vfmark[2]{\\write\\vfpos{#1 #2 \\thepage}}\n")
+
+
+def group_source(template: str, lang: str, slots: list[list[Block]]) -> str:
+    """One document holding every slot's blocks, each slot starting on a fresh page with the template's own
+    body prefix and suffix (`\\small`, `multicols`...), so each page is laid out exactly as when alone."""
+    src = instantiate(template, lang, "<<BODY>>")
+    head, rest = src.split("\\begin{document}", 1)
+    inner, tail = rest.split("\\end{document}", 1)
+    prefix, suffix = inner.split("<<BODY>>", 1)
+    pages = []
+    for s, blocks in enumerate(slots):
+        body = "\n\n".join(b.marked(f"\\vfmark{{{s}}}{{{k}}}") for k, b in enumerate(blocks))
+        pages.append(f"\\vfmark{{{s}}}{{-1}}" + prefix + body + suffix + "\\clearpage\n")
+    return head + _MARK_PREAMBLE + "\\begin{document}" + "".join(pages) + "\\end{document}" + tail
+
+
+def read_positions(text: str) -> dict[tuple[int, int], int]:
+    """(slot, block) -> 1-based page, from POSITIONS."""
+    out: dict[tuple[int, int], int] = {}
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) == 3 and all(p.lstrip("-").isdigit() for p in parts):
+            out[(int(parts[0]), int(parts[1]))] = int(parts[2])
+    return out
+
+
+def fitting_blocks(positions: dict[tuple[int, int], int], slot: int, n_blocks: int) -> int:
+    """How many leading blocks of `slot` end on the page the slot starts on (all of them: the page fits)."""
+    start = positions.get((slot, -1))
+    k = 0
+    while k < n_blocks and start is not None and positions.get((slot, k)) == start:
+        k += 1
+    return k
 
 
 class _Blocks:
@@ -149,30 +223,42 @@ class _Blocks:
 
 class LatexPageGenerator(Generator):
     """Params: lang ("en" | "zh" | "mixed": each sample picks en or zh), corpus (file per language or None),
-    reader, templates (names to use; None = all), size (square side, default 1024), timeout_s,
+    reader, templates (names to use; None = all), size (square side, default 1024), timeout_s (per TeX run),
     max_compiles (per page, trims included), budget_chars (range of content drawn before trimming;
-    default by language), degradations, prompt."""
+    default by language), batch (indices of an `items()` range drafted together: pages sharing a template
+    and language are compiled in one TeX run), degradations, prompt.
+
+    Fitting: every block ends with a `\\write` to POSITIONS that records, at shipout, the page it ended on.
+    A page whose blocks all end on its first page is done; otherwise its leading blocks that did end there
+    are kept and it goes into the next round (one more TeX run per template among the pages still open).
+    Each slot starts on a fresh page with the template's body prefix, so a page's layout (and its bytes)
+    does not depend on what else shares its run: `render(seed, i)` and `items()` agree byte for byte."""
 
     kind = "latex_page"
-    version = "1"
+    version = "2"
 
     def __init__(self, lang: str = "en", corpus: str | None = None, reader: Callable[[str], bytes] | None = None,
                  templates: list[str] | None = None, size: int = 1024, timeout_s: float = 60.0,
-                 max_compiles: int = 8, budget_chars: tuple[int, int] | None = None, degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN):
+                 max_compiles: int = 4, budget_chars: tuple[int, int] | None = None, batch: int = 64,
+                 degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN):
         if lang not in LANGS:
             raise GeneratorError(f"latex_page lang must be one of {LANGS}, not {lang!r}")
+        if int(batch) < 1 or int(max_compiles) < 1:
+            raise GeneratorError("latex_page batch and max_compiles must be >= 1")
         check_spec(degradations)
         available = load_templates()
         chosen = sorted(available) if templates is None else list(templates)
         unknown = [t for t in chosen if t not in available]
         if unknown or not chosen:
             raise GeneratorError(f"unknown templates {unknown}; available: {', '.join(sorted(available))}")
+        # batch changes nothing in the output, so it is not recorded with the parameters that do
         super().__init__(lang=lang, corpus=corpus, templates=chosen, size=size, timeout_s=timeout_s,
                          max_compiles=max_compiles, budget_chars=budget_chars, degradations=degradations, prompt=prompt)
         self.lang, self.corpus_spec, self.reader, self.size = lang, corpus, reader, size
         self.template_names, self._templates = chosen, {t: available[t] for t in chosen}
-        self.timeout_s, self.max_compiles, self.degradations, self.prompt = timeout_s, max_compiles, degradations, prompt
+        self.timeout_s, self.max_compiles, self.degradations, self.prompt = timeout_s, int(max_compiles), degradations, prompt
         self.budget_chars = tuple(budget_chars) if budget_chars else None
+        self.batch = int(batch)
         self._corpora: dict[str, Any] = {}
         self._tex: Any = None
 
@@ -183,74 +269,123 @@ class LatexPageGenerator(Generator):
             self._corpora[lang] = Corpus.load(self.corpus_spec, lang, reader=self.reader)
         return self._corpora[lang]
 
-    def compile_page(self, seed: int, index: int) -> tuple[CompiledPage, np.random.Generator]:
-        """The single-page PDF of one index and its target (tests read the PDF's text through this)."""
-        from generators.tex import TexError, TexRenderer, open_pdf
-
+    def _draft(self, seed: int, index: int) -> _Draft:
         rng = sample_rng(seed, index)
         lang = self.lang if self.lang != "mixed" else str(rng.choice(["en", "zh"]))
         name = self.template_names[int(rng.integers(len(self.template_names)))]
-        template = self._templates[name]
-        narrow = any(m in template for m in TWO_COLUMN_MARKERS)
+        narrow = any(m in self._templates[name] for m in TWO_COLUMN_MARKERS)
         lo, hi = self.budget_chars or ((1200, 3200) if lang == "en" else (500, 1300))
         budget = int(rng.integers(lo, hi + 1))
         blocks = _Blocks(rng, self._corpus(lang), lang, narrow).page(budget)
         engine = "pdflatex" if lang == "en" else "xelatex"
+        return _Draft(index, rng, lang, name, engine, budget, blocks, keep=len(blocks))
+
+    def _fit(self, seed: int, indices: list[int]) -> dict[int, _Placed | Reject]:
+        """Draft every index, then compile rounds until each page fits on one page or is rejected."""
+        from generators.tex import TexRenderer
+
         if self._tex is None:
             self._tex = TexRenderer(timeout_s=self.timeout_s)
+        out: dict[int, _Placed | Reject] = {}
+        open_: list[_Draft] = []
+        for index in indices:
+            try:
+                open_.append(self._draft(seed, index))
+            except Reject as r:
+                out[index] = r
+        while open_:
+            groups: dict[tuple[str, str], list[_Draft]] = {}
+            for d in open_:
+                groups.setdefault((d.template, d.lang), []).append(d)
+            open_ = []
+            for (name, lang), drafts in sorted(groups.items()):
+                for d in drafts:
+                    d.compiles += 1
+                results = self._compile_group(name, lang, drafts)
+                for d, res in zip(drafts, results):
+                    if isinstance(res, (Reject, _Placed)):
+                        out[d.index] = res
+                    elif res == 0:
+                        out[d.index] = Reject("overflow", f"{name}: the first block alone runs past one page")
+                    elif d.compiles >= self.max_compiles:
+                        out[d.index] = Reject("overflow", f"{name}: no single-page fit within {self.max_compiles} compiles")
+                    else:
+                        # a trimmed page that still spills (it should not) loses one more block
+                        d.keep = res if res < d.keep else d.keep - 1
+                        open_.append(d)
+        return out
 
-        compiles = 0
-        pages_of: dict[int, tuple[int, bytes, Any]] = {}
+    def _compile_group(self, name: str, lang: str, drafts: list[_Draft]) -> list[_Placed | Reject | int]:
+        """One TeX run for pages sharing a template: each is placed, rejected, or gives the number of its
+        blocks that fit. A failed run is retried page by page, so one bad page costs only itself."""
+        from generators.tex import TexError, open_pdf
 
-        def build(k: int) -> tuple[int, bytes, Any]:
-            nonlocal compiles
-            if k not in pages_of:
-                if compiles >= self.max_compiles:
-                    raise Reject("overflow", f"no single-page fit within {self.max_compiles} compiles")
-                compiles += 1
-                body = "\n\n".join(b.latex for b in blocks[:k])
-                try:
-                    out = self._tex.compile(instantiate(template, lang, body), engine)
-                except TexError as e:
-                    raise Reject(e.reason, f"{name}: {e.detail}") from None
-                doc = open_pdf(out.pdf)
-                pages_of[k] = (doc.page_count, out.pdf, doc)
-            return pages_of[k]
+        source = group_source(self._templates[name], lang, [d.blocks[: d.keep] for d in drafts])
+        try:
+            out = self._tex.compile(source, drafts[0].engine)
+        except TexError as e:
+            if len(drafts) > 1:
+                return [self._compile_group(name, lang, [d])[0] for d in drafts]
+            return [Reject(e.reason, f"{name}: {e.detail}")]
+        doc = open_pdf(out.pdf)
+        positions = read_positions(self._tex.read_text(POSITIONS))
+        results: list[_Placed | Reject | int] = []
+        for slot, d in enumerate(drafts):
+            fit = fitting_blocks(positions, slot, d.keep)
+            start = positions.get((slot, -1))
+            results.append(_Placed(d, doc, start - 1) if fit == d.keep and start else fit)
+        return results
 
-        k = len(blocks)
-        count, _, doc = build(k)
-        if count > 1:
-            # First guess: the blocks whose text fits in the share of text that landed on page one.
-            first = len(doc[0].get_text("text"))
-            total = sum(len(doc[p].get_text("text")) for p in range(count)) or 1
-            share, acc, k = first / total * sum(len(b.markdown) for b in blocks), 0, 0
-            while k < len(blocks) and acc + len(blocks[k].markdown) <= share:
-                acc += len(blocks[k].markdown)
-                k += 1
-            k = max(k, 1)
-            while build(k)[0] > 1 and k > 1:
-                k -= 1
-            while k + 1 < len(blocks) and build(k + 1)[0] == 1:  # fill the page when the guess was short
-                k += 1
-            if build(k)[0] > 1:
-                raise Reject("overflow", f"{name}: the first block alone runs past one page")
-        count, pdf, doc = build(k)
-        kept = blocks[:k]
-        target = "\n\n".join(b.markdown for b in kept)
-        sampled = {"lang": lang, "template": name, "engine": engine, "budget_chars": budget,
-                   "blocks": [b.kind for b in kept], "trimmed_blocks": len(blocks) - k, "compiles": compiles}
-        return CompiledPage(pdf, target, engine, sampled), rng
+    def _sampled(self, d: _Draft) -> dict[str, Any]:
+        return {"lang": d.lang, "template": d.template, "engine": d.engine, "budget_chars": d.budget,
+                "blocks": [b.kind for b in d.blocks[: d.keep]], "trimmed_blocks": len(d.blocks) - d.keep,
+                "compiles": d.compiles}
+
+    @staticmethod
+    def _target(d: _Draft) -> str:
+        return "\n\n".join(b.markdown for b in d.blocks[: d.keep])
+
+    def compile_page(self, seed: int, index: int) -> tuple[CompiledPage, np.random.Generator]:
+        """The one-page PDF of one index compiled alone, its source and target (tests read the PDF's text)."""
+        placed = self._fit(seed, [index])[index]
+        if isinstance(placed, Reject):
+            raise placed
+        d = placed.draft
+        doc = placed.doc
+        if doc.page_count != 1:  # a group of one is a single page, unless a trailing page was left empty
+            doc.select([placed.page])
+        source = group_source(self._templates[d.template], d.lang, [d.blocks[: d.keep]])
+        return CompiledPage(doc.tobytes(), source, self._target(d), d.engine, self._sampled(d)), d.rng
+
+    def _sample(self, seed: int, placed: _Placed) -> Sample:
+        from generators.tex import rasterise_fit
+
+        d = placed.draft
+        img = rasterise_fit(placed.doc, placed.page, self.size)
+        check_not_blank(img)
+        img, applied = degrade(img, d.rng, self.degradations)
+        meta = self.base_meta(seed, d.index, **self._sampled(d), degradations=applied)
+        return Sample(sample_id(self.kind, seed, d.index), encode_png(img), img.size[0], img.size[1], self.kind,
+                      d.lang, self.prompt, self._target(d), meta)
 
     def render(self, seed: int, index: int) -> list[Sample]:
-        from generators.tex import open_pdf, rasterise_fit
+        placed = self._fit(seed, [index])[index]
+        if isinstance(placed, Reject):
+            raise placed
+        return [self._sample(seed, placed)]
 
-        page, rng = self.compile_page(seed, index)
-        img = rasterise_fit(open_pdf(page.pdf), 0, self.size)
-        check_not_blank(img)
-        img, applied = degrade(img, rng, self.degradations)
-        meta = self.base_meta(seed, index, **page.sampled, degradations=applied)
-        return [Sample(sample_id(self.kind, seed, index), encode_png(img), img.size[0], img.size[1], self.kind,
-                       page.sampled["lang"], self.prompt, page.target, meta)]
+    def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
+        for lo in range(start, stop, self.batch):
+            indices = list(range(lo, min(stop, lo + self.batch)))
+            placed = self._fit(seed, indices)
+            for index in indices:
+                outcome = placed[index]
+                try:
+                    if isinstance(outcome, Reject):
+                        raise outcome
+                    yield self._sample(seed, outcome)
+                except Reject as r:
+                    yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
 
     def close(self) -> None:
         if self._tex is not None:

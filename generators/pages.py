@@ -14,13 +14,16 @@ from generators.base import fit_and_pad
 # Ligatures expanded ("ﬁ" -> "fi"), whitespace kept, text outside the page dropped; no de-hyphenation:
 # the target keeps the hyphen the image shows.
 TEXT_FLAGS = 2 | 64  # TEXT_PRESERVE_WHITESPACE | TEXT_MEDIABOX_CLIP
+_SPACE = re.compile(r"\s")
 _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\u3000-\u303f]")
 
 
 def rasterize_page(page: Any, size: int = 1024, gray: bool | None = None, fill: int = 255) -> tuple[Image.Image, bool]:
     """The page scaled so its longer side is `size` pixels and padded to size×size, plus whether it is
     grayscale. Rendering at the final scale avoids a resampling pass; `gray=None` renders in colour and
-    keeps one channel when the page has no colour (PNG encoding then costs half)."""
+    keeps one channel when the page has no colour (PNG encoding then costs half). A colour render costs
+    about what a gray one does (MuPDF's time goes into glyphs, not pixels); a second, small render to
+    probe for colour measured no cheaper than scanning the full one."""
     import pymupdf
 
     rect = page.rect
@@ -32,14 +35,18 @@ def rasterize_page(page: Any, size: int = 1024, gray: bool | None = None, fill: 
         is_gray = True
     else:
         arr = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, 3)
-        is_gray = gray is None and _no_colour(arr)
+        is_gray = gray is None and no_colour(arr)
         img = Image.fromarray(np.ascontiguousarray(arr[..., 0]) if is_gray else arr, "L" if is_gray else "RGB")
     return fit_and_pad(img, size, fill), is_gray
 
 
-def _no_colour(arr: np.ndarray, tolerance: int = 2) -> bool:
-    # Same rule as base.is_grayscale, in uint8 without a widened copy of the page.
+def no_colour(arr: np.ndarray, tolerance: int = 2) -> bool:
+    """True when no pixel of an H×W×3 uint8 array has channels more than `tolerance` apart."""
+    # Same rule as base.is_grayscale, in uint8 without a widened copy of the page. Gray content
+    # rendered to RGB has exactly equal channels: test that first (half the cost), the tolerance after.
     r, g, b = arr[..., 0], arr[..., 1], arr[..., 2]
+    if bool((r == g).all() and (g == b).all()):
+        return True
     return bool((np.maximum(r, g) - np.minimum(r, g)).max() <= tolerance and (np.maximum(g, b) - np.minimum(g, b)).max() <= tolerance)
 
 
@@ -156,7 +163,7 @@ def join_lines(block_text: str) -> str:
 
 def text_lang(text: str) -> str:
     """'zh' when CJK characters make up a fifth or more of the non-space text, else 'en'."""
-    chars = [c for c in text if not c.isspace()]
+    chars = len(text) - len(_SPACE.findall(text))
     if not chars:
         return "en"
-    return "zh" if len(_CJK.findall(text)) >= 0.2 * len(chars) else "en"
+    return "zh" if len(_CJK.findall(text)) >= 0.2 * chars else "en"

@@ -2,8 +2,10 @@
 
 Index i is file i of the sorted source list and yields one sample per page (id suffix `-pNNNN`). A page
 without text is not a sample: `items()` yields `Rejected("no_text")` for it so the driver counts it. A
-file that cannot be used (empty, not a PDF, truncated, corrupt, encrypted, too large, too many pages,
-over its time limit) is a `Reject` naming the file; the rest of the batch goes on.
+file that cannot be used (empty, not a PDF, truncated, corrupt, encrypted, over max_bytes) is a `Reject`
+naming the file; the rest of the batch goes on. A file longer than max_pages yields its first max_pages
+pages, each recording `truncated: true` and the file's page count in meta; a file over its time limit
+yields the pages done so far and a `Rejected("timeout")` for the rest.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from generators.sources import Lister, Reader, describe_source, list_sources, re
 class PdfGenerator(Generator):
     """Params: source (folder, list of names, or .txt list file; remote names need `reader`, a remote
     prefix needs `lister`), size (1024), lang ('auto' detects per page; 'en'/'zh' labels every page),
-    max_bytes (per file), max_pages (per file), time_limit_s (per file, checked between pages),
+    max_bytes (per file: larger files are rejected), max_pages (per file: later pages are not
+    rendered), time_limit_s (per file, checked between pages),
     degradations, prompt."""
 
     kind = "pdf"
@@ -79,9 +82,8 @@ class PdfGenerator(Generator):
                 raise Reject("encrypted", f"{name}: needs a password", source=name)
             if doc.page_count == 0:
                 raise Reject("empty_pdf", f"{name}: no pages", source=name)
-            if doc.page_count > self.max_pages:
-                raise Reject("too_many_pages", f"{name}: {doc.page_count} pages > max_pages {self.max_pages}", source=name)
-            for pno in range(doc.page_count):
+            truncated = doc.page_count > self.max_pages
+            for pno in range(min(doc.page_count, self.max_pages)):
                 sid = sample_id(self.kind, seed, index, f"-p{pno:04d}")
                 if time.monotonic() - started > self.time_limit_s:
                     yield Rejected(sid, self.kind, "timeout",
@@ -100,7 +102,7 @@ class PdfGenerator(Generator):
                 rng = sample_rng(seed, index, stream=pno + 1)
                 img, applied = degrade(img, rng, self.degradations)
                 lang = text_lang(text) if self.lang in ("auto", "mixed") else self.lang
-                meta = self.base_meta(seed, index, file=name, page=pno, pages=doc.page_count, lang=lang,
+                meta = self.base_meta(seed, index, file=name, page=pno, pages=doc.page_count, truncated=truncated, lang=lang,
                                       grayscale=gray, page_size=[round(page.rect.width, 2), round(page.rect.height, 2)],
                                       degradations=applied)
                 yield Sample(id=sid, image=encode_png(img, 1, grayscale=gray), width=img.width, height=img.height,

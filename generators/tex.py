@@ -216,6 +216,10 @@ class TexRenderer:
         with open(pdf_path, "rb") as f:
             return TexOutput(f.read(), log, seconds)
 
+    def read_text(self, name: str) -> str:
+        """A text file the last run wrote in the work dir ("" when it wrote none)."""
+        return self._read(name)
+
     def _read(self, name: str) -> str:
         try:
             with open(os.path.join(self.workdir, name), encoding="utf-8", errors="replace") as f:

@@ -22,7 +22,8 @@ from storage.location import Location, S3Location, default_root
 from storage.manifest import Manifest, read_manifest
 
 FORMAT = "varyflow.lineage/1"
-_SECRET_KEY = re.compile(r"(secret|password|passwd|token|credential|api[_-]?key|access[_-]?key)", re.I)
+# Whole name parts only: `aws_secret_access_key` and `hf_token` are secrets, `tokenizer` is not.
+_SECRET_KEY = re.compile(r"(?:^|[_\-.])(secret|password|passwd|token|credentials?|api[_\-]?key|access[_\-]?key|private[_\-]?key)(?:$|[_\-.])", re.I)
 
 
 def key(uri: str) -> str:

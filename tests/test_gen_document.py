@@ -94,3 +94,20 @@ def test_user_corpus_feeds_the_page(tmp_path):
     [s] = gen.render(1, 0)
     assert isinstance(s, Sample) and "Lighthouse keeper number" in s.text
     assert Corpus.load(str(tmp_path / "c.txt"), "en").lang == "en"
+
+
+def test_chinese_lines_never_start_with_closing_punctuation():
+    from generators.document import NO_LINE_START
+
+    gen = get_generator("document", lang="zh")
+    starts = []
+    for index in range(6):
+        pdf, _, _, _ = gen.typeset(2, index)
+        with pymupdf.open("pdf", pdf) as doc:
+            for block in doc[0].get_text("dict")["blocks"]:
+                for line in block.get("lines", []):
+                    text = "".join(span["text"] for span in line["spans"]).strip()
+                    if text:
+                        starts.append(text[0])
+    # The corpus is full of "，" and "。", so a breaker without the rule starts some lines with them.
+    assert len(starts) > 200 and not set(starts) & set(NO_LINE_START), sorted(set(starts) & set(NO_LINE_START))

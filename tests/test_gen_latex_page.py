@@ -8,7 +8,9 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from generators.latex_page import LatexPageGenerator, load_templates
+from generators.base import Sample
+from generators.latex_page import LatexPageGenerator, group_source, load_templates
+from generators.tex import TexRenderer
 
 MATH = re.compile(r"\\\(.*?\\\)|\\\[.*?\\\]|\\begin\{tabular\}.*?\\end\{tabular\}", re.DOTALL)
 
@@ -62,6 +64,12 @@ def test_overlong_content_is_trimmed_to_one_page():
     assert count == 1 and page.sampled["trimmed_blocks"] > 0
     last_words = re.findall(r"[A-Za-z]{4,}", _prose(page.target.split("\n\n")[-1]))
     assert all(w in text for w in last_words)
+    # the trim is exact: the page keeps every block that fits, so one block more runs onto a second page
+    draft = gen._draft(0, 3)
+    kept = len(page.sampled["blocks"])
+    with TexRenderer() as tex:
+        longer = tex.compile(group_source(gen._templates[draft.template], "en", [draft.blocks[: kept + 1]]))
+    assert pymupdf.open(stream=longer.pdf, filetype="pdf").page_count > 1
 
 
 def test_special_characters_are_escaped(tmp_path):
@@ -89,3 +97,20 @@ def test_render_is_1024_square_mathpix_markdown_and_deterministic():
     # Mathpix-style math delimiters, never dollar signs
     assert any("\\(" in s.text or "\\[" in s.text for s in first)
     assert not any(re.search(r"(?<!\\)\$", s.text) for s in first)
+
+
+@pytest.mark.parametrize("lang, templates", [("en", ["multicol_times", "dense_twocol", "letter_sectsty"]),
+                                             ("zh", ["koma_twocol"])])
+def test_pages_batched_in_one_tex_run_are_byte_identical_to_pages_rendered_alone(lang, templates):
+    n = 6 if lang == "en" else 2
+    with LatexPageGenerator(lang=lang, templates=templates, budget_chars=(1500, 4500) if lang == "en" else None,
+                            batch=n) as gen:
+        batch = list(gen.items(5, 0, n))
+        runs = gen._tex.runs
+        alone = [gen.render(5, i)[0] for i in range(n)]
+    assert all(isinstance(s, Sample) for s in batch), batch
+    assert runs < n  # pages sharing a template shared a TeX run
+    if lang == "en":  # the batch mixed pages that fitted at once with pages trimmed in a second round
+        assert {s.meta["sampled"]["compiles"] for s in batch} == {1, 2}
+    for b, a in zip(batch, alone):
+        assert (b.image, b.text, b.meta) == (a.image, a.text, a.meta)

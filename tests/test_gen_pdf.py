@@ -146,8 +146,13 @@ def test_caps_list_files_and_remote_names_through_a_reader(pdf_dir: Path, tmp_pa
     (tmp_path / "list.txt").write_text("# the good ones\npdfs/a_one.pdf\npdfs/c_three_pages.pdf\n")
     gen = get_generator("pdf", source=str(tmp_path / "list.txt"), max_pages=2)
     results = list(gen.items(0, 0, 2))
-    assert isinstance(results[0], Sample)
-    assert isinstance(results[1], Rejected) and results[1].reason == "too_many_pages"
+    # The three-page file stops after its first two pages (page 1 has no text; page 2 is never read)
+    # and its samples say the file was cut short.
+    assert [(r.id, type(r).__name__) for r in results] == [
+        ("pdf-s0-000000000-p0000", "Sample"), ("pdf-s0-000000001-p0000", "Sample"), ("pdf-s0-000000001-p0001", "Rejected")]
+    assert results[0].meta["sampled"]["truncated"] is False and results[0].meta["sampled"]["pages"] == 1
+    assert results[1].meta["sampled"]["truncated"] is True and results[1].meta["sampled"]["pages"] == 3
+    assert results[1].text == "First page has text." and results[2].reason == "no_text"
     small = get_generator("pdf", source=[str(pdf_dir / "a_one.pdf")], max_bytes=100)
     [r] = list(small.items(0, 0, 1))
     assert r.reason == "too_large" and "a_one.pdf" in r.detail

@@ -125,3 +125,22 @@ def test_hostile_formula_corpus_rejects_only_the_hostile_lines(tmp_path):
     assert [isinstance(o, Sample) for o in out] == [True, False, True, False, True]
     assert {o.reason for o in out if isinstance(o, Rejected)} == {"unsafe_tex"}
     assert [o.source for o in out if isinstance(o, Rejected)] == [f"{src}:2", f"{src}:4"]
+
+
+def test_batch_timeout_is_bisected_down_to_the_culprit():
+    # No formula the pre-filter passes keeps TeX busy for long (TeX typesets even 50k-character formulas in
+    # well under a second), so the culprit bypasses the filter, as hostile input that slipped past it would.
+    from generators.formula import FORMULA_PREAMBLE
+    from generators.tex import BatchPage, render_batch
+
+    items = ["$a+b$", "$\\frac{1}{x}$", r"\def\x{\x}\x", "$e^{i\\pi}$"]
+    with TexRenderer(timeout_s=2) as tex:
+        out = render_batch(tex, FORMULA_PREAMBLE, items)
+        runs = tex.runs
+    assert isinstance(out[2], Reject) and out[2].reason == "timeout"
+    good = [o for i, o in enumerate(out) if i != 2]
+    assert all(isinstance(o, BatchPage) for o in good), out
+    # each survivor is its own formula, not a neighbour's page
+    texts = ["".join(o.doc[o.page].get_text().split()) for o in good]
+    assert texts[0] == "a+b" and "x" in texts[1] and "i" in texts[2] and texts[1] != texts[2]
+    assert runs == 5  # the batch, its two halves, then the culprit's half split in two

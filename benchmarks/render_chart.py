@@ -1,0 +1,103 @@
+"""`chart` generator vs the raw matplotlib loop, in the same run (one core).
+
+Rows: ours against (a) the same charts drawn the plain way — a new Figure per chart, the same plot calls,
+`tight_layout`, `savefig(png)` — and (b) VARY.md's minimal reference loop (one bar chart at 1024², savefig).
+"""
+from __future__ import annotations
+
+import io
+import time
+
+GOAL = ">= 0.9x raw"
+
+
+def _ours(n: int, lang: str) -> tuple[float, list]:
+    from generators.chart import ChartGenerator
+
+    gen = ChartGenerator(lang=lang)
+    list(gen.items(1, 10_000, 10_002))  # warm: fonts, figure, corpus
+    t = time.perf_counter()
+    items = list(gen.items(1, 0, n))
+    dt = time.perf_counter() - t
+    gen.close()
+    return n / dt, items
+
+
+def _raw_same_charts(n: int, lang: str) -> float:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib import rc_context
+
+    from generators.base import sample_rng
+    from generators.chart import _PLOTTERS, DPI, PALETTES, ChartGenerator, pick_lang
+    from generators.chart_data import sample_chart_data
+
+    gen = ChartGenerator(lang=lang)
+    jobs = []
+    for i in range(n):
+        rng = sample_rng(1, i)
+        lg = pick_lang(rng, gen.lang)
+        ct = gen.chart_types[int(rng.integers(len(gen.chart_types)))]
+        data = sample_chart_data(rng, gen.corpora[lg], ct, lg)
+        jobs.append((data, gen._sample_style(rng, data)))
+    t = time.perf_counter()
+    for data, st in jobs:
+        pal = PALETTES[st["palette"]]
+        colors = [pal[i % len(pal)] for i in range(max(len(data.series), len(data.categories)))]
+        with rc_context({"font.family": [gen._family(st["font"])], "font.size": st["tick_pt"]}):
+            fig = Figure(figsize=(st["width"] / DPI, st["height"] / DPI), dpi=DPI)
+            FigureCanvasAgg(fig)
+            ax = fig.add_subplot()
+            _PLOTTERS[data.chart_type](ax, data, st, colors)
+            ax.set_title(data.title, fontsize=st["title_pt"])
+            if data.chart_type != "pie":
+                ax.set_xlabel(data.x_title or "")
+                ax.set_ylabel(data.y_title or "")
+            ax.legend()
+            fig.tight_layout()
+            fig.savefig(io.BytesIO(), format="png")
+    return n / (time.perf_counter() - t)
+
+
+def _raw_minimal(n: int) -> float:
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    cats = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    t = time.perf_counter()
+    for i in range(n):
+        fig = Figure(figsize=(10.24, 10.24), dpi=100)
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot()
+        ax.bar(cats, np.arange(6) + i % 3 + 1, label="series")
+        ax.set_title("A chart title")
+        ax.set_xlabel("x")
+        ax.set_ylabel("y")
+        ax.legend()
+        fig.savefig(io.BytesIO(), format="png")
+    return n / (time.perf_counter() - t)
+
+
+def bench(n: int = 30) -> list[dict]:
+    rows = []
+    for lang in ("en", "zh"):
+        _raw_same_charts(2, lang)  # warm
+        raw = _raw_same_charts(n, lang)
+        ours, items = _ours(n, lang)
+        rejects = sum(1 for x in items if not hasattr(x, "image"))
+        rows.append({"kind": f"chart ({lang})", "ours_per_s": round(ours, 2), "raw_per_s": round(raw, 2),
+                     "raw_label": "same charts, new Figure + tight_layout + savefig(png)", "goal": GOAL,
+                     "rejects": rejects})
+    raw_min = _raw_minimal(n)
+    rows.append({"kind": "chart (en)", "ours_per_s": rows[0]["ours_per_s"], "raw_per_s": round(raw_min, 2),
+                 "raw_label": "VARY.md minimal loop: one 1024² bar chart + savefig(png)", "goal": GOAL})
+    return rows
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    for row in bench(int(sys.argv[1]) if len(sys.argv) > 1 else 30):
+        print(json.dumps(row, ensure_ascii=False))

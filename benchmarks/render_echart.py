@@ -1,0 +1,89 @@
+"""`echart` generator vs the raw ECharts loop in the same Chromium, in the same run.
+
+Rows: ours against (a) the raw loop — the same pyecharts options, `setOption` + `getDataURL` in one open page,
+no sampling, checks or meta — and (b) the one-page-per-chart path that pyecharts' `make_snapshot` takes
+(load a page with echarts.min.js per chart, then render), measured on a few charts.
+"""
+from __future__ import annotations
+
+import time
+
+GOAL = ">= 0.9x raw and >= 25/s/core"
+
+_RAW_JS = """
+const box = document.getElementById('vf-raw') || Object.assign(document.body.appendChild(document.createElement('div')),
+  {id: 'vf-raw'});
+box.style.cssText = 'position:absolute;left:-30000px;width:' + arguments[1] + 'px;height:' + arguments[1] + 'px';
+window.__raw = window.__raw || echarts.init(box, null, {renderer: 'canvas', devicePixelRatio: 1});
+window.__raw.setOption(arguments[0], true);
+return window.__raw.getDataURL({type: 'png', pixelRatio: 1});
+"""
+
+_PAGE_PER_CHART_JS = """
+const done = arguments[arguments.length - 1];
+const s = document.createElement('script');
+s.src = arguments[0];
+s.onload = () => {
+  const box = document.body.appendChild(document.createElement('div'));
+  box.style.cssText = 'width:' + arguments[2] + 'px;height:' + arguments[2] + 'px';
+  const c = echarts.init(box, null, {devicePixelRatio: 1});
+  c.setOption(arguments[1]);
+  done(c.getDataURL({type: 'png'}));
+};
+document.head.appendChild(s);
+"""
+
+
+def bench(n: int = 40) -> list[dict]:
+    from generators.base import sample_rng
+    from generators.browser import ASSETS, BrowserRenderer, echarts_js_path
+    from generators.chart import pick_lang
+    from generators.chart_data import sample_chart_data
+    from generators.echart import EChartGenerator
+
+    rows = []
+    with BrowserRenderer() as browser:
+        for lang in ("en", "zh"):
+            gen = EChartGenerator(lang=lang, renderer=browser)
+            list(gen.items(1, 10_000, 10_003))  # warm: echarts loaded, fonts cached
+            options = []
+            for i in range(n):
+                rng = sample_rng(1, i)
+                lg = pick_lang(rng, gen.lang)
+                ct = gen.chart_types[int(rng.integers(len(gen.chart_types)))]
+                data = sample_chart_data(rng, gen.corpora[lg], ct, lg)
+                options.append(gen.build_option(data, gen._sample_style(rng, data)))
+            driver = browser._driver
+            driver.execute_script(_RAW_JS, options[0], gen.size)
+            t = time.perf_counter()
+            for opt in options:
+                driver.execute_script(_RAW_JS, opt, gen.size)
+            raw = n / (time.perf_counter() - t)
+            t = time.perf_counter()
+            items = list(gen.items(1, 0, n))
+            ours = n / (time.perf_counter() - t)
+            rows.append({"kind": f"echart ({lang})", "ours_per_s": round(ours, 2), "raw_per_s": round(raw, 2),
+                         "raw_label": "same options, setOption + getDataURL in one open page", "goal": GOAL,
+                         "rejects": sum(1 for x in items if not hasattr(x, "image"))})
+        # make_snapshot's shape: a fresh page (and echarts.min.js parse) per chart. A few charts suffice.
+        driver = browser._driver
+        js = echarts_js_path().as_uri()
+        k = min(n, 4)
+        t = time.perf_counter()
+        for opt in options[:k]:
+            driver.get((ASSETS / "render.html").as_uri())
+            driver.execute_async_script(_PAGE_PER_CHART_JS, js, opt, gen.size)
+        per_page = k / (time.perf_counter() - t)
+        driver.get((ASSETS / "render.html").as_uri())
+        rows.append({"kind": "echart (zh)", "ours_per_s": rows[-1]["ours_per_s"], "raw_per_s": round(per_page, 2),
+                     "raw_label": "one page load per chart (make_snapshot's shape, browser already running)",
+                     "goal": GOAL})
+    return rows
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    for row in bench(int(sys.argv[1]) if len(sys.argv) > 1 else 40):
+        print(json.dumps(row, ensure_ascii=False))

@@ -1,0 +1,161 @@
+"""`varyflow render | pipeline | retrain | reproduce`: the orchestration subcommands (flows.cli dispatches)."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+from typing import Any, Iterator
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from flows.runners import RUNNERS
+
+    p = sub.add_parser("render", help="render samples of one kind into a dataset version (Prefect flow)")
+    p.add_argument("kind", help="generator kind (see generators.KINDS)")
+    p.add_argument("--count", type=int, required=True, help="number of sample indices to render")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default=None, help="storage root: a directory or s3://bucket/prefix (default $VARYFLOW_ROOT or ./varyflow-data)")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the kind)")
+    p.add_argument("--shard-rows", type=int, default=None, help="sample indices per shard (one task each)")
+    p.add_argument("--lang", choices=("en", "zh", "mixed"), default=None)
+    p.add_argument("--workers", type=int, default=2, help="parallel shard tasks")
+    p.add_argument("--runner", choices=RUNNERS, default="process", help="task runner (dask/ray for a cluster)")
+    p.add_argument("--runner-address", default=None, help="address of an existing Dask/Ray cluster")
+    p.add_argument("--source", default=None, help="input files of the kind (PDF folder, photos), local or s3://")
+    p.add_argument("--params", default=None, help="more generator parameters as a JSON object")
+    p.add_argument("--json", action="store_true", help='print {"dataset","manifest","rows","shards","rejects"}')
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("pipeline", help="render every kind -> mix -> vocabulary generation -> integration -> evaluation")
+    p.add_argument("--config", default=None, help="YAML or JSON config; unset keys keep the embedded defaults")
+    p.add_argument("--out", default=None, help="storage root (overrides the config's root)")
+    p.add_argument("--print-config", action="store_true", help="print the effective config and exit")
+    p.add_argument("--json", action="store_true", help="print the pipeline's result as JSON")
+    p.set_defaults(func=cmd_pipeline)
+
+    p = sub.add_parser("retrain", help="trigger the training deployment when data or training config changed")
+    p.add_argument("--config", default=None, help="pipeline config (its mix and train sections are compared)")
+    p.add_argument("--out", default=None, help="storage root (overrides the config's root)")
+    p.add_argument("--deployment", default=None, help="deployment to run (default: the config's retrain.deployment)")
+    p.add_argument("--dry-run", action="store_true", help="say what would happen, trigger nothing")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_retrain)
+
+    p = sub.add_parser("reproduce", help="re-render every shard a checkpoint was trained on and compare sha256")
+    p.add_argument("checkpoint", help="checkpoint location (a directory with lineage.json)")
+    p.add_argument("--out", default=None, help="where re-rendered shards go (default: a temporary directory)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_reproduce)
+
+
+def _error(message: str) -> Exception:
+    from flows.cli import CliError
+
+    return CliError(message)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool) -> Iterator[None]:
+    """A rich progress bar on stderr fed by the render flow's per-shard notifications."""
+    from flows import render as render_mod
+
+    if not enabled or not sys.stderr.isatty():
+        yield
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rows]} rows"),
+                        TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+    bars: dict[str, Any] = {}
+
+    def listener(kind: str, done: int, total: int, rows: int) -> None:
+        if kind not in bars:
+            bars[kind] = progress.add_task(f"render {kind} shards", total=total, rows=0)
+        progress.update(bars[kind], completed=done, total=total, rows=rows)
+
+    render_mod.PROGRESS_LISTENERS.append(listener)
+    try:
+        with progress:
+            yield
+    finally:
+        render_mod.PROGRESS_LISTENERS.remove(listener)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from flows.render import DEFAULT_SHARD_ROWS, run_render
+
+    params: dict[str, Any] = {}
+    if args.params:
+        try:
+            params = json.loads(args.params)
+        except json.JSONDecodeError as e:
+            raise _error(f"--params is not JSON: {e.msg}") from None
+        if not isinstance(params, dict):
+            raise _error("--params must be a JSON object")
+    if args.lang:
+        params["lang"] = args.lang
+    if args.source:
+        params["source"] = args.source
+    if args.count < 1:
+        raise _error(f"--count must be at least 1, got {args.count}")
+    if args.workers < 1:
+        raise _error(f"--workers must be at least 1, got {args.workers}")
+    with progress_bar(True):
+        result = run_render(kind=args.kind, count=args.count, seed=args.seed, out=args.out, dataset=args.dataset,
+                            shard_rows=args.shard_rows or DEFAULT_SHARD_ROWS, params=params, workers=args.workers,
+                            runner=args.runner, runner_address=args.runner_address)
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("dataset", "manifest", "rows", "shards", "rejects")}))
+    else:
+        rejects = sum(result["rejects"].values())
+        print(f"{result['dataset']}: {result['rows']} rows in {result['shards']} shards, {rejects} rejects -> {result['manifest']}")
+    return 0
+
+
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    from flows.pipeline import load_config, pipeline_report, run_pipeline
+
+    config = load_config(args.config, root=args.out)
+    if args.print_config:
+        import yaml
+
+        print(yaml.safe_dump(config, sort_keys=False))
+        return 0
+    with progress_bar(True):
+        result = run_pipeline(config)
+    print(json.dumps(result, indent=1, default=str) if args.json else pipeline_report(result))
+    return 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    from flows.pipeline import load_config
+    from flows.retrain import retrain
+
+    config = load_config(args.config, root=args.out)
+    outcome = retrain(config, deployment=args.deployment, dry_run=args.dry_run)
+    if args.json:
+        print(json.dumps(outcome, default=str))
+    elif outcome["changed"]:
+        what = "would trigger" if args.dry_run else "triggered"
+        run = f" (flow run {outcome['flow_run_id']})" if outcome.get("flow_run_id") else ""
+        print(f"{what} {outcome['deployment']}{run}: " + "; ".join(outcome["reasons"]))
+    else:
+        print(f"up to date: {outcome['checkpoint']} was trained on the newest manifests with this config")
+    return 0
+
+
+def cmd_reproduce(args: argparse.Namespace) -> int:
+    from flows.reproduce import reproduce
+
+    report = reproduce(args.checkpoint, out=args.out, workers=args.workers)
+    if args.json:
+        print(json.dumps(report, default=str))
+    else:
+        for shard in report["shards"]:
+            mark = "match" if shard["match"] else "MISMATCH"
+            print(f"{mark:8} {shard['uri']}  {shard['sha256'][:12]} vs {shard['reproduced_sha256'][:12] if shard['reproduced_sha256'] else '-'}")
+        print(f"{report['matched']}/{len(report['shards'])} shards reproduced byte-identical (re-rendered under {report['out']})")
+    return 0 if report["matched"] == len(report["shards"]) else 1

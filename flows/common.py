@@ -1,0 +1,120 @@
+"""Small helpers the flows share: where data lives, how file inputs are read, artifact keys and pictures."""
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import os
+import re
+from importlib import metadata
+from typing import Any, Iterator
+
+# Generator parameters that name input files; the driver hands generators storage's reader for them.
+FILE_PARAMS = ("source", "corpus")
+# Distributions whose versions decide whether a re-render is byte-identical.
+TRACKED_PACKAGES = ("varyflow", "pillow", "numpy", "pyarrow", "pymupdf", "matplotlib", "reportlab", "latex2mathml", "prefect")
+
+
+def default_root() -> str:
+    from storage import default_root as storage_root
+
+    return storage_root()
+
+
+def read_location(name: str) -> bytes:
+    """The reader generators get for file parameters: local paths and s3:// names alike."""
+    from storage import Location
+
+    return Location.parse(name).read_bytes()
+
+
+def list_location(prefix: str) -> list[str]:
+    """The lister generators get for remote folders: every object name under a prefix."""
+    from storage import Location
+
+    return [loc.uri for loc in Location.parse(prefix).list()]
+
+
+def generator_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a generator is built with: the recorded ones plus storage's reader (and lister,
+    where the generator takes one) when input files are named."""
+    import inspect
+
+    from generators import generator_class
+
+    built = dict(params)
+    if any(built.get(p) for p in FILE_PARAMS):
+        accepted = inspect.signature(generator_class(kind).__init__).parameters
+        if "reader" in accepted:
+            built["reader"] = read_location
+        if "lister" in accepted:
+            built["lister"] = list_location
+    return built
+
+
+def artifact_key(*parts: object) -> str:
+    """Prefect artifact keys allow lowercase letters, digits and dashes only."""
+    key = "-".join(str(p) for p in parts if p not in (None, ""))
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", key.lower())).strip("-")[:100]
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in TRACKED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def thumbnail_data_uri(image: bytes, size: int = 192) -> str:
+    """A small PNG data URI of an encoded image, for markdown artifacts (the UI cannot reach our storage)."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(image))
+    img.thumbnail((size, size))
+    buf = io.BytesIO()
+    img.convert("L" if img.mode in ("L", "1") else "RGB").save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def png_data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def md_cell(text: str, limit: int = 160) -> str:
+    """Text made safe for one markdown table cell: one line, pipes escaped, cut to a readable length."""
+    flat = " ".join(str(text).split())
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return flat.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link_for(uri: str) -> str:
+    """A clickable form of a storage URI: local paths become file:// links."""
+    if "://" in uri:
+        return uri
+    return "file://" + os.path.abspath(uri)
+
+
+@contextlib.contextmanager
+def api_url_exported() -> Iterator[str | None]:
+    """Export the API this process talks to as PREFECT_API_URL while a process pool runs.
+
+    Spawned task workers read settings from the environment; without this, under Prefect's ephemeral API
+    every worker would start a temporary server of its own (seconds each, and a second database)."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        url = str(client.api_url).rstrip("/") if client.api_url else None
+    before = os.environ.get("PREFECT_API_URL")
+    if url and url.startswith("http"):
+        os.environ["PREFECT_API_URL"] = url
+    try:
+        yield url
+    finally:
+        if before is None:
+            os.environ.pop("PREFECT_API_URL", None)
+        else:
+            os.environ["PREFECT_API_URL"] = before

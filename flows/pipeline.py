@@ -1,0 +1,174 @@
+"""The pipeline flow: render every kind -> mix -> vocabulary generation -> integration -> evaluation.
+
+On its embedded defaults it is the README's main job: local storage, Prefect's ephemeral API, the tiny
+model preset on CPU, small counts; a config file (YAML or JSON) overrides any part of them.
+"""
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+from prefect.runtime import flow_run as runtime_flow_run
+
+from flows.common import artifact_key, default_root
+
+DEFAULT_CONFIG: dict[str, Any] = {
+    "root": None,  # None: $VARYFLOW_ROOT or ./varyflow-data
+    "seed": 0,
+    "workers": 2,
+    "runner": "process",
+    # kind -> {count, shard_rows, params}. `pdf` and `negative` need input files (PDFs, photos), so they
+    # join only when a config gives them a source.
+    "render": {
+        "document": {"count": 8, "shard_rows": 4},
+        "chart": {"count": 6, "shard_rows": 3},
+        "echart": {"count": 4, "shard_rows": 4},
+        "formula": {"count": 6, "shard_rows": 3},
+        "table": {"count": 4, "shard_rows": 4},
+        "latex_page": {"count": 4, "shard_rows": 2},
+    },
+    "mix": {"generation": "vary-tiny", "integration": "vary-base"},
+    "train": {
+        "preset": "tiny",
+        "deepspeed": False,
+        "steps": 4,
+        "batch_size": 2,
+        "lr": 5e-4,
+        "seed": 0,
+        "max_length": 512,
+        "tokenizer_vocab_size": 512,
+        "log_every": 1,
+    },
+    "integration": {"steps": 4},  # stage-2 overrides of `train`
+    "launch": None,  # {"gpus", "nodes", "hostfile", ...} for the deepspeed launcher
+    "evaluate": {"limit": 4, "max_new_tokens": 24},
+    "retrain": {"deployment": "vocabulary_generation/vocabulary-generation"},
+}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict) and k != "render":
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def load_config(path: str | None = None, root: str | None = None) -> dict[str, Any]:
+    """The embedded defaults overlaid with a YAML/JSON file (see `complete_config`)."""
+    loaded: dict[str, Any] = {}
+    if path:
+        import yaml
+
+        text = Path(path).read_text()
+        try:
+            loaded = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as e:
+            raise ValueError(f"{path}: not valid {'JSON' if path.endswith('.json') else 'YAML'} ({e})") from None
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping at the top level")
+    return complete_config(loaded, root)
+
+
+def complete_config(loaded: dict[str, Any], root: str | None = None) -> dict[str, Any]:
+    """Defaults + `loaded`. A `render` section replaces the default kinds (so a config can render just
+    one); other sections merge key by key. Without one, the default kinds whose generators exist."""
+    unknown = set(loaded) - set(DEFAULT_CONFIG)
+    if unknown:
+        raise ValueError(f"unknown config sections {', '.join(sorted(unknown))}; known: {', '.join(DEFAULT_CONFIG)}")
+    config = _merge(DEFAULT_CONFIG, loaded)
+    if "render" not in loaded:
+        config["render"] = {k: v for k, v in config["render"].items() if _available(k)}
+    config["root"] = root or config["root"] or default_root()
+    return config
+
+
+def _available(kind: str) -> bool:
+    """Whether a default kind's generator is installed (the embedded defaults skip absent ones)."""
+    from generators import KINDS
+
+    return kind in KINDS and importlib.util.find_spec(KINDS[kind].split(":")[0]) is not None
+
+
+def train_config(config: dict[str, Any], stage: str) -> dict[str, Any]:
+    cfg = dict(config["train"])
+    if stage == "integrate":
+        cfg.update(config.get("integration") or {})
+    cfg.setdefault("out", str(Path(config["root"]) / "checkpoints" / stage) if "://" not in config["root"] else f"checkpoints/{stage}")
+    return cfg
+
+
+@flow(name="pipeline", flow_run_name="pipeline")
+def pipeline(config: dict[str, Any]) -> dict[str, Any]:
+    """`config` may be partial (a deployment's parameters): it is completed from the embedded defaults."""
+    from flows.mix import mix
+    from flows.render import render
+    from flows.train import vocabulary_generation, vocabulary_integration
+
+    logger = get_run_logger()
+    config = complete_config(config)
+    root = config["root"]
+    rendered = {}
+    for kind, spec in config["render"].items():
+        spec = dict(spec or {})
+        rendered[kind] = render(kind=kind, count=int(spec.get("count", 8)), seed=int(spec.get("seed", config["seed"])), out=root,
+                                dataset=spec.get("dataset"), shard_rows=int(spec.get("shard_rows", 4)),
+                                params=spec.get("params") or {}, workers=int(config["workers"]), runner=config["runner"])
+    mixes = {stage: mix(name=preset, preset=preset, out=root) for stage, preset in config["mix"].items()}
+    launch = config.get("launch")
+    ev = config.get("evaluate") or {}
+    gen = vocabulary_generation(config=train_config(config, "vocab"), mixture=mixes["generation"]["uri"], launch=launch,
+                                eval_limit=ev.get("limit"), eval_max_new_tokens=int(ev.get("max_new_tokens", 64)), out=root)
+    integ_cfg = {**train_config(config, "integrate"), "init_from": gen["checkpoint"]}
+    integ = vocabulary_integration(config=integ_cfg, mixture=mixes["integration"]["uri"], launch=launch,
+                                   eval_limit=ev.get("limit"), eval_max_new_tokens=int(ev.get("max_new_tokens", 64)), out=root)
+    result = {
+        "root": root,
+        "datasets": {k: {"manifest": v["manifest"], "rows": v["rows"], "rejects": v["rejects"]} for k, v in rendered.items()},
+        "mixtures": {k: v["uri"] for k, v in mixes.items()},
+        "checkpoints": {"vocab": gen["checkpoint"], "integrate": integ["checkpoint"]},
+        "eval": {"vocab": gen["eval"], "integrate": integ["eval"]},
+        "lineage": str(Path(integ["checkpoint"]) / "lineage.json"),
+        "flow_run_id": str(runtime_flow_run.id),
+    }
+    create_markdown_artifact(pipeline_report(result, markdown=True), key=artifact_key("pipeline", "summary"),
+                             description="where the pipeline's outputs are")
+    logger.info("pipeline done: %s", json.dumps(result["checkpoints"]))
+    return result
+
+
+def run_pipeline(config: dict[str, Any]) -> dict[str, Any]:
+    return pipeline(config=config)
+
+
+def ui_hint(flow_run_id: str | None) -> str:
+    """How to look at the runs: the ephemeral API kept them in PREFECT_HOME's database."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_HOME
+
+    api = PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL")
+    path = f"/runs/flow-run/{flow_run_id}" if flow_run_id else "/runs"
+    if api:
+        return f"open {api.rstrip('/').removesuffix('/api')}{path}"
+    return (f"run `prefect server start` (it reads the runs kept in {PREFECT_HOME.value()}), "
+            f"then open http://127.0.0.1:4200{path}")
+
+
+def pipeline_report(result: dict[str, Any], markdown: bool = False) -> str:
+    lines = [
+        f"data:        {os.path.abspath(result['root']) if '://' not in result['root'] else result['root']}",
+        *(f"  {k:<11} {v['rows']:>4} rows  {v['manifest']}" for k, v in result["datasets"].items()),
+        *(f"mixture:     {k}: {v}" for k, v in result["mixtures"].items()),
+        f"checkpoints: vocabulary generation {result['checkpoints']['vocab']}",
+        f"             vocabulary integration {result['checkpoints']['integrate']}",
+        f"lineage:     {result['lineage']}  (varyflow reproduce {result['checkpoints']['integrate']})",
+        f"Prefect UI:  {ui_hint(result.get('flow_run_id'))}",
+    ]
+    return "```\n" + "\n".join(lines) + "\n```" if markdown else "\n".join(lines)

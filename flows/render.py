@@ -1,0 +1,305 @@
+"""The render flow: one parameterised flow for every generator kind, one task per shard.
+
+Shard k holds sample indices [k*R, (k+1)*R), so any shard can be rendered alone and a rerun after a crash
+renders exactly the shards that are missing. The manifest commit is the last task: readers never see a
+dataset version whose shards are not all written.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.futures import as_completed
+from prefect.runtime import deployment as runtime_deployment
+from prefect.runtime import flow_run as runtime_flow_run
+from prefect.tasks import exponential_backoff
+
+from flows.common import (
+    api_url_exported,
+    artifact_key,
+    default_root,
+    generator_params,
+    link_for,
+    md_cell,
+    package_versions,
+    thumbnail_data_uri,
+)
+from flows.runners import make_task_runner
+
+DEFAULT_SHARD_ROWS = 256
+MAX_REJECT_EXAMPLES = 20
+
+# Called as listener(kind, shards_done, shards_total, rows_done) after each shard; the CLI's progress bar.
+PROGRESS_LISTENERS: list[Callable[[str, int, int, int], None]] = []
+
+
+@dataclass
+class ShardResult:
+    index: int
+    info: Any  # storage.writer.ShardInfo
+    reused: bool
+    seconds: float = 0.0
+    rejects: dict[str, int] = field(default_factory=dict)
+    reject_examples: list[dict[str, str]] = field(default_factory=list)
+    gallery: list[dict[str, str]] = field(default_factory=list)
+
+
+def shard_ranges(count: int, shard_rows: int) -> list[tuple[int, int, int]]:
+    """(shard index, first sample index, stop) for `count` samples in shards of `shard_rows`."""
+    if count < 1:
+        raise ValueError(f"count must be at least 1, got {count}")
+    if shard_rows < 1:
+        raise ValueError(f"shard rows must be at least 1, got {shard_rows}")
+    return [(k, start, min(start + shard_rows, count)) for k, start in enumerate(range(0, count, shard_rows))]
+
+
+def render_fingerprint(kind: str, params: dict[str, Any], seed: int, count: int, shard_rows: int) -> str:
+    """What a dataset version is a function of; a shard written under another fingerprint is not reused."""
+    from generators import generator_class
+    from generators.base import params_fingerprint
+
+    version = generator_class(kind).version
+    return params_fingerprint(
+        {"kind": kind, "version": version, "params": params, "seed": seed, "count": count, "shard_rows": shard_rows}
+    )
+
+
+def _storage_failure(task: Any, task_run: Any, state: Any) -> bool:
+    """Retry only what a retry can fix: storage hiccups, not a broken generator."""
+    from storage.errors import StorageError
+
+    try:
+        state.result(raise_on_failure=True)
+    except StorageError:
+        return True
+    except Exception:
+        return False
+    return False
+
+
+def render_shard_rows(kind: str, params: dict[str, Any], seed: int, start: int, stop: int, gallery: int = 0):
+    """Generator -> rows, with rejects counted by reason. The only place flows touch samples."""
+    from generators import get_generator
+    from generators.base import Rejected
+
+    rows: list[dict[str, Any]] = []
+    rejects: Counter[str] = Counter()
+    examples: list[dict[str, str]] = []
+    shown: list[dict[str, str]] = []
+    with get_generator(kind, **generator_params(kind, params)) as gen:
+        for item in gen.items(seed, start, stop):
+            if isinstance(item, Rejected):
+                rejects[item.reason] += 1
+                if len(examples) < MAX_REJECT_EXAMPLES:
+                    examples.append({"id": item.id, "reason": item.reason, "detail": item.detail, "source": item.source})
+                continue
+            rows.append(item.to_row())
+            if len(shown) < gallery:
+                shown.append({"id": item.id, "lang": item.lang, "text": item.text, "thumb": thumbnail_data_uri(item.image)})
+    return rows, dict(rejects), examples, shown
+
+
+@task(
+    name="render-shard",
+    task_run_name="render {kind} shard {index}",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1),
+    retry_condition_fn=_storage_failure,
+)
+def render_shard(
+    kind: str,
+    params: dict[str, Any],
+    seed: int,
+    root: str,
+    dataset: str,
+    fingerprint: str,
+    index: int,
+    start: int,
+    stop: int,
+    gallery: int = 0,
+) -> ShardResult:
+    from storage import DatasetWriter
+
+    logger = get_run_logger()
+    writer = DatasetWriter(root, dataset, fingerprint)
+    existing = writer.existing_shard(index)
+    if existing is not None:
+        logger.info("shard %d of %s already written (%d rows); not rendered again", index, dataset, existing.rows)
+        return ShardResult(index, existing, reused=True, rejects=dict(existing.rejects))
+    t0 = time.perf_counter()
+    rows, rejects, examples, shown = render_shard_rows(kind, params, seed, start, stop, gallery)
+    for ex in examples:
+        logger.warning("rejected %s: %s %s", ex["id"], ex["reason"], ex["detail"])
+    info = writer.write_shard(index, rows, rejects=rejects)
+    seconds = time.perf_counter() - t0
+    logger.info("shard %d of %s: %d rows, %d rejects in %.1f s", index, dataset, info.rows, sum(rejects.values()), seconds)
+    return ShardResult(index, info, reused=False, seconds=seconds, rejects=rejects, reject_examples=examples, gallery=shown)
+
+
+@task(
+    name="commit-manifest",
+    task_run_name="commit {dataset} manifest",
+    retries=3,
+    retry_delay_seconds=exponential_backoff(backoff_factor=1),
+    retry_condition_fn=_storage_failure,
+)
+def commit_manifest(root: str, dataset: str, fingerprint: str, shards: list[Any], facts: dict[str, Any]) -> str:
+    from storage import DatasetWriter
+
+    return DatasetWriter(root, dataset, fingerprint).commit(shards, facts)
+
+
+def _committed(root: str, dataset: str, fingerprint: str):
+    """The newest manifest of `dataset` when it already holds exactly this render; a rerun then does nothing."""
+    from storage import read_manifest
+    from storage.manifest import latest_manifest
+
+    uri = latest_manifest(root, dataset)
+    if uri is None:
+        return None
+    manifest = read_manifest(uri)
+    return manifest if manifest.facts.get("fingerprint") == fingerprint else None
+
+
+def _render_run_name() -> str:
+    p = runtime_flow_run.parameters
+    return f"render-{p.get('dataset') or p['kind']}-{p['count']}x-seed{p.get('seed', 0)}"
+
+
+@flow(name="render", flow_run_name=_render_run_name, log_prints=True)
+def render(
+    kind: str,
+    count: int,
+    seed: int = 0,
+    out: str | None = None,
+    dataset: str | None = None,
+    shard_rows: int = DEFAULT_SHARD_ROWS,
+    params: dict[str, Any] | None = None,
+    workers: int = 2,
+    runner: str = "process",
+    runner_address: str | None = None,
+    gallery: int = 6,
+) -> dict[str, Any]:
+    """Render `count` samples of `kind` into a new version of `dataset` (default: the kind) under `out`.
+
+    Returns {"dataset", "manifest", "rows", "shards", "rejects", "reused", "samples_per_s"}.
+    """
+    logger = get_run_logger()
+    root = out or default_root()
+    dataset = dataset or kind
+    params = dict(params or {})
+    fingerprint = render_fingerprint(kind, params, seed, count, shard_rows)
+    ranges = shard_ranges(count, shard_rows)
+
+    done = _committed(root, dataset, fingerprint)
+    if done is not None:
+        logger.info("%s already holds this render (%s); nothing to do", dataset, done.uri)
+        result = _summary(dataset, done.uri, done.shards, done.facts.get("rejects", {}), reused=len(done.shards), rate=0.0)
+        _notify(kind, len(ranges), len(ranges), result["rows"])
+        return result
+
+    progress_id = create_progress_artifact(0.0, key=artifact_key("render", dataset, "progress"), description=f"shards of {dataset} written")
+    t0 = time.perf_counter()
+    results: list[ShardResult] = []
+    task_runner = make_task_runner(runner, workers, runner_address)
+    with api_url_exported(), task_runner:
+        futures = [
+            task_runner.submit(
+                render_shard,
+                parameters=dict(kind=kind, params=params, seed=seed, root=root, dataset=dataset, fingerprint=fingerprint,
+                                index=k, start=start, stop=stop, gallery=gallery if k == 0 else 0),
+            )
+            for k, start, stop in ranges
+        ]
+        for fut in as_completed(futures):
+            results.append(fut.result())
+            rows_done = sum(r.info.rows for r in results)
+            update_progress_artifact(progress_id, 100.0 * len(results) / len(ranges),
+                                     description=f"{len(results)}/{len(ranges)} shards, {rows_done} rows")
+            _notify(kind, len(results), len(ranges), rows_done)
+    elapsed = time.perf_counter() - t0
+
+    results.sort(key=lambda r: r.index)
+    rejects: Counter[str] = Counter()
+    for r in results:
+        rejects.update(r.rejects)
+    rendered = [r for r in results if not r.reused]
+    rate = sum(r.info.rows for r in rendered) / elapsed if rendered and elapsed > 0 else 0.0
+    facts = {
+        "kind": kind,
+        "generator_version": _generator_version(kind),
+        "params": params,
+        "seed": seed,
+        "count": count,
+        "shard_rows": shard_rows,
+        "fingerprint": fingerprint,
+        "rejects": dict(rejects),
+        "reject_examples": [ex for r in results for ex in r.reject_examples][:MAX_REJECT_EXAMPLES],
+        "packages": package_versions(),
+        "flow_run_id": str(runtime_flow_run.id) if runtime_flow_run.id else None,
+        "deployment": runtime_deployment.name,
+    }
+    manifest_uri = commit_manifest(root, dataset, fingerprint, [r.info for r in results], facts)
+    result = _summary(dataset, manifest_uri, [r.info for r in results], dict(rejects), reused=len(results) - len(rendered), rate=rate)
+    logger.info("committed %s: %d rows in %d shards (%d reused), %d rejects, %.1f samples/s",
+                manifest_uri, result["rows"], result["shards"], result["reused"], sum(rejects.values()), rate)
+    _publish(kind, dataset, result, [g for r in results for g in r.gallery], elapsed)
+    return result
+
+
+def _generator_version(kind: str) -> str:
+    from generators import generator_class
+
+    return generator_class(kind).version
+
+
+def _summary(dataset: str, manifest: str, shards: list[Any], rejects: dict[str, int], reused: int, rate: float) -> dict[str, Any]:
+    return {
+        "dataset": dataset,
+        "manifest": manifest,
+        "rows": sum(s.rows for s in shards),
+        "shards": len(shards),
+        "rejects": rejects,
+        "reused": reused,
+        "samples_per_s": round(rate, 2),
+    }
+
+
+def _notify(kind: str, done: int, total: int, rows: int) -> None:
+    for listener in list(PROGRESS_LISTENERS):
+        listener(kind, done, total, rows)
+
+
+def _publish(kind: str, dataset: str, result: dict[str, Any], gallery: list[dict[str, str]], elapsed: float) -> None:
+    """What the UI shows on the run: stats, rejects, a gallery and the manifest link."""
+    stats = [
+        {"measure": "rows", "value": result["rows"]},
+        {"measure": "shards", "value": result["shards"]},
+        {"measure": "shards reused", "value": result["reused"]},
+        {"measure": "rejects", "value": sum(result["rejects"].values())},
+        *({"measure": f"rejects: {reason}", "value": n} for reason, n in sorted(result["rejects"].items())),
+        {"measure": "seconds", "value": round(elapsed, 2)},
+        {"measure": "samples/s", "value": result["samples_per_s"]},
+    ]
+    create_table_artifact(stats, key=artifact_key("render", dataset, "stats"), description=f"{kind} render statistics")
+    if gallery:
+        lines = [f"# {kind} samples", "", "| image | target |", "|---|---|"]
+        lines += [f"| ![{g['id']}]({g['thumb']}) | `{md_cell(g['id'], 40)}` {md_cell(g['text'])} |" for g in gallery]
+        create_markdown_artifact("\n".join(lines), key=artifact_key("render", dataset, "gallery"), description=f"{kind} sample gallery")
+    create_link_artifact(link_for(result["manifest"]), link_text=result["manifest"], key=artifact_key("render", dataset, "manifest"),
+                         description=f"manifest of {dataset}")
+
+
+def run_render(**kwargs: Any) -> dict[str, Any]:
+    """Run the render flow in this process (the CLI and the pipeline use it)."""
+    return render(**kwargs)

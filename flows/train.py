@@ -1,0 +1,223 @@
+"""Train flows: `vocabulary_generation` (stage 1, Vary-tiny) and `vocabulary_integration` (stage 2).
+
+One device: the training entry point runs in this process. Several devices or nodes: the `deepspeed`
+launcher runs `python -m training train ...` as a subprocess with a hostfile (or `--no_ssh --node_rank`
+under Kubernetes, where every pod runs its own launcher). Either way the checkpoint's lineage carries the
+flow run id and deployment, and the stage ends with an evaluation.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.runtime import deployment as runtime_deployment
+from prefect.runtime import flow_run as runtime_flow_run
+
+from flows.common import artifact_key, default_root, link_for, png_data_uri
+
+STAGE_MODELS = {"vocab": "vary_tiny", "integrate": "vary_base"}
+
+
+@dataclasses.dataclass
+class Launch:
+    """Where a stage runs. gpus/nodes > 1 use the deepspeed launcher."""
+
+    gpus: int = 1  # per node
+    nodes: int = 1
+    hostfile: str | None = None  # "host slots=N" lines; written from `hosts` when not given
+    hosts: list[str] = dataclasses.field(default_factory=list)
+    no_ssh: bool = False  # Kubernetes: one launcher per pod, no ssh between them
+    node_rank: int | None = None
+    master_addr: str | None = None
+    master_port: int = 29500
+
+    @property
+    def distributed(self) -> bool:
+        return self.gpus > 1 or self.nodes > 1
+
+
+def write_hostfile(hosts: list[str], slots: int, path: str) -> str:
+    Path(path).write_text("".join(f"{h} slots={slots}\n" for h in hosts))
+    return path
+
+
+def training_argv(cfg: Any) -> list[str]:
+    """`python -m training train STAGE ...` arguments for a TrainConfig: every option its CLI knows."""
+    import argparse
+
+    from training.cli import register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers(dest="command"))
+    stage_parser = parser._subparsers._group_actions[0].choices["train"]._subparsers._group_actions[0].choices[cfg.stage]  # type: ignore[union-attr]
+    known = {opt for action in stage_parser._actions for opt in action.option_strings}
+    argv = ["train", cfg.stage]
+    defaults = type(cfg)()
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        flag = "--" + f.name.replace("_", "-")
+        if f.name == "manifests":
+            for m in value:
+                argv += ["--data", m]
+            continue
+        if f.name == "stage" or value is None or (value == getattr(defaults, f.name) and flag != "--out"):
+            continue
+        if flag not in known:
+            continue
+        if f.name == "weights":
+            argv += [flag, ",".join(str(w) for w in value)]
+        elif isinstance(value, bool):
+            if f.name == "deepspeed":
+                argv += [flag, "zero2" if value else "off"]
+            elif value:
+                argv.append(flag)
+        else:
+            argv += [flag, str(value)]
+    return argv
+
+
+def deepspeed_command(argv: list[str], launch: Launch, hostfile: str | None) -> list[str]:
+    """The launcher command line; `deepspeed` appends --local_rank to our module's arguments."""
+    cmd = ["deepspeed"]
+    if launch.nodes > 1 or hostfile:
+        cmd += ["--hostfile", hostfile or "/job/hostfile", "--num_nodes", str(launch.nodes)]
+    cmd += ["--num_gpus", str(launch.gpus)]
+    if launch.no_ssh:
+        cmd += ["--no_ssh", "--node_rank", str(launch.node_rank or 0)]
+    if launch.master_addr:
+        cmd += ["--master_addr", launch.master_addr]
+    cmd += ["--master_port", str(launch.master_port), "--module", "training"]
+    return cmd + argv
+
+
+@task(name="train-stage", task_run_name="train {stage}")
+def run_training(stage: str, config: dict[str, Any], launch: dict[str, Any] | None) -> dict[str, Any]:
+    from training.config import TrainConfig
+
+    logger = get_run_logger()
+    cfg = TrainConfig.from_dict(config).validate()
+    where = Launch(**(launch or {}))
+    if not where.distributed:
+        from training.run import train
+
+        result = train(cfg)
+        return {"checkpoint": result.checkpoint, "losses": list(result.losses), "metrics": dict(result.metrics)}
+    with tempfile.TemporaryDirectory() as tmp:
+        hostfile = where.hostfile or (write_hostfile(where.hosts, where.gpus, f"{tmp}/hostfile") if where.hosts else None)
+        cmd = deepspeed_command(training_argv(cfg), where, hostfile)
+        logger.info("launching: %s", shlex.join(cmd))
+        proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], env=dict(os.environ), capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"deepspeed launcher exited {proc.returncode}: {proc.stderr.strip().splitlines()[-1:] or ''}")
+    from storage.lineage import read_lineage
+    from training.run import latest_checkpoint
+
+    ckpt = latest_checkpoint(Path(cfg.out))
+    record = read_lineage(str(ckpt))
+    return {"checkpoint": str(ckpt), "losses": [], "metrics": record.get("metrics", {})}
+
+
+@task(name="evaluate", task_run_name="evaluate {stage}")
+def run_evaluation(stage: str, checkpoint: str, manifests: list[str], limit: int | None, max_new_tokens: int,
+                   index_root: str | None) -> dict[str, Any]:
+    from storage.lineage import update_metrics
+    from training.evaluate import evaluate
+
+    report = evaluate(checkpoint, manifests, limit=limit, max_new_tokens=max_new_tokens)
+    scalars = {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    update_metrics(checkpoint, {"eval": scalars}, index_root=index_root)
+    return report
+
+
+def loss_curve_png(losses: list[float], title: str) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.2), dpi=100)
+    ax = fig.add_subplot()
+    ax.plot(range(1, len(losses) + 1), losses, marker="o" if len(losses) < 40 else None)
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def _resolve_data(config: dict[str, Any], mixture: str | None, root: str) -> dict[str, Any]:
+    """A mixture spec URI, or a mix preset name resolved against the root's newest manifests."""
+    from flows.mix import MIX_PRESETS, build_mixture, read_mixture, resolve_preset
+
+    if not mixture:
+        return config
+    if mixture in MIX_PRESETS:
+        found, missing = resolve_preset(mixture, root)
+        spec = build_mixture(found, MIX_PRESETS[mixture], mixture, missing)
+    else:
+        spec = read_mixture(mixture)
+    return {**config, "manifests": spec["manifests"], "weights": spec["weights"]}
+
+
+def train_stage(stage: str, config: dict[str, Any], mixture: str | None, launch: dict[str, Any] | None,
+                eval_limit: int | None, eval_max_new_tokens: int, out: str | None) -> dict[str, Any]:
+    logger = get_run_logger()
+    root = out or default_root()
+    cfg = _resolve_data(dict(config), mixture, root)
+    cfg.setdefault("model", STAGE_MODELS[stage])
+    cfg.setdefault("index_root", root)
+    cfg.setdefault("out", str(Path(root) / "checkpoints" / stage) if "://" not in root else f"checkpoints/{stage}")
+    cfg.update(stage=stage, flow_run_id=str(runtime_flow_run.id) if runtime_flow_run.id else None,
+               deployment=runtime_deployment.name)
+    trained = run_training(stage, cfg, launch)
+    checkpoint = trained["checkpoint"]
+    logger.info("%s checkpoint: %s", stage, checkpoint)
+    create_link_artifact(link_for(checkpoint), link_text=checkpoint, key=artifact_key("train", stage, "checkpoint"),
+                         description=f"{stage} checkpoint (lineage.json beside it)")
+    if trained["losses"]:
+        png = loss_curve_png(trained["losses"], f"{stage} loss")
+        create_markdown_artifact(f"# {stage} loss\n\n![loss curve]({png_data_uri(png)})\n\n"
+                                 f"final loss {trained['losses'][-1]:.4f} after {len(trained['losses'])} steps",
+                                 key=artifact_key("train", stage, "loss"), description=f"{stage} loss curve")
+    report = run_evaluation(stage, checkpoint, cfg["manifests"], eval_limit, eval_max_new_tokens, cfg["index_root"])
+    rows = [{"metric": k, "value": round(v, 4) if isinstance(v, float) else v}
+            for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    rows += [{"metric": f"{lang}: {k}", "value": round(v, 4) if isinstance(v, float) else v}
+             for lang, scores in sorted(report.get("by_lang", {}).items()) for k, v in scores.items()]
+    create_table_artifact(rows, key=artifact_key("train", stage, "eval"), description=f"{stage} evaluation on {len(cfg['manifests'])} manifests")
+    return {"stage": stage, "checkpoint": checkpoint, "losses": trained["losses"], "metrics": trained["metrics"],
+            "eval": {r["metric"]: r["value"] for r in rows}, "manifests": cfg["manifests"]}
+
+
+def _run_name(stage: str):
+    def name() -> str:
+        config = runtime_flow_run.parameters.get("config") or {}
+        return f"train-{stage}-{config.get('preset', 'paper')}-{config.get('steps', '?')}steps"
+
+    return name
+
+
+@flow(name="vocabulary_generation", flow_run_name=_run_name("vocab"))
+def vocabulary_generation(config: dict[str, Any], mixture: str | None = "vary-tiny", launch: dict[str, Any] | None = None,
+                          eval_limit: int | None = 8, eval_max_new_tokens: int = 64, out: str | None = None) -> dict[str, Any]:
+    """Stage 1: train Vary-tiny (the new vocabulary network + OPT) on `mixture`, then evaluate."""
+    return train_stage("vocab", config, mixture, launch, eval_limit, eval_max_new_tokens, out)
+
+
+@flow(name="vocabulary_integration", flow_run_name=_run_name("integrate"))
+def vocabulary_integration(config: dict[str, Any], mixture: str | None = "vary-base", launch: dict[str, Any] | None = None,
+                           eval_limit: int | None = 8, eval_max_new_tokens: int = 64, out: str | None = None) -> dict[str, Any]:
+    """Stage 2: Vary-base on the stage-1 vocabulary network (`config["init_from"]`), then evaluate."""
+    return train_stage("integrate", config, mixture, launch, eval_limit, eval_max_new_tokens, out)
+

@@ -1,0 +1,225 @@
+// Static renderer page for generators/browser.py. Everything rendered arrives as JSON arguments of
+// WebDriver calls; this file builds the DOM from them with textContent and typed properties only, so
+// no piece of data is ever parsed as HTML or run as script.
+"use strict";
+(function () {
+  const MATHML_NS = "http://www.w3.org/1998/Math/MathML";
+  // MathML Core elements plus the few legacy ones latex2mathml emits; anything else is refused.
+  const MATH_ELEMENTS = new Set([
+    "math", "mi", "mn", "mo", "ms", "mtext", "mspace", "mrow", "mfrac", "msqrt", "mroot", "mstyle",
+    "merror", "mpadded", "mphantom", "msub", "msup", "msubsup", "munder", "mover", "munderover",
+    "mmultiscripts", "mprescripts", "none", "mtable", "mtr", "mtd", "mlabeledtr", "menclose", "mfenced",
+    "semantics", "annotation", "maligngroup", "malignmark",
+  ]);
+  const stage = () => document.getElementById("stage");
+  let chart = null;
+  let chartSize = null;
+
+  function clearStage() {
+    const s = stage();
+    while (s.firstChild) s.removeChild(s.firstChild);
+    s.removeAttribute("style");
+    return s;
+  }
+
+  function rectOf(el) {
+    const r = el.getBoundingClientRect();
+    return { x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height };
+  }
+
+  // The share of pixels far from the background grey level (the median), on a 256x256 reduction of the
+  // canvas: the same rule as generators.base.check_not_blank, without shipping pixels to Python.
+  function inkFraction(canvas) {
+    const n = 256;
+    const small = document.createElement("canvas");
+    small.width = n; small.height = n;
+    const ctx = small.getContext("2d", { willReadFrequently: true });
+    ctx.fillStyle = "#ffffff";
+    ctx.fillRect(0, 0, n, n);
+    ctx.drawImage(canvas, 0, 0, n, n);
+    const px = ctx.getImageData(0, 0, n, n).data;
+    const grey = new Uint8Array(n * n);
+    const hist = new Uint32Array(256);
+    for (let i = 0, j = 0; i < px.length; i += 4, j++) {
+      const g = Math.round(0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2]);
+      grey[j] = g; hist[g]++;
+    }
+    let acc = 0, median = 0;
+    for (; median < 256; median++) { acc += hist[median]; if (acc * 2 >= n * n) break; }
+    let ink = 0;
+    for (let j = 0; j < grey.length; j++) if (Math.abs(grey[j] - median) > 40) ink++;
+    return ink / grey.length;
+  }
+
+  function safeAttribute(name, value) {
+    const n = name.toLowerCase();
+    if (n.startsWith("on") || n.includes(":") || n === "href" || n === "src" || n === "style" ||
+        n === "class" || n === "id" || n === "xmlns") return false;
+    const v = String(value).toLowerCase();
+    return !(v.includes("url(") || v.includes("javascript:") || v.includes("data:"));
+  }
+
+  // A fresh MathML tree holding only allowed elements, safe attributes and text.
+  function cleanMath(node) {
+    if (node.namespaceURI !== MATHML_NS || !MATH_ELEMENTS.has(node.localName)) {
+      throw new Error("element not allowed in MathML: " + node.nodeName);
+    }
+    const out = document.createElementNS(MATHML_NS, node.localName);
+    for (const a of Array.from(node.attributes)) {
+      if (safeAttribute(a.name, a.value)) out.setAttribute(a.name, a.value);
+    }
+    for (const child of Array.from(node.childNodes)) {
+      if (child.nodeType === Node.ELEMENT_NODE) out.appendChild(cleanMath(child));
+      else if (child.nodeType === Node.TEXT_NODE || child.nodeType === Node.CDATA_SECTION_NODE) {
+        out.appendChild(document.createTextNode(child.nodeValue));
+      }
+      // comments and processing instructions are dropped
+    }
+    return out;
+  }
+
+  function applyStyle(el, style, keys) {
+    for (const [key, prop] of keys) {
+      if (style[key] !== undefined && style[key] !== null) el.style[prop] = String(style[key]);
+    }
+  }
+
+  window.vf = {
+    ready: true,
+
+    loadScript(url, done) {
+      const s = document.createElement("script");
+      s.src = url;
+      s.onload = () => done({ ok: true });
+      s.onerror = () => done({ ok: false, error: "could not load " + url });
+      document.head.appendChild(s);
+    },
+
+    loadFont(family, url, done) {
+      const face = new FontFace(family, "url(" + JSON.stringify(url) + ")");
+      face.load().then((f) => { document.fonts.add(f); done({ ok: true }); },
+                       (e) => done({ ok: false, error: String(e) }));
+    },
+
+    renderEchart(option, width, height, background) {
+      if (typeof echarts === "undefined") return { error: "echarts not loaded" };
+      if (!chart || chartSize[0] !== width || chartSize[1] !== height) {
+        if (chart) chart.dispose();
+        const box = document.getElementById("chart");
+        box.style.width = width + "px";
+        box.style.height = height + "px";
+        chart = echarts.init(box, null, { renderer: "canvas", devicePixelRatio: 1, width: width, height: height });
+        chartSize = [width, height];
+      }
+      option.animation = false;
+      chart.clear();
+      try {
+        chart.setOption(option, { notMerge: true, lazyUpdate: false, silent: true });
+      } catch (e) {
+        return { error: "setOption failed: " + String(e) };
+      }
+      // What getDataURL does, keeping the canvas so the blank check reads the very pixels returned.
+      const opts = { pixelRatio: 1, backgroundColor: background || "#ffffff" };
+      const canvas = chart.renderToCanvas ? chart.renderToCanvas(opts) : chart.getRenderedCanvas(opts);
+      return { url: canvas.toDataURL("image/png"), ink: inkFraction(canvas) };
+    },
+
+    renderMath(mathml, fontPx, color, background, padding) {
+      const s = clearStage();
+      const res = mathBox(mathml, fontPx, color, background, padding);
+      if (res.error) return res;
+      s.appendChild(res.box);
+      return { rect: rectOf(res.box) };
+    },
+
+    // Many formulas in one layout, each box at a whole-pixel offset so its pixels match a lone render.
+    renderMathMany(items, fontPx, color, background, padding) {
+      const s = clearStage();
+      const out = [];
+      const boxes = [];
+      for (const mathml of items) {
+        const res = mathBox(mathml, fontPx, color, background, padding);
+        out.push(res.error ? { error: res.error } : null);
+        if (!res.error) { res.box.style.position = "absolute"; res.box.style.left = "0px"; s.appendChild(res.box); }
+        boxes.push(res.box || null);
+      }
+      let y = 0;
+      boxes.forEach((box, i) => {
+        if (!box) return;
+        box.style.top = y + "px";
+        const r = rectOf(box);
+        out[i] = { rect: r };
+        y += Math.ceil(r.height) + 2;
+      });
+      return { items: out, height: y };
+    },
+  };
+
+  function mathBox(mathml, fontPx, color, background, padding) {
+      const doc = new DOMParser().parseFromString(mathml, "application/xml");
+      if (doc.getElementsByTagName("parsererror").length) return { error: "MathML is not well-formed XML" };
+      let math;
+      try {
+        math = cleanMath(doc.documentElement);
+      } catch (e) {
+        return { error: String(e.message) };
+      }
+      if (math.localName !== "math") return { error: "root element is not <math>" };
+      math.setAttribute("display", "block");
+      const box = document.createElement("div");
+      box.className = "vf-math";
+      box.style.fontSize = fontPx + "px";
+      box.style.color = color || "#000000";
+      box.style.backgroundColor = background || "#ffffff";
+      box.style.padding = (padding || 0) + "px";
+      box.style.width = "max-content";  // never squeezed by its container: the same box alone or in a batch
+      box.appendChild(math);
+      return { box: box };
+  }
+
+  Object.assign(window.vf, {
+    renderTable(table, style) {
+      const s = clearStage();
+      style = style || {};
+      const t = document.createElement("table");
+      applyStyle(t, style, [["font_family", "fontFamily"], ["color", "color"], ["background", "backgroundColor"]]);
+      t.style.fontSize = (Number(style.font_px) || 16) + "px";
+      const pad = Number(style.cell_padding_px);
+      const border = style.border || "all";
+      const rule = (Number(style.rule_px) || 1) + "px solid " + (style.rule_color || "#000000");
+      if (border === "booktabs" || border === "horizontal") { t.style.borderTop = rule; t.style.borderBottom = rule; }
+      if (border === "box") t.style.border = rule;
+      const rows = Array.isArray(table.rows) ? table.rows : [];
+      rows.forEach((row, ri) => {
+        const tr = document.createElement("tr");
+        if (style.stripe_background && ri % 2 === 1) tr.style.backgroundColor = String(style.stripe_background);
+        (Array.isArray(row) ? row : []).forEach((cell) => {
+          const c = document.createElement(cell.header ? "th" : "td");
+          c.textContent = String(cell.text === undefined || cell.text === null ? "" : cell.text);
+          const rs = Math.trunc(Number(cell.rowspan) || 1), cs = Math.trunc(Number(cell.colspan) || 1);
+          if (rs > 1 && rs <= 1000) c.rowSpan = rs;
+          if (cs > 1 && cs <= 1000) c.colSpan = cs;
+          c.style.padding = (Number.isFinite(pad) ? pad : 4) + "px " + (Number.isFinite(pad) ? pad * 2 : 8) + "px";
+          c.style.textAlign = cell.align || style.align || "center";
+          c.style.whiteSpace = "nowrap";
+          if (cell.header) {
+            c.style.fontWeight = style.header_bold === false ? "normal" : "bold";
+            if (style.header_background) c.style.backgroundColor = String(style.header_background);
+          }
+          if (border === "all") c.style.border = rule;
+          if (border === "booktabs" && cell.header && cell.rule_below !== false) c.style.borderBottom = rule;
+          if (border === "horizontal") c.style.borderBottom = rule;
+          tr.appendChild(c);
+        });
+        t.appendChild(tr);
+      });
+      const box = document.createElement("div");
+      box.style.display = "inline-block";
+      box.style.padding = (Number(style.margin_px) || 0) + "px";
+      box.style.backgroundColor = String(style.page_background || "#ffffff");
+      box.appendChild(t);
+      s.appendChild(box);
+      return { rect: rectOf(box) };
+    },
+  });
+})();

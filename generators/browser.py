@@ -1,0 +1,351 @@
+"""One persistent, offline headless Chromium that renders ECharts options, MathML and HTML tables.
+
+Starting Chromium costs seconds; rendering in an already-open page costs milliseconds (VARY.md §7: 31
+charts/s with `setOption` + `getDataURL`, against 2.5 s per chart for pyecharts' `make_snapshot`). So a
+`BrowserRenderer` starts the browser once, loads the static page `assets/render.html` once, and is reused
+for many samples.
+
+Containment: the data to draw reaches the page only as JSON arguments of WebDriver calls, and the page's
+own script builds the DOM with `textContent` and typed properties, so a title such as `<img onerror=...>`
+is drawn as text. The browser has no network: hosts resolve to nothing, a dead proxy catches the rest
+(loopback included), every http(s)/ws URL is blocked over CDP, and the page's Content-Security-Policy
+allows only local scripts and fonts.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import contextlib
+import math
+import os
+import shutil
+import signal
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from generators.base import GeneratorError, Reject
+
+CHROMIUM = os.environ.get("VARYFLOW_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("VARYFLOW_CHROMEDRIVER", "/usr/bin/chromedriver")
+ASSETS = Path(__file__).resolve().parent / "assets"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+MATH_FONT = "/usr/share/texmf/fonts/opentype/public/lm-math/latinmodern-math.otf"
+
+# Flags that keep the browser offline and its pixels the same from run to run.
+CHROMIUM_FLAGS = (
+    "--headless=new",
+    "--disable-gpu",
+    "--force-device-scale-factor=1",
+    "--font-render-hinting=none",
+    "--disable-lcd-text",
+    "--hide-scrollbars",
+    "--mute-audio",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--disable-extensions",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-domain-reliability",
+    "--disable-client-side-phishing-detection",
+    "--disable-breakpad",
+    "--disable-dev-shm-usage",
+    "--metrics-recording-only",
+    "--host-resolver-rules=MAP * ~NOTFOUND",
+    "--proxy-server=127.0.0.1:9",
+    # Chromium sends loopback traffic around the proxy unless told otherwise.
+    "--proxy-bypass-list=<-loopback>",
+    "--disable-features=Translate,OptimizationHints,MediaRouter,DialMediaRouteProvider,AutofillServerCommunication",
+    "--window-size=1600,1200",
+    # Screenshots otherwise wait for the next vsync'd frame: ~50 ms each instead of ~20 ms.
+    "--disable-frame-rate-limit",
+    "--disable-gpu-vsync",
+)
+BLOCKED_URLS = ["http://*", "https://*", "ws://*", "wss://*", "ftp://*", "*://*:*"]
+
+
+def echarts_js_path() -> Path:
+    """Where echarts.min.js lives: $VARYFLOW_ECHARTS_JS, else the copy infra/setup.sh takes from npm."""
+    env = os.environ.get("VARYFLOW_ECHARTS_JS")
+    path = Path(env) if env else REPO_ROOT / "infra" / "vendor" / "echarts" / "dist" / "echarts.min.js"
+    if not path.is_file():
+        raise GeneratorError(
+            f"echarts.min.js not found at {path}: run infra/setup.sh (it copies dist/echarts.min.js from the npm "
+            "package `echarts`) or point VARYFLOW_ECHARTS_JS at that file"
+        )
+    return path
+
+
+def _clip(rect: dict[str, float]) -> tuple[int, int, int, int]:
+    """A layout box as whole pixels (x, y, w, h), covering every partly painted pixel."""
+    x, y = int(rect["x"]), int(rect["y"])
+    return x, y, max(1, math.ceil(rect["x"] + rect["width"]) - x), max(1, math.ceil(rect["y"] + rect["height"]) - y)
+
+
+class BrowserRenderer:
+    """A headless Chromium with the renderer page open; calls are serialised by a lock.
+
+    A call that runs past `timeout_s` (a runaway option, a hung page) or a browser that died is that one
+    sample's `Reject("timeout")` / `Reject("browser_crash")`; the browser is restarted for the next call."""
+
+    def __init__(self, window: tuple[int, int] = (1600, 1200), math_font: str | None = MATH_FONT, timeout_s: float = 30.0):
+        for tool, pkg in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
+            if not os.access(tool, os.X_OK):
+                raise GeneratorError(f"{tool} not found: install the Debian package `{pkg}` (infra/setup.sh does)")
+        self._lock = threading.Lock()
+        self._window = window
+        self._math_font = math_font
+        self._timeout_s = float(timeout_s)
+        self._driver = None
+        self._pgid: int | None = None
+        self._profile: str | None = None
+        self.restarts = 0
+        self._start()
+
+    def _start(self) -> None:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        self._profile = tempfile.mkdtemp(prefix="varyflow-chromium-")
+        opts = webdriver.ChromeOptions()
+        opts.binary_location = CHROMIUM
+        for flag in CHROMIUM_FLAGS:
+            opts.add_argument(flag)
+        opts.add_argument(f"--user-data-dir={self._profile}")
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            opts.add_argument("--no-sandbox")  # Chromium refuses to start its sandbox as root
+        # Its own session (process group), so a hung browser can be killed whole, and only it.
+        service = Service(CHROMEDRIVER, popen_kw={"start_new_session": True})
+        try:
+            self._driver = webdriver.Chrome(service=service, options=opts)
+        except Exception as e:
+            shutil.rmtree(self._profile, ignore_errors=True)
+            self._profile = None
+            raise GeneratorError(f"could not start Chromium: {e}") from e
+        self._pgid = service.process.pid
+        try:
+            # chromedriver never answers while page script spins, so the HTTP client needs its own limit.
+            self._driver.command_executor._client_config.timeout = self._timeout_s + 5
+            self._driver.set_script_timeout(self._timeout_s)
+            self._driver.set_page_load_timeout(self._timeout_s)
+            self._cdp("Network.enable", {})
+            self._cdp("Network.setBlockedURLs", {"urls": BLOCKED_URLS})
+            self._cdp(
+                "Emulation.setDeviceMetricsOverride",
+                {"width": self._window[0], "height": self._window[1], "deviceScaleFactor": 1, "mobile": False},
+            )
+            self._driver.get((ASSETS / "render.html").as_uri())
+            if not self._driver.execute_script("return !!(window.vf && window.vf.ready)"):
+                raise GeneratorError("renderer page did not load")
+            self._echarts_loaded = False
+            self._math_font_loaded = False
+        except BaseException:
+            self.close()
+            raise
+
+    @contextlib.contextmanager
+    def _guard(self):
+        """Serialise a call; turn a timeout or a dead browser into that sample's Reject and restart."""
+        from selenium.common.exceptions import TimeoutException, WebDriverException
+        from urllib3.exceptions import HTTPError as DriverConnectionError
+
+        with self._lock:
+            if self._driver is None:
+                raise GeneratorError("BrowserRenderer is closed")
+            try:
+                yield
+            except (TimeoutException, DriverConnectionError, TimeoutError) as e:
+                self._restart()
+                raise Reject("timeout", f"browser call exceeded {self._timeout_s:.0f} s ({type(e).__name__})") from None
+            except WebDriverException as e:
+                self._restart()
+                raise Reject("browser_crash", (e.msg or str(e))[:300]) from None
+
+    def _restart(self) -> None:
+        self.close(hard=True)
+        self.restarts += 1
+        self._start()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+    def _cdp(self, cmd: str, args: dict[str, Any]) -> Any:
+        return self._driver.execute_cdp_cmd(cmd, args)
+
+    def _async(self, method: str, *args: Any) -> Any:
+        # The last argument of an async script is its callback; page methods take it as `done`.
+        return self._driver.execute_async_script(f"window.vf.{method}(...arguments)", *args)
+
+    def _ensure_echarts(self) -> None:
+        if self._echarts_loaded:
+            return
+        res = self._async("loadScript", echarts_js_path().as_uri())
+        if not res.get("ok") or not self._driver.execute_script("return typeof echarts !== 'undefined'"):
+            raise GeneratorError(f"could not load echarts.min.js: {res.get('error')}")
+        self._echarts_loaded = True
+
+    def _ensure_math_font(self) -> None:
+        if self._math_font_loaded or not self._math_font:
+            return
+        if not Path(self._math_font).is_file():
+            raise GeneratorError(
+                f"math font {self._math_font} not found: install the Debian package `fonts-lmodern` "
+                "(infra/setup.sh does)"
+            )
+        res = self._async("loadFont", "VF Math", Path(self._math_font).as_uri())
+        if not res.get("ok"):
+            raise GeneratorError(f"could not load math font {self._math_font}: {res.get('error')}")
+        self._math_font_loaded = True
+
+    def _capture(self, rect: dict[str, float]) -> bytes:
+        # CDP capture of just the element's box; whole-pixel clip so the same input yields the same bytes.
+        x, y, w, h = _clip(rect)
+        # Capturing beyond the viewport resizes the page for the shot and halves the speed: only when needed.
+        beyond = x + w > self._window[0] or y + h > self._window[1]
+        shot = self._cdp(
+            "Page.captureScreenshot",
+            {
+                "format": "png",
+                "clip": {"x": x, "y": y, "width": w, "height": h, "scale": 1},
+                "captureBeyondViewport": beyond,
+                "fromSurface": True,
+                "optimizeForSpeed": True,
+            },
+        )
+        return base64.b64decode(shot["data"])
+
+    # -- public API -------------------------------------------------------------------------------
+    def render_echart(
+        self, option: dict[str, Any], width: int, height: int, background: str = "#ffffff", min_ink_fraction: float = 0.002
+    ) -> bytes:
+        """PNG bytes of an ECharts option drawn at width×height (animation off, pixel ratio 1). A chart with
+        almost no ink (the check of `base.check_not_blank`, done in the page on a 256² reduction so the
+        pixels need not be decoded here) is `Reject("blank")`."""
+        with self._guard():
+            self._ensure_echarts()
+            res = self._driver.execute_script(
+                "return window.vf.renderEchart(arguments[0], arguments[1], arguments[2], arguments[3])",
+                option, int(width), int(height), background,
+            )
+        if "error" in res:
+            raise Reject("render_error", res["error"])
+        if res["ink"] < min_ink_fraction:
+            raise Reject("blank", f"ink fraction {res['ink']:.4f} < {min_ink_fraction}")
+        head, _, data = res["url"].partition(",")
+        if head != "data:image/png;base64":
+            raise Reject("render_error", f"unexpected image data URL header {head[:40]!r}")
+        return base64.b64decode(data)
+
+    def render_mathml(
+        self,
+        mathml: str,
+        font_px: int = 32,
+        color: str = "#000000",
+        background: str = "#ffffff",
+        padding: int = 8,
+    ) -> bytes:
+        """PNG bytes of a MathML formula, cropped to it plus `padding` px. The MathML is parsed as XML and
+        rebuilt from MathML elements and harmless attributes only; anything else is `Reject("unsafe_mathml")`,
+        malformed XML is `Reject("mathml_parse")`."""
+        with self._guard():
+            self._ensure_math_font()
+            res = self._driver.execute_script(
+                "return window.vf.renderMath(arguments[0], arguments[1], arguments[2], arguments[3], arguments[4])",
+                mathml, int(font_px), color, background, int(padding),
+            )
+            if "error" in res:
+                reason = "mathml_parse" if "well-formed" in res["error"] else "unsafe_mathml"
+                raise Reject(reason, res["error"])
+            return self._capture(res["rect"])
+
+    def render_mathml_many(
+        self,
+        mathmls: list[str],
+        font_px: int = 32,
+        color: str = "#000000",
+        background: str = "#ffffff",
+        padding: int = 8,
+    ) -> list[Any]:
+        """`render_mathml` for a batch in one layout and one screenshot (the screenshot is most of the cost
+        of a lone formula). Returns, per input, an RGB PIL image cropped like `render_mathml`'s (same
+        pixels) or the `Reject` that formula earned; one bad formula never sinks the batch."""
+        from PIL import Image
+
+        with self._guard():
+            self._ensure_math_font()
+            res = self._driver.execute_script(
+                "return window.vf.renderMathMany(arguments[0], arguments[1], arguments[2], arguments[3], arguments[4])",
+                list(mathmls), int(font_px), color, background, int(padding),
+            )
+            rects = [r["rect"] for r in res["items"] if "rect" in r]
+            sheet = None
+            if rects:
+                right = max(math.ceil(r["x"] + r["width"]) for r in rects)
+                sheet = Image.open(io.BytesIO(self._capture({"x": 0, "y": 0, "width": right, "height": res["height"]})))
+                sheet = sheet.convert("RGB")
+        out: list[Any] = []
+        for r in res["items"]:
+            if "error" in r:
+                reason = "mathml_parse" if "well-formed" in r["error"] else "unsafe_mathml"
+                out.append(Reject(reason, r["error"]))
+                continue
+            x, y, w, h = _clip(r["rect"])
+            out.append(sheet.crop((x, y, x + w, y + h)))
+        return out
+
+    def render_table(self, table: dict[str, Any], style: dict[str, Any] | None = None) -> bytes:
+        """PNG bytes of an HTML table, cropped to it. `table` = {"rows": [[{"text", "header", "rowspan",
+        "colspan", "align"?}, ...], ...], "style"?: {...}}; `style` (or table["style"]) keys: font_px,
+        font_family, color, background, page_background, margin_px, cell_padding_px, border ("all" |
+        "booktabs" | "horizontal" | "box" | "none"), rule_px, rule_color, align, header_bold,
+        header_background, stripe_background. Cell text is set with textContent: never parsed as HTML."""
+        style = dict(table.get("style") or {}, **(style or {}))
+        with self._guard():
+            res = self._driver.execute_script(
+                "return window.vf.renderTable(arguments[0], arguments[1])", {"rows": table.get("rows", [])}, style
+            )
+            if "error" in res:
+                raise Reject("render_error", res["error"])
+            return self._capture(res["rect"])
+
+    def page_state(self, expression: str) -> Any:
+        """Evaluate a trusted expression in the page — tests use it to check that nothing ran. Never pass
+        data here: data goes only through the render_* methods, as arguments."""
+        with self._guard():
+            return self._driver.execute_script(f"return ({expression})")
+
+    def close(self, hard: bool = False) -> None:
+        """Quit the browser (kill it when `hard`, or when it does not quit) and remove its profile."""
+        driver, self._driver = getattr(self, "_driver", None), None
+        if driver is not None and not hard:
+            try:
+                driver.command_executor._client_config.timeout = 10
+                driver.quit()
+            except Exception:
+                pass
+        pgid = getattr(self, "_pgid", None)
+        if pgid:
+            # Whatever of this browser's group is left (a hung renderer, crashpad helpers) goes too.
+            self._pgid = None
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            if driver is not None:
+                try:
+                    driver.service.process.wait(timeout=5)
+                except Exception:
+                    pass
+        if getattr(self, "_profile", None):
+            shutil.rmtree(self._profile, ignore_errors=True)
+            self._profile = None
+
+    def __enter__(self) -> "BrowserRenderer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()

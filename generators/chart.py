@@ -1,0 +1,356 @@
+"""`chart`: matplotlib charts (bar, grouped/stacked bar, horizontal bar, line, area, pie, scatter) whose
+target is the chart's data as a python-dict, as Vary's tiny stage used (VARY.md §2).
+
+One Agg figure is reused for every sample (no pyplot: no global state, no GUI backend). The longer side is
+drawn at exactly `size` px so `fit_and_pad` only pads and never resamples the glyphs.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+
+from generators import degrade as degrade_mod
+from generators import fonts
+from generators.base import (
+    PROMPT_CHART,
+    Generator,
+    GeneratorError,
+    Reject,
+    Sample,
+    check_not_blank,
+    encode_png,
+    fit_and_pad,
+    sample_id,
+    sample_rng,
+)
+from generators.chart_data import ChartData, check_chart_types, check_lang, sample_chart_data
+from generators.corpus import Corpus
+
+# Palettes as fixed hex lists so a recorded palette name always means the same colours.
+PALETTES: dict[str, tuple[str, ...]] = {
+    "tab10": ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"),
+    "set2": ("#66c2a5", "#fc8d62", "#8da0cb", "#e78ac3", "#a6d854", "#ffd92f", "#e5c494", "#b3b3b3"),
+    "dark2": ("#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"),
+    "muted": ("#4878d0", "#ee854a", "#6acc64", "#d65f5f", "#956cb4", "#8c613c", "#dc7ec0", "#797979", "#d5bb67", "#82c6e2"),
+    "office": ("#4472c4", "#ed7d31", "#a5a5a5", "#ffc000", "#5b9bd5", "#70ad47", "#264478", "#9e480e", "#636363", "#997300"),
+    "echarts": ("#5470c6", "#91cc75", "#fac858", "#ee6666", "#73c0de", "#3ba272", "#fc8452", "#9a60b4", "#ea7ccc"),
+}
+BACKGROUNDS = ("#ffffff", "#ffffff", "#f7f7f7", "#fcfaf2", "#f4f7fb")
+LEGEND_LOCS = ("upper right", "upper left", "lower right", "lower left", "upper center", "outside right")
+MARKERS = ("o", "s", "^", "D", "v", "")
+EN_FONTS = ("DejaVu Sans", "DejaVu Serif")
+ZH_FONT = "WenQuanYi Micro Hei"
+DPI = 100
+
+
+def load_corpora(corpus: str | dict[str, str] | None, lang: str, reader: Callable[[str], bytes] | None) -> dict[str, Corpus]:
+    """Corpora for the languages `lang` needs; `corpus` is None (built-ins), one spec for a single
+    language, or {"en": spec, "zh": spec}."""
+    langs = ("en", "zh") if lang == "mixed" else (lang,)
+    if isinstance(corpus, str) and lang == "mixed":
+        raise GeneratorError("lang='mixed' needs corpus={'en': ..., 'zh': ...} (or None for the built-ins)")
+    specs = corpus if isinstance(corpus, dict) else {lang: corpus}
+    return {lg: Corpus.load(specs.get(lg), lg, reader=reader) for lg in langs}
+
+
+def pick_lang(rng: np.random.Generator, lang: str) -> str:
+    return ("en", "zh")[int(rng.integers(2))] if lang == "mixed" else lang
+
+
+class ChartGenerator(Generator):
+    kind = "chart"
+    version = "1"
+
+    def __init__(
+        self,
+        lang: str = "en",
+        chart_types: list[str] | None = None,
+        corpus: str | dict[str, str] | None = None,
+        size: int = 1024,
+        degradations: dict | None = None,
+        prompt: str = PROMPT_CHART,
+        reader: Callable[[str], bytes] | None = None,
+    ):
+        super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, size=size, degradations=degradations, prompt=prompt)
+        self.lang = check_lang(lang)
+        self.chart_types = check_chart_types(chart_types)
+        self.size = int(size)
+        if self.size < 256:
+            raise GeneratorError(f"size must be at least 256 px, not {size}")
+        degrade_mod.check_spec(degradations)
+        self.degradations = degradations
+        self.prompt = prompt
+        self.corpora = load_corpora(corpus, self.lang, reader)
+        self._fig = None
+        self._canvas = None
+        self._families: dict[str, str] = {}
+
+    # -- resources --------------------------------------------------------------------------------
+    def _figure(self):
+        if self._fig is None:
+            from matplotlib.backends.backend_agg import FigureCanvasAgg
+            from matplotlib.figure import Figure
+
+            self._fig = Figure(dpi=DPI)
+            self._canvas = FigureCanvasAgg(self._fig)
+        return self._fig
+
+    def _family(self, font: str) -> str:
+        """The matplotlib family name of a font, registering its file (fonts installed after matplotlib
+        built its cache, e.g. WenQuanYi, are otherwise unknown and would silently fall back)."""
+        if font not in self._families:
+            from matplotlib import font_manager
+
+            path = fonts.font_path(font)
+            font_manager.fontManager.addfont(path)
+            self._families[font] = font_manager.FontProperties(fname=path).get_name()
+        return self._families[font]
+
+    def close(self) -> None:
+        self._fig = None
+        self._canvas = None
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def _sample_style(self, rng: np.random.Generator, data: ChartData) -> dict[str, Any]:
+        landscape = bool(rng.random() < 0.7)
+        short = int(rng.integers(self.size * 9 // 16, self.size + 1))
+        width, height = (self.size, short) if landscape else (short, self.size)
+        scale = self.size / 1024
+        palette = list(PALETTES)[int(rng.integers(len(PALETTES)))]
+        return {
+            "width": width,
+            "height": height,
+            "font": ZH_FONT if data.lang == "zh" else EN_FONTS[int(rng.integers(len(EN_FONTS)))],
+            "palette": palette,
+            "color_offset": int(rng.integers(len(PALETTES[palette]))),
+            "background": BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))],
+            "title_pt": round(float(rng.uniform(14, 22)) * scale, 1),
+            "label_pt": round(float(rng.uniform(10, 15)) * scale, 1),
+            "tick_pt": round(float(rng.uniform(9, 13)) * scale, 1),
+            "grid": ["none", "-", "--", ":"][int(rng.integers(4))],
+            "open_spines": bool(rng.random() < 0.5),
+            "show_values": bool(rng.random() < 0.5),
+            "legend_loc": LEGEND_LOCS[int(rng.integers(len(LEGEND_LOCS)))],
+            "tick_rotation": [0, 0, 30, 45][int(rng.integers(4))],
+            "bar_width": round(float(rng.uniform(0.5, 0.85)), 2),
+            "line_width": round(float(rng.uniform(1.2, 3.0)) * scale, 2),
+            "marker": MARKERS[int(rng.integers(len(MARKERS)))],
+            "donut": bool(rng.random() < 0.3),
+            "start_angle": int(rng.integers(0, 360)),
+        }
+
+    # -- drawing ----------------------------------------------------------------------------------
+    def _draw(self, data: ChartData, st: dict[str, Any]):
+        from matplotlib import rc_context
+        from PIL import Image
+
+        fig = self._figure()
+        fig.clear()
+        fig.set_size_inches(st["width"] / DPI, st["height"] / DPI)
+        fig.set_facecolor(st["background"])
+        pal = PALETTES[st["palette"]]
+        colors = [pal[(st["color_offset"] + i) % len(pal)] for i in range(max(len(data.series), len(data.categories)))]
+        rc = {
+            "font.family": [self._family(st["font"])],
+            "font.size": st["tick_pt"],
+            "axes.unicode_minus": False,
+            "svg.fonttype": "none",
+        }
+        with rc_context(rc):
+            ax = fig.add_subplot()
+            ax.set_facecolor(st["background"])
+            texts = _PLOTTERS[data.chart_type](ax, data, st, colors)
+            ax.set_title(data.title, fontsize=st["title_pt"], pad=12)
+            texts.append(ax.title)
+            if data.chart_type != "pie":
+                if data.x_title:
+                    texts.append(ax.set_xlabel(data.x_title, fontsize=st["label_pt"]))
+                if data.y_title:
+                    texts.append(ax.set_ylabel(data.y_title, fontsize=st["label_pt"]))
+                if st["grid"] != "none":
+                    ax.grid(True, axis="y" if data.chart_type != "hbar" else "x", linestyle=st["grid"], alpha=0.5)
+                    ax.set_axisbelow(True)
+                if st["open_spines"]:
+                    ax.spines[["top", "right"]].set_visible(False)
+            # Series names are in the target, so the legend is always drawn (pie: the categories).
+            outside = st["legend_loc"] == "outside right"
+            kw = {"loc": "center left", "bbox_to_anchor": (1.01, 0.5)} if outside else {"loc": st["legend_loc"]}
+            legend = ax.legend(fontsize=st["tick_pt"], frameon=not outside, **kw)
+            texts += legend.get_texts()
+            renderer = self._canvas.get_renderer()
+            _fit_margins(fig, ax, data, st, legend if outside else None, renderer)
+            self._canvas.draw()
+            _check_inside(fig, renderer, ax, texts, legend)
+            w, h = self._canvas.get_width_height()
+            img = Image.frombuffer("RGBA", (w, h), self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
+        return img
+
+    def render(self, seed: int, index: int) -> list[Sample]:
+        rng = sample_rng(seed, index)
+        lang = pick_lang(rng, self.lang)
+        chart_type = self.chart_types[int(rng.integers(len(self.chart_types)))]
+        data = sample_chart_data(rng, self.corpora[lang], chart_type, lang)
+        style = self._sample_style(rng, data)
+        fonts.require_coverage("".join(data.texts()), style["font"])
+        img = self._draw(data, style)
+        check_not_blank(img.reduce(4))  # the ink fraction survives a 4x box reduction; 5x cheaper
+        img = fit_and_pad(img, self.size)
+        img, applied = degrade_mod.degrade(img, sample_rng(seed, index, stream=1), self.degradations)
+        meta = self.base_meta(seed, index, lang=lang, chart_type=chart_type, data=data.to_meta(), style=style,
+                              degradations=applied)
+        return [Sample(sample_id(self.kind, seed, index), encode_png(img), img.width, img.height, self.kind, lang,
+                       self.prompt, data.target(), meta)]
+
+
+def _tick_strings(axis) -> list[str]:
+    """The labels the axis will draw, from its locator and formatter: no text layout needed."""
+    lo, hi = sorted(axis.get_view_interval())
+    eps = (hi - lo) * 1e-9
+    locs = [v for v in axis.get_major_locator()() if lo - eps <= v <= hi + eps]
+    return [s for s in axis.get_major_formatter().format_ticks(locs) if s]
+
+
+def _fit_margins(fig, ax, data: ChartData, st: dict[str, Any], outside_legend, renderer) -> None:
+    """Subplot margins from the extents of the texts around the axes, measured with font metrics.
+
+    What `tight_layout` does, at a fraction of its cost (it lays out every tick twice); the overflow check
+    after the draw still catches a miss."""
+    from math import cos, radians, sin
+
+    from matplotlib.font_manager import FontProperties
+
+    width, height = fig.canvas.get_width_height()
+    px = DPI / 72.0
+    family = ax.title.get_fontfamily()
+
+    def extent(texts: list[str], size_pt: float, rotation: float = 0.0) -> tuple[float, float]:
+        prop = FontProperties(family=family, size=size_pt)
+        w = h = 0.0
+        for t in texts:
+            tw, th, _ = renderer.get_text_width_height_descent(t, prop, ismath=False)
+            r = radians(rotation)
+            w = max(w, tw * cos(r) + th * sin(r))
+            h = max(h, tw * sin(r) + th * cos(r))
+        return w, h
+
+    outer = 8 * px
+    tick_gap = 7.5 * px  # major tick length 3.5 pt + pad 3.5 pt, and a little air
+    _, title_h = extent([data.title], st["title_pt"])
+    top = outer + title_h + 12 * px
+    left = bottom = right = outer
+    if data.chart_type != "pie":
+        rot = st["tick_rotation"] if data.chart_type in ("bar", "grouped_bar", "stacked_bar", "line", "area") else 0
+        _, xt_h = extent(_tick_strings(ax.xaxis), st["tick_pt"], rot)
+        yt_w, _ = extent(_tick_strings(ax.yaxis), st["tick_pt"])
+        _, xl_h = extent([data.x_title or ""], st["label_pt"])
+        _, yl_h = extent([data.y_title or ""], st["label_pt"])
+        bottom += xt_h + tick_gap + xl_h + 4 * px
+        left += yt_w + tick_gap + yl_h + 4 * px
+    if outside_legend is not None:
+        right += outside_legend.get_window_extent(renderer).width + 0.02 * width
+    if left + right >= width * 0.8 or top + bottom >= height * 0.8:
+        raise Reject("overflow", f"labels leave no room for the plot on a {width}x{height} canvas")
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height)
+
+
+def _drawn_ticklabels(axis) -> list:
+    """Tick labels inside the view interval: matplotlib keeps labels for ticks it does not draw."""
+    lo, hi = sorted(axis.get_view_interval())
+    eps = (hi - lo) * 1e-9
+    return [lab for loc, lab in zip(axis.get_majorticklocs(), axis.get_majorticklabels()) if lo - eps <= loc <= hi + eps]
+
+
+def _check_inside(fig, renderer, ax, texts, legend) -> None:
+    """Reject a chart whose drawn text runs off the canvas: the target would hold text the image does not.
+    Runs after the draw, so the text extents come from matplotlib's layout cache."""
+    fw, fh = fig.canvas.get_width_height()
+    items = [t for t in texts if t.get_visible() and t.get_text()]
+    if ax.name != "polar" and ax.axison:
+        items += _drawn_ticklabels(ax.xaxis) + _drawn_ticklabels(ax.yaxis)
+    boxes = [(t.get_text(), t.get_window_extent(renderer)) for t in items]
+    if legend is not None:
+        boxes.append(("legend", legend.get_window_extent(renderer)))
+    for what, bb in boxes:
+        if bb.x0 < -0.5 or bb.y0 < -0.5 or bb.x1 > fw + 0.5 or bb.y1 > fh + 0.5:
+            raise Reject("overflow", f"text {what[:40]!r} runs off the {fw}x{fh} canvas "
+                         f"(box {bb.x0:.0f},{bb.y0:.0f},{bb.x1:.0f},{bb.y1:.0f})")
+
+
+def _value_labels(ax, container, data: ChartData, st: dict[str, Any], texts: list, **kw) -> None:
+    if st["show_values"]:
+        texts += ax.bar_label(container, labels=[data.fmt(v) for v in container.datavalues], fontsize=st["tick_pt"] * 0.9, **kw)
+
+
+def _bars(ax, data: ChartData, st: dict[str, Any], colors: list[str]) -> list:
+    texts: list = []
+    n = len(data.series)
+    x = np.arange(len(data.categories))
+    horizontal = data.chart_type == "hbar"
+    stacked = data.chart_type == "stacked_bar"
+    width = st["bar_width"] if stacked or n == 1 else st["bar_width"] / n
+    bottom = np.zeros(len(data.categories))
+    for i, (name, vals) in enumerate(data.series):
+        pos = x if stacked or n == 1 else x - st["bar_width"] / 2 + width * (i + 0.5)
+        if horizontal:
+            c = ax.barh(pos, vals, height=width, label=name, color=colors[i])
+        else:
+            c = ax.bar(pos, vals, width=width, bottom=bottom if stacked else None, label=name, color=colors[i])
+        _value_labels(ax, c, data, st, texts, label_type="center" if stacked else "edge", padding=2)
+        if stacked:
+            bottom = bottom + np.asarray(vals, dtype=float)
+    if horizontal:
+        ax.set_yticks(x, data.categories)
+        ax.invert_yaxis()  # first category on top, the order a reader (and the target) lists them
+    else:
+        ax.set_xticks(x, data.categories, rotation=st["tick_rotation"], ha="right" if st["tick_rotation"] else "center")
+    ax.margins(x=0.02) if not horizontal else ax.margins(y=0.02)
+    if st["show_values"]:
+        ax.margins(**({"x": 0.12} if horizontal else {"y": 0.1}))
+    return texts
+
+
+def _lines(ax, data: ChartData, st: dict[str, Any], colors: list[str]) -> list:
+    texts: list = []
+    x = np.arange(len(data.categories))
+    for i, (name, vals) in enumerate(data.series):
+        ax.plot(x, vals, label=name, color=colors[i], linewidth=st["line_width"], marker=st["marker"] or None)
+        if data.chart_type == "area":
+            ax.fill_between(x, vals, alpha=0.25, color=colors[i])
+        if st["show_values"]:
+            for xi, v in zip(x, vals):
+                texts.append(ax.annotate(data.fmt(v), (xi, v), textcoords="offset points", xytext=(0, 5), ha="center",
+                                         fontsize=st["tick_pt"] * 0.85, color=colors[i]))
+    ax.set_xticks(x, data.categories, rotation=st["tick_rotation"], ha="right" if st["tick_rotation"] else "center")
+    if data.chart_type == "area":
+        ax.set_ylim(bottom=0)
+    ax.margins(y=0.12)
+    return texts
+
+
+def _pie(ax, data: ChartData, st: dict[str, Any], colors: list[str]) -> list:
+    vals = data.series[0][1]
+    kw: dict[str, Any] = {"wedgeprops": {"width": 0.45}} if st["donut"] else {}
+    wedges, _, *auto = ax.pie(
+        vals, labels=None, colors=colors[: len(vals)], startangle=st["start_angle"], counterclock=False,
+        autopct=(lambda p, it=iter(vals): data.fmt(next(it))) if st["show_values"] else None,
+        pctdistance=0.78 if st["donut"] else 0.65, textprops={"fontsize": st["tick_pt"]}, **kw,
+    )
+    for w, name in zip(wedges, data.categories):
+        w.set_label(name)
+    ax.set_aspect("equal")
+    return list(auto[0]) if auto else []
+
+
+def _scatter(ax, data: ChartData, st: dict[str, Any], colors: list[str]) -> list:
+    for i, (name, pts) in enumerate(data.series):
+        xs, ys = zip(*pts)
+        ax.scatter(xs, ys, label=name, color=colors[i], marker=st["marker"] or "o", s=30 * st["line_width"])
+    ax.margins(0.08)
+    return []
+
+
+_PLOTTERS = {
+    "bar": _bars, "grouped_bar": _bars, "stacked_bar": _bars, "hbar": _bars,
+    "line": _lines, "area": _lines, "pie": _pie, "scatter": _scatter,
+}

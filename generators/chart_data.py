@@ -1,0 +1,157 @@
+"""The data behind one chart, shared by the matplotlib (`chart`) and ECharts (`echart`) kinds.
+
+A `ChartData` is drawn first (texts from the corpus, values already rounded to the precision they are shown
+with), then handed to a renderer, so the target — Vary's python-dict of the chart's data — is known by
+construction and equals what is drawn.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from generators.base import GeneratorError
+from generators.corpus import Corpus
+
+CHART_TYPES = ("bar", "grouped_bar", "stacked_bar", "hbar", "line", "area", "pie", "scatter")
+LANG_CHOICES = ("en", "zh", "mixed")
+
+# (min, max) categories and series per type; scatter's "categories" are points per series.
+_SHAPES: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
+    "bar": ((3, 8), (1, 1)),
+    "grouped_bar": ((3, 6), (2, 4)),
+    "stacked_bar": ((3, 7), (2, 4)),
+    "hbar": ((3, 8), (1, 2)),
+    "line": ((4, 10), (1, 4)),
+    "area": ((4, 10), (1, 3)),
+    "pie": ((3, 7), (1, 1)),
+    "scatter": ((5, 16), (1, 3)),
+}
+MAGNITUDES = (1, 10, 100, 1000, 10000)
+
+
+@dataclass(frozen=True)
+class ChartData:
+    chart_type: str
+    lang: str
+    title: str
+    category_title: str | None  # the axis holding categories (x, or y for hbar; scatter: x)
+    value_title: str | None
+    categories: list[str]  # bar/line/area/pie labels; empty for scatter
+    series: list[tuple[str, list[Any]]]  # (name, values aligned with categories | [(x, y), ...] for scatter)
+    decimals: int
+    thousands: bool
+
+    @property
+    def x_title(self) -> str | None:
+        return self.value_title if self.chart_type == "hbar" else self.category_title
+
+    @property
+    def y_title(self) -> str | None:
+        return self.category_title if self.chart_type == "hbar" else self.value_title
+
+    def texts(self) -> list[str]:
+        """Every string the chart draws, for the font coverage check."""
+        out = [self.title, *self.categories, *(name for name, _ in self.series)]
+        out += [t for t in (self.category_title, self.value_title) if t]
+        return out + [self.fmt(v) for v in self.all_values()]
+
+    def all_values(self) -> list[float | int]:
+        if self.chart_type == "scatter":
+            return [c for _, pts in self.series for p in pts for c in p]
+        return [v for _, vals in self.series for v in vals]
+
+    def fmt(self, v: float | int) -> str:
+        """A value as its label shows it."""
+        return f"{v:,.{self.decimals}f}" if self.thousands else f"{v:.{self.decimals}f}"
+
+    def target_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.chart_type, "title": self.title}
+        if self.chart_type == "pie":
+            d["data"] = dict(zip(self.categories, self.series[0][1]))
+            return d
+        d["x_title"] = self.x_title
+        d["y_title"] = self.y_title
+        if self.chart_type == "scatter":
+            d["data"] = {name: [tuple(p) for p in pts] for name, pts in self.series}
+        else:
+            d["data"] = {name: dict(zip(self.categories, vals)) for name, vals in self.series}
+        return d
+
+    def target(self) -> str:
+        """Vary's target: the python-dict of the chart's data (insertion-ordered, values as displayed)."""
+        return repr(self.target_dict())
+
+    def to_meta(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["series"] = [[name, [list(v) if isinstance(v, tuple) else v for v in vals]] for name, vals in self.series]
+        return d
+
+
+def check_chart_types(types: Any) -> tuple[str, ...]:
+    types = tuple(types or CHART_TYPES)
+    bad = [t for t in types if t not in CHART_TYPES]
+    if bad:
+        raise GeneratorError(f"unknown chart types {bad}; known: {', '.join(CHART_TYPES)}")
+    return types
+
+
+def check_lang(lang: str) -> str:
+    if lang not in LANG_CHOICES:
+        raise GeneratorError(f"lang must be one of {LANG_CHOICES}, not {lang!r}")
+    return lang
+
+
+def _distinct(draw, n: int, max_tries: int = 8) -> list[str]:
+    """n distinct non-empty strings from `draw()`; a chart with two equal labels has an ambiguous target."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for _ in range(n * max_tries):
+        s = draw()
+        if s and s.lower() not in seen:
+            seen.add(s.lower())
+            out.append(s)
+            if len(out) == n:
+                return out
+    return out
+
+
+def _round(v: float, decimals: int) -> float | int:
+    return int(round(v)) if decimals == 0 else round(float(v), decimals)
+
+
+def sample_chart_data(rng: np.random.Generator, corpus: Corpus, chart_type: str, lang: str) -> ChartData:
+    (cmin, cmax), (smin, smax) = _SHAPES[chart_type]
+    n_cat = int(rng.integers(cmin, cmax + 1))
+    n_series = int(rng.integers(smin, smax + 1))
+    title = corpus.title(rng, max_words=6)
+    cat_title = corpus.title(rng, max_words=3) if chart_type != "pie" else None
+    val_title = corpus.title(rng, max_words=3) if chart_type != "pie" else None
+    names = _distinct(lambda: corpus.title(rng, max_words=2), n_series)
+    decimals = int(rng.integers(0, 3))
+    magnitude = int(MAGNITUDES[int(rng.integers(len(MAGNITUDES)))])
+    thousands = bool(magnitude >= 1000 and rng.random() < 0.5)
+    x_mag = int(MAGNITUDES[int(rng.integers(len(MAGNITUDES)))]) if chart_type == "scatter" else magnitude
+    if min(magnitude, x_mag) == 1:
+        decimals = max(decimals, 1)  # values of 0 and 1 only would make a dull, ambiguous chart
+    if chart_type == "scatter":
+        series = []
+        for name in names:
+            xs = rng.uniform(0, 1, n_cat) * x_mag
+            ys = rng.uniform(0.05, 1, n_cat) * magnitude
+            series.append((name, [(_round(x, decimals), _round(y, decimals)) for x, y in zip(xs, ys)]))
+        return ChartData(chart_type, lang, title, cat_title, val_title, [], series, decimals, thousands)
+    # English function words ("the", "or") make poor labels; Chinese pieces are all 2-4 characters.
+    min_len = 3 if lang == "en" else 2
+    categories = _distinct(lambda: next((w for w in corpus.words(rng, 4) if len(w) >= min_len), ""), n_cat)
+    series = []
+    for name in names:
+        if chart_type in ("line", "area"):
+            # A random walk reads like a real time series more than independent draws do.
+            steps = rng.normal(0, 0.15, len(categories))
+            vals = np.clip(0.5 + np.cumsum(steps), 0.05, 1.0) * magnitude
+        else:
+            vals = rng.uniform(0.1, 1.0, len(categories)) * magnitude
+        series.append((name, [_round(v, decimals) for v in vals]))
+    return ChartData(chart_type, lang, title, cat_title, val_title, categories, series, decimals, thousands)

@@ -1,0 +1,211 @@
+"""`echart`: pyecharts options drawn by ECharts in one persistent offline Chromium (`BrowserRenderer`).
+
+pyecharts builds the option (Bar, Line, Pie, Scatter); its JSON goes to the page as a WebDriver argument and
+`getDataURL` returns the PNG. pyecharts' own `render`/`make_snapshot` path (an HTML file per chart pointing
+at a CDN, a browser start per chart: 2.5 s each, VARY.md §7) is never used. The canvas is always
+`size`×`size`, so without degradations the browser's PNG is the sample as is: no decode/re-encode.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import numpy as np
+
+from generators import degrade as degrade_mod
+from generators import fonts
+from generators.base import (
+    PROMPT_CHART,
+    Generator,
+    GeneratorError,
+    Sample,
+    encode_png,
+    sample_id,
+    sample_rng,
+)
+from generators.chart import BACKGROUNDS, PALETTES, ZH_FONT, load_corpora, pick_lang
+from generators.chart_data import ChartData, check_chart_types, check_lang, sample_chart_data
+
+EN_FONTS = ("DejaVu Sans", "DejaVu Serif")
+LEGEND_POS = ("top", "bottom", "right")
+SYMBOLS = ("circle", "rect", "triangle", "diamond", "emptyCircle", "none")
+
+
+class EChartGenerator(Generator):
+    kind = "echart"
+    version = "1"
+
+    def __init__(
+        self,
+        lang: str = "en",
+        chart_types: list[str] | None = None,
+        corpus: str | dict[str, str] | None = None,
+        size: int = 1024,
+        degradations: dict | None = None,
+        prompt: str = PROMPT_CHART,
+        reader: Callable[[str], bytes] | None = None,
+        renderer: Any = None,
+    ):
+        super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, size=size, degradations=degradations, prompt=prompt)
+        self.lang = check_lang(lang)
+        self.chart_types = check_chart_types(chart_types)
+        self.size = int(size)
+        if not 256 <= self.size <= 4096:
+            raise GeneratorError(f"size must lie in [256, 4096] px, not {size}")
+        degrade_mod.check_spec(degradations)
+        self.degradations = degradations
+        self.prompt = prompt
+        self.corpora = load_corpora(corpus, self.lang, reader)
+        # A caller may share one browser between generators; then it also closes it.
+        self._browser = renderer
+        self._own_browser = renderer is None
+
+    def _renderer(self):
+        if self._browser is None:
+            from generators.browser import BrowserRenderer
+
+            self._browser = BrowserRenderer()
+        return self._browser
+
+    def close(self) -> None:
+        if self._own_browser and self._browser is not None:
+            self._browser.close()
+        self._browser = None if self._own_browser else self._browser
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def _sample_style(self, rng: np.random.Generator, data: ChartData) -> dict[str, Any]:
+        scale = self.size / 1024
+        palette = list(PALETTES)[int(rng.integers(len(PALETTES)))]
+        # Margins stand in for the aspect-ratio variety of `chart`: the canvas itself is always square.
+        margins = [int(v) for v in rng.integers(4, 18, size=4)]  # percent: left, right, top, bottom
+        return {
+            "font": ZH_FONT if data.lang == "zh" else EN_FONTS[int(rng.integers(len(EN_FONTS)))],
+            "palette": palette,
+            "color_offset": int(rng.integers(len(PALETTES[palette]))),
+            "background": BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))],
+            "title_px": int(rng.integers(18, 30) * scale),
+            "label_px": int(rng.integers(13, 19) * scale),
+            "tick_px": int(rng.integers(12, 17) * scale),
+            "title_left": ["left", "center"][int(rng.integers(2))],
+            "legend_pos": LEGEND_POS[int(rng.integers(len(LEGEND_POS)))],
+            "margins_pct": margins,
+            "show_values": bool(rng.random() < 0.5),
+            "split_line": bool(rng.random() < 0.7),
+            "smooth": bool(rng.random() < 0.3),
+            "symbol": SYMBOLS[int(rng.integers(len(SYMBOLS)))],
+            "bar_gap_pct": int(rng.integers(10, 50)),
+            "donut": bool(rng.random() < 0.3),
+            "rose": bool(rng.random() < 0.15),
+            "tick_rotate": [0, 0, 30, 45][int(rng.integers(4))],
+        }
+
+    # -- option -----------------------------------------------------------------------------------
+    def build_option(self, data: ChartData, st: dict[str, Any]) -> dict[str, Any]:
+        """The ECharts option of a chart, made by pyecharts' chart classes."""
+        from pyecharts import options as opts
+        from pyecharts.charts import Bar, Line, Pie, Scatter
+
+        pal = PALETTES[st["palette"]]
+        colors = [pal[(st["color_offset"] + i) % len(pal)] for i in range(len(pal))]
+        init = opts.InitOpts(width=f"{self.size}px", height=f"{self.size}px", bg_color=st["background"],
+                             animation_opts=opts.AnimationOpts(animation=False))
+        label = opts.LabelOpts(is_show=st["show_values"], font_size=st["tick_px"])
+        ct = data.chart_type
+        if ct == "pie":
+            chart = Pie(init_opts=init).add(
+                data.series[0][0], [list(p) for p in zip(data.categories, data.series[0][1])],
+                radius=["38%", "68%"] if st["donut"] else [0, "68%"], rosetype="radius" if st["rose"] else None,
+                center=["50%", "55%"],
+                label_opts=opts.LabelOpts(is_show=st["show_values"], formatter="{c}", font_size=st["tick_px"]),
+            )
+        elif ct == "scatter":
+            chart = Scatter(init_opts=init).add_xaxis([])  # no shared x: each point carries its own [x, y]
+            for name, pts in data.series:
+                chart.add_yaxis(name, [list(p) for p in pts], symbol_size=int(10 * self.size / 1024),
+                                label_opts=opts.LabelOpts(is_show=False))
+        elif ct in ("line", "area"):
+            chart = Line(init_opts=init).add_xaxis(list(data.categories))
+            for name, vals in data.series:
+                chart.add_yaxis(name, list(vals), is_smooth=st["smooth"], symbol=st["symbol"], label_opts=label,
+                                areastyle_opts=opts.AreaStyleOpts(opacity=0.3) if ct == "area" else None)
+        else:
+            chart = Bar(init_opts=init).add_xaxis(list(data.categories))
+            for name, vals in data.series:
+                chart.add_yaxis(name, list(vals), stack="total" if ct == "stacked_bar" else None,
+                                gap=f"{st['bar_gap_pct']}%", label_opts=label)
+            if ct == "hbar":
+                chart.reversal_axis()
+        chart.set_colors(colors)
+        left, right, top, bottom = st["margins_pct"]
+        legend_kw: dict[str, Any] = {
+            "top": {"pos_top": f"{top // 2 + 4}%"}, "bottom": {"pos_bottom": "1%"},
+            "right": {"pos_right": "1%", "orient": "vertical", "pos_top": "middle"},
+        }[st["legend_pos"]]
+        global_kw: dict[str, Any] = {
+            "title_opts": opts.TitleOpts(title=data.title, pos_left=st["title_left"], pos_top="1%",
+                                         title_textstyle_opts=opts.TextStyleOpts(font_size=st["title_px"])),
+            "legend_opts": opts.LegendOpts(textstyle_opts=opts.TextStyleOpts(font_size=st["tick_px"]), **legend_kw),
+            "tooltip_opts": opts.TooltipOpts(is_show=False),
+        }
+        if ct != "pie":
+            name_style = opts.TextStyleOpts(font_size=st["label_px"])
+            tick_label = opts.LabelOpts(font_size=st["tick_px"])
+            # interval=0: every category label is drawn (ECharts would otherwise skip some that the target lists).
+            cat_label = opts.LabelOpts(font_size=st["tick_px"], rotate=st["tick_rotate"] if ct != "hbar" else 0, interval=0)
+            split = opts.SplitLineOpts(is_show=st["split_line"])
+            x_is_value = ct in ("hbar", "scatter")
+            x_axis = dict(name=data.x_title, name_location="middle", name_gap=int(st["label_px"] * 2.2 + st["tick_px"]),
+                          name_textstyle_opts=name_style, axislabel_opts=tick_label if x_is_value else cat_label,
+                          type_="value" if x_is_value else "category", splitline_opts=split if x_is_value else None)
+            y_axis = dict(name=data.y_title, name_location="middle", name_gap=int(st["label_px"] * 3.5 + st["tick_px"]),
+                          name_textstyle_opts=name_style, axislabel_opts=cat_label if ct == "hbar" else tick_label,
+                          type_="category" if ct == "hbar" else "value", splitline_opts=None if ct == "hbar" else split,
+                          is_inverse=ct == "hbar")  # hbar: first category on top, as the target lists it
+            if ct == "scatter":
+                x_axis["is_scale"] = y_axis["is_scale"] = True
+            global_kw["xaxis_opts"] = opts.AxisOpts(**x_axis)
+            global_kw["yaxis_opts"] = opts.AxisOpts(**y_axis)
+        chart.set_global_opts(**global_kw)
+        option = json.loads(chart.dump_options())
+        option["textStyle"] = {"fontFamily": st["font"]}
+        if ct != "pie":
+            option["grid"] = {"left": f"{left + 6}%", "right": f"{right + (14 if st['legend_pos'] == 'right' else 0)}%",
+                              "top": f"{top + 8}%", "bottom": f"{bottom + 4}%", "containLabel": True}
+        return option
+
+    # -- rendering --------------------------------------------------------------------------------
+    def render(self, seed: int, index: int) -> list[Sample]:
+        rng = sample_rng(seed, index)
+        lang = pick_lang(rng, self.lang)
+        chart_type = self.chart_types[int(rng.integers(len(self.chart_types)))]
+        data = sample_chart_data(rng, self.corpora[lang], chart_type, lang)
+        style = self._sample_style(rng, data)
+        fonts.require_coverage("".join(data.texts()), style["font"])
+        option = self.build_option(data, style)
+        png = self._renderer().render_echart(option, self.size, self.size, background=style["background"])
+        # The page already rejected a blank chart; pixels are decoded here only when a degradation needs them.
+        applied: list[dict] = []
+        if self.degradations:
+            img, applied = degrade_mod.degrade(_decode(png), sample_rng(seed, index, stream=1), self.degradations)
+            if applied:
+                png = encode_png(img)
+        meta = self.base_meta(seed, index, lang=lang, chart_type=chart_type, data=data.to_meta(), style=style,
+                              degradations=applied)
+        return [Sample(sample_id(self.kind, seed, index), png, self.size, self.size, self.kind, lang, self.prompt,
+                       data.target(), meta)]
+
+
+def _decode(png: bytes):
+    """RGB image of the browser's PNG (pyspng decodes ~1.5x faster than Pillow, VARY.md §7)."""
+    from PIL import Image
+
+    try:
+        import pyspng
+
+        arr = pyspng.load(png)
+        img = Image.fromarray(np.ascontiguousarray(arr[..., :3]) if arr.ndim == 3 else arr)
+    except ImportError:
+        import io
+
+        img = Image.open(io.BytesIO(png))
+    return img.convert("RGB") if img.mode != "RGB" else img

@@ -1,0 +1,137 @@
+"""A real `prefect server start` (SQLite, loopback) serving the render deployment: run it through the API,
+check the run and its artifacts, then open the UI's flow-run page in headless Chromium, save a screenshot
+under test-output/ and check the page shows the run."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+OUTPUT = REPO / "test-output"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(what: str, check, timeout: float, proc: subprocess.Popen | None = None):
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception:
+            pass
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{what}: process exited {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not ready after {timeout} s")
+        time.sleep(0.5)
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    port = _free_port()
+    home = tmp_path / "prefect-home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
+               PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home}/prefect.db",
+               PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port),
+               PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api")
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait("prefect server", lambda: urllib.request.urlopen(f"{url}/api/health", timeout=2).status == 200, 120, proc)
+        yield url, env
+    finally:
+        _stop(proc)
+        log.close()
+
+
+@pytest.mark.slow
+def test_served_render_deployment_shows_run_and_artifacts_in_ui(prefect_server, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url, env = prefect_server
+    api = f"{url}/api"
+    serve_env = dict(env, PREFECT_API_URL=api)
+    serve = subprocess.Popen([sys.executable, "-c", "from flows.render import render; render.serve(name='ui-test')"],
+                             cwd=REPO, env=serve_env, stdout=open(tmp_path / "serve.log", "w"), stderr=subprocess.STDOUT,
+                             start_new_session=True)
+    try:
+        with temporary_settings({PREFECT_API_URL: api}):
+            with get_client(sync_client=True) as client:
+                _wait("deployment", lambda: client.read_deployment_by_name("render/ui-test"), 120, serve)
+            data = tmp_path / "data"
+            run = run_deployment("render/ui-test", timeout=600, poll_interval=2,
+                                 parameters={"kind": "document", "count": 3, "seed": 5, "shard_rows": 2, "out": str(data), "workers": 1})
+            assert run.state.is_completed(), (run.state, (tmp_path / "serve.log").read_text()[-3000:])
+            with get_client(sync_client=True) as client:
+                arts = {a.key: a for a in client.read_artifacts(
+                    artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))}
+        assert {"render-document-stats", "render-document-gallery", "render-document-progress", "render-document-manifest"} <= set(arts)
+        assert arts["render-document-progress"].data == 100.0
+        assert str(data / "datasets/document/manifests/v000001.json") in arts["render-document-manifest"].data
+    finally:
+        _stop(serve)
+
+    shot = _screenshot(f"{url}/runs/flow-run/{run.id}", run.name)
+    assert shot.stat().st_size > 10_000
+
+
+def _screenshot(page: str, run_name: str) -> Path:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1440,1000",
+                # offline: only loopback resolves, so the UI cannot fetch anything from outside
+                "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--no-first-run", "--disable-extensions",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    try:
+        driver.set_page_load_timeout(120)
+        driver.get(page)
+        OUTPUT.mkdir(exist_ok=True)
+        shot = OUTPUT / "prefect-ui-flow-run.png"
+        try:
+            WebDriverWait(driver, 120).until(lambda d: run_name in d.find_element(By.TAG_NAME, "body").text)
+            WebDriverWait(driver, 60).until(lambda d: "Completed" in d.find_element(By.TAG_NAME, "body").text)
+        except Exception:
+            driver.save_screenshot(str(shot))  # the picture says what the page showed instead
+            raise AssertionError(f"the UI page did not show run {run_name}; it showed: "
+                                 f"{driver.find_element(By.TAG_NAME, 'body').text[:500]!r} (see {shot})") from None
+        time.sleep(1)  # let the graph and logs settle for a readable picture
+        driver.save_screenshot(str(shot))
+        return shot
+    finally:
+        driver.quit()

@@ -1,0 +1,140 @@
+"""`chart` (matplotlib): the dict target equals the data drawn, CJK has no tofu, same seed -> same bytes."""
+from __future__ import annotations
+
+import ast
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from generators import get_generator
+from generators.base import PROMPT_CHART, Rejected, Sample
+from generators.chart_data import CHART_TYPES, ChartData
+
+
+def chart_data_from_meta(meta: dict) -> ChartData:
+    d = dict(meta["sampled"]["data"])
+    d["series"] = [(name, [tuple(v) if isinstance(v, list) else v for v in vals]) for name, vals in d["series"]]
+    return ChartData(**d)
+
+
+def first_sample(gen, seed: int = 7, start: int = 0, tries: int = 6) -> Sample:
+    for item in gen.items(seed, start, start + tries):
+        if isinstance(item, Sample):
+            return item
+    raise AssertionError("no sample in a row of indices")
+
+
+@pytest.fixture(scope="module")
+def gens():
+    made = {}
+    yield lambda **kw: made.setdefault(tuple(sorted((k, str(v)) for k, v in kw.items())), get_generator("chart", **kw))
+    for g in made.values():
+        g.close()
+
+
+def drawn(gen) -> dict:
+    """What the reused figure holds after the last draw, read back from matplotlib's artists."""
+    ax = gen._fig.axes[0]
+    return {
+        "title": ax.get_title(),
+        "xlabel": ax.get_xlabel(),
+        "ylabel": ax.get_ylabel(),
+        "legend": [t.get_text() for t in ax.get_legend().get_texts()],
+        "xticks": [t.get_text() for t in ax.get_xticklabels()],
+        "yticks": [t.get_text() for t in ax.get_yticklabels()],
+        "ax": ax,
+    }
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+@pytest.mark.parametrize("chart_type", CHART_TYPES)
+def test_target_is_the_data_drawn(gens, lang, chart_type):
+    gen = gens(lang=lang, chart_types=[chart_type])
+    s = first_sample(gen)
+    assert (s.kind, s.lang, s.prompt, s.width, s.height) == ("chart", lang, PROMPT_CHART, 1024, 1024)
+    target = ast.literal_eval(s.text)
+    data = chart_data_from_meta(s.meta)
+    assert s.meta["sampled"]["chart_type"] == chart_type == target["type"]
+
+    # Draw the recorded chart again and read what matplotlib actually put on the canvas.
+    img = gen._draw(data, s.meta["sampled"]["style"])
+    got = drawn(gen)
+    assert target["title"] == got["title"]
+    if chart_type == "pie":
+        assert list(target["data"]) == got["legend"]
+        wedges = [p for p in got["ax"].patches]
+        spans = np.array([(w.theta2 - w.theta1) % 360 or 360 for w in wedges])
+        values = np.array(list(target["data"].values()), dtype=float)
+        assert np.allclose(spans / spans.sum(), values / values.sum(), atol=1e-6)
+        return
+    assert (target["x_title"], target["y_title"]) == (got["xlabel"], got["ylabel"])
+    assert list(target["data"]) == got["legend"]  # series names, in order
+    if chart_type == "scatter":
+        for coll, pts in zip(got["ax"].collections, target["data"].values()):
+            assert np.allclose(coll.get_offsets(), np.array(pts, dtype=float))
+        return
+    categories = [list(v) for v in target["data"].values()]
+    assert all(c == categories[0] for c in categories)
+    assert categories[0] == (got["yticks"] if chart_type == "hbar" else got["xticks"])
+    values = [list(v.values()) for v in target["data"].values()]
+    if chart_type in ("line", "area"):
+        for line, vals in zip(got["ax"].lines, values):
+            assert np.allclose(line.get_ydata(), vals)
+    else:
+        for container, vals in zip(got["ax"].containers, values):
+            assert np.allclose(container.datavalues, vals)
+    # The image of the sample is this very drawing (padded to 1024²).
+    assert Image.open(io.BytesIO(s.image)).size == (1024, 1024)
+    assert img.size[0] == 1024 or img.size[1] == 1024
+
+
+def test_cjk_uses_a_font_that_covers_every_character(gens):
+    from matplotlib import font_manager
+
+    from generators import fonts
+
+    gen = gens(lang="zh")
+    s = first_sample(gen, seed=3)
+    style = s.meta["sampled"]["style"]
+    assert style["font"] == "WenQuanYi Micro Hei"
+    data = chart_data_from_meta(s.meta)
+    assert any(ord(ch) > 0x2E80 for ch in s.text)  # the target holds Chinese
+    assert fonts.missing_glyphs("".join(data.texts()), style["font"]) == set()
+    # matplotlib resolves the family to that very file, so no fallback font draws boxes.
+    family = gen._family(style["font"])
+    found = font_manager.findfont(font_manager.FontProperties(family=family), fallback_to_default=False)
+    assert found == fonts.font_path("WenQuanYi Micro Hei")
+
+
+def test_uncoverable_text_is_rejected_before_rendering(tmp_path):
+    corpus = tmp_path / "rare.txt"
+    # U+20000 (CJK Extension B) is in neither DejaVu nor WenQuanYi Micro Hei.
+    corpus.write_text("\n".join(f"Alpha\U00020000 beta\U00020000 gamma\U00020000 delta\U00020000 words{i}." for i in range(20)))
+    with get_generator("chart", lang="en", corpus=str(corpus)) as gen:
+        items = list(gen.items(0, 0, 3))
+    assert [type(i) for i in items] == [Rejected] * 3
+    assert {i.reason for i in items} == {"font_coverage"}
+    assert "U+20000" in items[0].detail
+
+
+def test_same_seed_same_bytes_and_mixed_languages():
+    with get_generator("chart", lang="mixed") as a, get_generator("chart", lang="mixed") as b:
+        first = [x for x in a.items(11, 0, 6)]
+        again = [x for x in b.items(11, 0, 6)]
+    assert [(x.id, x.image, x.text, x.meta) for x in first] == [(x.id, x.image, x.text, x.meta) for x in again]
+    samples = [x for x in first if isinstance(x, Sample)]
+    assert len({x.image for x in samples}) == len(samples)
+    assert {x.lang for x in samples} == {"en", "zh"}
+
+
+def test_degradations_are_applied_and_recorded():
+    spec = {"p": 1.0, "kinds": ["blur", "noise"]}
+    with get_generator("chart", lang="en", degradations=spec) as g, get_generator("chart", lang="en") as clean:
+        d = first_sample(g, seed=5)
+        c = first_sample(clean, seed=5)
+    ops = d.meta["sampled"]["degradations"]
+    assert [o["op"] for o in ops] == ["blur", "noise"]
+    assert d.text == c.text and d.image != c.image
+    assert c.meta["sampled"]["degradations"] == []

@@ -1,0 +1,138 @@
+"""Training on CPU with the tiny preset: loss, proof of wiring (overfit + greedy decode), stage-2 tower
+freezing, exact resume after a kill, two DeepSpeed ranks, and lineage."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from storage import StreamingReader
+from tests.test_train_support import document_samples, short_texts, text_line_samples, tiny_config, write_dataset
+from training.evaluate import evaluate
+from training.run import train
+
+REPO = Path(__file__).resolve().parents[1]
+PY = str(REPO / ".venv" / "bin" / "python")
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("docs")
+    return write_dataset(root, "docs", document_samples(16, size=256), shard_rows=2)
+
+
+@pytest.fixture(scope="module")
+def lines(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lines")
+    return write_dataset(root, "lines", text_line_samples(short_texts(16)), shard_rows=8)
+
+
+@pytest.fixture(scope="module")
+def stage1(lines, tmp_path_factory):
+    out = tmp_path_factory.mktemp("stage1") / "run"
+    return train(tiny_config(lines, out, steps=160, batch_size=16, lr=5e-4, warmup_ratio=0.05))
+
+
+def test_loss_falls_and_lineage_lists_exactly_the_shards_read(docs, tmp_path):
+    cfg = tiny_config(docs, tmp_path / "run", steps=6, batch_size=2, lr=1e-3)
+    r = train(cfg)
+    assert sum(r.losses[-2:]) < sum(r.losses[:2]) - 0.5, r.losses  # well beyond step-to-step noise
+    expected = set()
+    for i, row in enumerate(StreamingReader([docs], seed=cfg.seed)):
+        if i == 12:
+            break
+        expected.add(row["_shard"])
+    lineage = json.loads((Path(r.checkpoint) / "lineage.json").read_text())
+    assert len(expected) < 8  # the run stopped before reading every shard
+    assert set(lineage["shards_read"]) == expected
+    assert lineage["stage"] == "vocab" and lineage["config"]["text_vocabulary"]["files"] == str(Path(r.checkpoint) / "tokenizer")
+
+
+def test_vary_tiny_overfits_until_greedy_decoding_reproduces(stage1, lines):
+    m = evaluate(stage1.checkpoint, [lines])
+    assert m["samples"] == 16 and m["skipped"] == 0
+    assert m["cer"] <= 0.05, m
+
+
+def test_vary_base_loads_stage1_vocab_keeps_towers_and_overfits(stage1, lines, tmp_path):
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    from training.vary_base import CLIP_TINY
+
+    torch.manual_seed(1)
+    CLIPVisionModel(CLIPVisionConfig(**CLIP_TINY)).save_pretrained(tmp_path / "clip")
+    cfg = tiny_config(lines, tmp_path / "run", stage="integrate", model="vary_base", steps=120, batch_size=16,
+                      lr=1e-3, warmup_ratio=0.05, max_length=128, init_from=stage1.checkpoint,
+                      clip_path=str(tmp_path / "clip"))
+    r = train(cfg)
+    before, after = load_file(str(Path(stage1.checkpoint) / "model.safetensors")), load_file(str(Path(r.checkpoint) / "model.safetensors"))
+    vocab = [k for k in before if k.startswith("vocab.")]
+    assert vocab and all(torch.equal(before[k], after[k]) for k in vocab)
+    clip = load_file(str(tmp_path / "clip" / "model.safetensors"))
+    assert clip and all(torch.equal(v, after["clip." + k]) for k, v in clip.items())
+    assert str(Path(stage1.checkpoint).resolve()) in json.loads((Path(r.checkpoint) / "lineage.json").read_text())["parents"][0]
+    m = evaluate(r.checkpoint, [lines])
+    assert m["cer"] <= 0.05, m
+
+
+def _cli(out: Path, manifest: str, steps: int, *extra: str) -> list[str]:
+    return ["train", "vocab", "--data", manifest, "--out", str(out), "--preset", "tiny", "--steps", str(steps),
+            "--batch-size", "2", "--lr", "1e-3", "--warmup-ratio", "0.1", "--tokenizer-vocab-size", "300",
+            "--max-length", "48", "--index-root", str(out.parent / "idx"), "--json", *extra]
+
+
+def test_killed_run_resumes_with_identical_losses(docs, tmp_path):
+    steps = 10  # 8 batches per epoch: the kill lands mid-epoch, the run crosses into epoch 2
+    whole = train(tiny_config(docs, tmp_path / "whole", steps=steps, batch_size=2, lr=1e-3, warmup_ratio=0.1,
+                              max_length=48, save_every=3))
+    out = tmp_path / "killed"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen([PY, "-m", "training", *_cli(out, docs, steps, "--save-every", "3", "--log-every", "1",
+                                                         "--deepspeed", "off")],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
+    for line in proc.stdout:
+        if line.startswith("step 5/"):
+            proc.send_signal(signal.SIGKILL)
+            break
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    assert not (out / f"checkpoint-{steps:06d}").exists()
+    resumed = subprocess.run([PY, "-m", "training", *_cli(out, docs, steps, "--save-every", "3", "--deepspeed", "off")],
+                             cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    losses = json.loads(resumed.stdout.strip().splitlines()[-1])["losses"]
+    assert losses == whole.losses
+
+
+def test_two_deepspeed_cpu_ranks_write_one_checkpoint(docs, tmp_path):
+    out = tmp_path / "ds"
+    env = dict(os.environ, DS_ACCELERATOR="cpu", PYTHONUNBUFFERED="1")
+    launcher = str(REPO / ".venv" / "bin" / "deepspeed")
+    run = subprocess.run([launcher, "--num_gpus", "2", "--master_port", "29533", "--module", "training",
+                          *_cli(out, docs, 2, "--deepspeed", "zero2")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+    ckpt = out / "checkpoint-000002"
+    state = json.loads((ckpt / "trainer_state.json").read_text())
+    assert state["world_size"] == 2 and len(state["losses"]) == 2
+    positions = [json.loads((ckpt / f"data-rank{r}.json").read_text()) for r in (0, 1)]
+    assert positions[0]["workers"] != positions[1]["workers"]  # each rank read its own split
+    assert (ckpt / "deepspeed").is_dir()
+    from training.modeling import load_model
+
+    model = load_model(ckpt)  # one set of weights, loadable without DeepSpeed
+    assert sum(p.numel() for p in model.parameters()) > 0
+    expected = set()
+    for rank in (0, 1):
+        for i, row in enumerate(StreamingReader([docs], rank=rank, world_size=2)):
+            if i == 4:  # 2 steps × batch 2 on each rank
+                break
+            expected.add(row["_shard"])
+    assert set(state["shards_read"]) == expected
