@@ -3,6 +3,7 @@ turns expected failures into one clear line and a nonzero exit (a traceback only
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Callable, Sequence
@@ -83,10 +84,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(rc or 0)
 
 
+class _NoTracebackFormatter(logging.Formatter):
+    """Wraps a console formatter so log records print without their traceback; other handlers (the
+    Prefect API's, which feeds the UI) still see the full record."""
+
+    def __init__(self, inner: logging.Formatter | None):
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+
+    def format(self, record: logging.LogRecord) -> str:
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            return self.inner.format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+
+
+def hide_console_tracebacks() -> None:
+    """Keep the terminal to one line per error (tracebacks only with --debug). Call after Prefect has
+    configured its loggers, i.e. after importing it."""
+    loggers = [logging.getLogger()] + [logging.getLogger(n) for n in list(logging.Logger.manager.loggerDict)
+                                       if n.startswith("prefect")]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler.formatter, _NoTracebackFormatter):
+                handler.setFormatter(_NoTracebackFormatter(handler.formatter))
+
+
 def one_line(e: BaseException) -> str:
     text = str(e) or type(e).__name__
     return " ".join(text.split())
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run the imported module, not __main__, so `flows.cli.CliError` raised by subcommands is the class caught here.
+    from flows.cli import main as _main
+
+    sys.exit(_main())

@@ -50,6 +50,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_reproduce)
 
 
+def _prefect(args: argparse.Namespace) -> None:
+    """Configure Prefect's loggers now and, unless --debug, keep tracebacks off the terminal."""
+    from prefect.logging.configuration import setup_logging
+
+    from flows.cli import hide_console_tracebacks
+
+    setup_logging()  # Prefect would do it at the first flow run; later calls are incremental
+    if not getattr(args, "debug", False):
+        hide_console_tracebacks()
+
+
 def _error(message: str) -> Exception:
     from flows.cli import CliError
 
@@ -85,6 +96,11 @@ def progress_bar(enabled: bool) -> Iterator[None]:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from generators import KINDS
+
+    if args.kind not in KINDS:
+        raise _error(f"unknown kind {args.kind!r}; known kinds: {', '.join(KINDS)}")
+    _prefect(args)
     from flows.render import DEFAULT_SHARD_ROWS, run_render
 
     params: dict[str, Any] = {}
@@ -119,6 +135,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
     from flows.pipeline import load_config, pipeline_report, run_pipeline
 
     config = load_config(args.config, root=args.out)
+    _prefect(args)
     if args.print_config:
         import yaml
 
@@ -135,6 +152,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from flows.retrain import retrain
 
     config = load_config(args.config, root=args.out)
+    _prefect(args)
     outcome = retrain(config, deployment=args.deployment, dry_run=args.dry_run)
     if args.json:
         print(json.dumps(outcome, default=str))
@@ -150,6 +168,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_reproduce(args: argparse.Namespace) -> int:
     from flows.reproduce import reproduce
 
+    _prefect(args)
     report = reproduce(args.checkpoint, out=args.out, workers=args.workers)
     if args.json:
         print(json.dumps(report, default=str))
