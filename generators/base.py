@@ -179,8 +179,12 @@ def fit_and_pad(img: Any, size: int = 1024, fill: int | tuple[int, int, int] = 2
 
 def check_not_blank(img: Any, min_ink_fraction: float = 0.002) -> None:
     """Reject images with almost no ink: a failed render that looks like success (VARY.md §6)."""
-    arr = np.asarray(img.convert("L"))
-    background = np.median(arr)
-    ink = np.mean(np.abs(arr.astype(np.int16) - background) > 40)
+    # The median and the ink count both come from the 256-bin histogram: same result as on the
+    # pixels (even counts average the two middle values), ~8x cheaper on a page.
+    hist = np.asarray((img if img.mode == "L" else img.convert("L")).histogram(), dtype=np.int64)
+    n = int(hist.sum())
+    cum = np.cumsum(hist)
+    background = (int(np.searchsorted(cum, (n - 1) // 2 + 1)) + int(np.searchsorted(cum, n // 2 + 1))) / 2
+    ink = hist[np.abs(np.arange(256) - background) > 40].sum() / n
     if ink < min_ink_fraction:
         raise Reject("blank", f"ink fraction {ink:.4f} < {min_ink_fraction}")

@@ -262,21 +262,26 @@ class BrowserRenderer:
     def render_mathml_many(
         self,
         mathmls: list[str],
-        font_px: int = 32,
+        font_px: int | list[int] = 32,
         color: str = "#000000",
         background: str = "#ffffff",
         padding: int = 8,
     ) -> list[Any]:
         """`render_mathml` for a batch in one layout and one screenshot (the screenshot is most of the cost
         of a lone formula). Returns, per input, an RGB PIL image cropped like `render_mathml`'s (same
-        pixels) or the `Reject` that formula earned; one bad formula never sinks the batch."""
+        pixels) or the `Reject` that formula earned; one bad formula never sinks the batch. `font_px` is one
+        size for all or a list with one size per formula."""
         from PIL import Image
+
+        sizes = [int(f) for f in font_px] if isinstance(font_px, (list, tuple)) else int(font_px)
+        if isinstance(sizes, list) and len(sizes) != len(mathmls):
+            raise ValueError(f"font_px has {len(sizes)} sizes for {len(mathmls)} formulas")
 
         with self._guard():
             self._ensure_math_font()
             res = self._driver.execute_script(
                 "return window.vf.renderMathMany(arguments[0], arguments[1], arguments[2], arguments[3], arguments[4])",
-                list(mathmls), int(font_px), color, background, int(padding),
+                list(mathmls), sizes, color, background, int(padding),
             )
             rects = [r["rect"] for r in res["items"] if "rect" in r]
             sheet = None

@@ -2,7 +2,9 @@
 
 Sources: a corpus file (one formula per line; local, or remote through `reader`) or the built-in
 procedural grammar (`random_formula`). Backends:
-- "fast": latex2mathml -> MathML -> the persistent Chromium (`BrowserRenderer.render_mathml`, Latin Modern Math);
+- "fast": latex2mathml -> MathML -> the persistent Chromium (Latin Modern Math), every index of an `items()`
+  batch laid out in one page and taken in one screenshot (`BrowserRenderer.render_mathml_many`: the
+  screenshot is most of a lone formula's cost); a formula's pixels do not depend on its batch;
 - "faithful": real TeX, every index of an `items()` range typeset in one document, one formula per page
   (preview package, tight crop), rasterised page by page with PyMuPDF. A bad formula is found by the
   line TeX stops at (or by bisection) and rejected alone; the rest of the batch is compiled again.
@@ -18,7 +20,6 @@ the normalised string, so the target describes exactly what was drawn.
 """
 from __future__ import annotations
 
-import io
 import re
 from typing import Any, Callable, Iterator
 
@@ -223,7 +224,7 @@ class FormulaGenerator(Generator):
     """Params: source (None = procedural, else a formula file), reader, order ("random" | "sequential"
     line choice for a file), backend ("fast" | "faithful"),
     size (None = tight crop plus margin; an int pads to size×size), font_px (range for fast),
-    dpi (range for faithful), batch (formulas per TeX run), timeout_s, degradations, prompt."""
+    dpi (range for faithful), batch (formulas per TeX run or per browser screenshot), timeout_s, degradations, prompt."""
 
     kind = "formula"
     version = "1"
@@ -275,22 +276,46 @@ class FormulaGenerator(Generator):
         return Sample(sample_id(self.kind, seed, index), encode_png(img), img.size[0], img.size[1], self.kind,
                       "en", self.prompt, latex, meta)
 
-    # -- fast: MathML in Chromium ---------------------------------------------------------------------
-    def _render_fast(self, seed: int, index: int) -> Sample:
-        from PIL import Image
+    # -- fast: MathML in Chromium, one layout and one screenshot per batch ----------------------------
+    def _fast_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
+        drawn: dict[int, Any] = {}
+        for index in indices:
+            rng = sample_rng(seed, index)
+            try:
+                latex, sampled = self._draw(rng, index)
+                font_px = int(rng.integers(self.font_px[0], self.font_px[1] + 1))
+                drawn[index] = (rng, latex, to_mathml(latex), dict(sampled, backend="fast", font_px=font_px))
+            except Reject as r:
+                drawn[index] = r
+        good = [i for i in indices if not isinstance(drawn[i], Reject)]
+        images = self._mathml_images([drawn[i][2] for i in good], [drawn[i][3]["font_px"] for i in good])
+        placed = dict(zip(good, images))
+        for index in indices:
+            outcome = drawn[index] if isinstance(drawn[index], Reject) else placed[index]
+            try:
+                if isinstance(outcome, Reject):
+                    raise outcome
+                rng, latex, _, sampled = drawn[index]
+                yield self._finish(seed, index, outcome.convert("L"), rng, latex, sampled)
+            except Reject as r:
+                yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
 
-        rng = sample_rng(seed, index)
-        latex, sampled = self._draw(rng, index)
-        font_px = int(rng.integers(self.font_px[0], self.font_px[1] + 1))
-        mathml = to_mathml(latex)
+    def _mathml_images(self, mathmls: list[str], sizes: list[int]) -> list[Any]:
+        """One PIL image or Reject per formula. A formula's pixels do not depend on its batch (tested in
+        test_browser_containment), so `render` and `items` agree byte for byte."""
+        if not mathmls:
+            return []
         if self._browser is None:
             from generators.browser import BrowserRenderer
 
-            self._browser = BrowserRenderer()
-        png = self._browser.render_mathml(mathml, font_px=font_px)
-        img = Image.open(io.BytesIO(png))
-        img = img.convert("L")
-        return self._finish(seed, index, img, rng, latex, dict(sampled, backend="fast", font_px=font_px))
+            self._browser = BrowserRenderer(timeout_s=self.timeout_s)
+        try:
+            return self._browser.render_mathml_many(mathmls, font_px=sizes)
+        except Reject as r:
+            if len(mathmls) == 1:
+                return [r]
+        # The whole call failed (a timeout, a crashed page): render one by one, so only the culprit is rejected.
+        return [img for m, f in zip(mathmls, sizes) for img in self._mathml_images([m], [f])]
 
     # -- faithful: TeX, one run per batch ----------------------------------------------------------------
     def _tex_renderer(self) -> Any:
@@ -332,19 +357,16 @@ class FormulaGenerator(Generator):
 
     # -- the contract ----------------------------------------------------------------------------------
     def render(self, seed: int, index: int) -> list[Sample]:
-        if self.backend == "fast":
-            return [self._render_fast(seed, index)]
-        (out,) = list(self._faithful_batch(seed, [index]))
+        batch = self._fast_batch if self.backend == "fast" else self._faithful_batch
+        (out,) = list(batch(seed, [index]))
         if isinstance(out, Rejected):
             raise Reject(out.reason, out.detail, out.source)
         return [out]
 
     def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
-        if self.backend == "fast":
-            yield from super().items(seed, start, stop)
-            return
+        batch = self._fast_batch if self.backend == "fast" else self._faithful_batch
         for lo in range(start, stop, self.batch):
-            yield from self._faithful_batch(seed, list(range(lo, min(stop, lo + self.batch))))
+            yield from batch(seed, list(range(lo, min(stop, lo + self.batch))))
 
     def close(self) -> None:
         if self._browser is not None:

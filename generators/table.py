@@ -264,10 +264,13 @@ class TableGenerator(Generator):
         return rng, lang, table, dict(sampled, lang=lang, style=style, target_format=target_format)
 
     @staticmethod
-    def target(table: Table, style: str) -> str:
-        return to_latex(table, style) if table.merged or table.header_rows != 1 else to_markdown(table)
+    def target(table: Table, style: str, tabular: str | None = None) -> str:
+        """Markdown, or the tabular (`tabular` when the caller already typeset it) where markdown cannot say it."""
+        if table.merged or table.header_rows != 1:
+            return tabular if tabular is not None else to_latex(table, style)
+        return to_markdown(table)
 
-    def _finish(self, seed: int, index: int, img: Any, rng: np.random.Generator, lang: str, table: Table,
+    def _finish(self, seed: int, index: int, img: Any, rng: np.random.Generator, lang: str, text: str,
                 sampled: dict[str, Any]) -> Sample:
         check_not_blank(img)
         if self.size:
@@ -275,7 +278,7 @@ class TableGenerator(Generator):
         img, applied = degrade(img, rng, self.degradations)
         meta = self.base_meta(seed, index, **sampled, degradations=applied)
         return Sample(sample_id(self.kind, seed, index), encode_png(img), img.size[0], img.size[1], self.kind, lang,
-                      self.prompt, self.target(table, sampled["style"]), meta)
+                      self.prompt, text, meta)
 
     def _render_html(self, seed: int, index: int) -> Sample:
         from PIL import Image
@@ -291,7 +294,7 @@ class TableGenerator(Generator):
         style = {"font_px": font_px, "border": _HTML_BORDER[sampled["style"]], "font_family": family}
         png = self._browser.render_table(table.to_html_dict(), style)
         img = Image.open(io.BytesIO(png)).convert("L")
-        return self._finish(seed, index, img, rng, lang, table,
+        return self._finish(seed, index, img, rng, lang, self.target(table, sampled["style"]),
                             dict(sampled, backend="html", font_px=font_px, font_family=family))
 
     def _tex_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
@@ -308,13 +311,15 @@ class TableGenerator(Generator):
                 continue
             dpi = int(rng.integers(self.dpi[0], self.dpi[1] + 1))
             engine = tex_preamble(lang)[0]
-            drawn[index] = (rng, lang, table, dict(sampled, backend="tex", engine=engine, dpi=dpi))
+            # typeset once: the tabular is both what TeX sets and, for merged tables, the target
+            tabular = to_latex(table, sampled["style"])
+            drawn[index] = (rng, lang, table, tabular, dict(sampled, backend="tex", engine=engine, dpi=dpi))
         placed: dict[int, Any] = {}
         for lang in ("en", "zh"):  # one TeX run per language present in the batch
             group = [i for i in indices if not isinstance(drawn[i], Reject) and drawn[i][1] == lang]
             if group:
                 engine, preamble = tex_preamble(lang)
-                items = [to_latex(drawn[i][2], drawn[i][3]["style"]) for i in group]
+                items = [drawn[i][3] for i in group]
                 placed.update(zip(group, render_batch(self._tex, preamble, items, engine)))
         for index in indices:
             outcome = drawn[index] if isinstance(drawn[index], Reject) else placed[index]
@@ -322,10 +327,10 @@ class TableGenerator(Generator):
                 yield Rejected(sample_id(self.kind, seed, index), self.kind, outcome.reason, outcome.detail,
                                outcome.source)
                 continue
-            rng, lang, table, sampled = drawn[index]
+            rng, lang, table, tabular, sampled = drawn[index]
             try:
                 img = rasterise_page(outcome.doc, outcome.page, sampled["dpi"])
-                yield self._finish(seed, index, img, rng, lang, table, sampled)
+                yield self._finish(seed, index, img, rng, lang, self.target(table, sampled["style"], tabular), sampled)
             except Reject as r:
                 yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
 

@@ -95,8 +95,36 @@ def test_same_seed_same_bytes(backend):
     assert Image.open(io.BytesIO(first[0])).size == (256, 256)
 
 
-def test_render_matches_items():
-    with FormulaGenerator(backend="faithful") as gen:
+@pytest.mark.parametrize("backend", ["faithful", "fast"])
+def test_render_matches_items(backend):
+    # items() renders a whole range in one TeX run / one browser screenshot; render() renders one index alone
+    with FormulaGenerator(backend=backend, degradations={"p": 0.5}) as gen:
         (one,) = gen.render(2, 9)
-        batch = list(gen.items(2, 8, 11))
-    assert batch[1].image == one.image and batch[1].text == one.text
+        batch = list(gen.items(2, 0, 20))
+    assert batch[9].image == one.image and batch[9].text == one.text and batch[9].meta == one.meta
+
+
+def test_fast_batch_draws_each_formula_at_its_own_size():
+    with FormulaGenerator(backend="fast") as gen:
+        batch = list(gen.items(4, 0, 12))
+        sizes = [s.meta["sampled"]["font_px"] for s in batch]
+        assert len(set(sizes)) > 4
+        for s in batch:  # the very pixels of a lone render at the sampled size
+            lone = gen._browser.render_mathml(to_mathml(s.text), font_px=s.meta["sampled"]["font_px"])
+            assert np.array_equal(np.asarray(Image.open(io.BytesIO(s.image))),
+                                  np.asarray(Image.open(io.BytesIO(lone)).convert("L")))
+
+
+def test_fast_batch_rejects_only_the_bad_formulas(tmp_path):
+    lines = [r"a+b", r"\frac{a}{", r"\sqrt{y}", r"\nosuchmacro{x}", r"\input{/etc/passwd}", r"\phantom{x}",
+             r"e^{i\pi}"]
+    src = tmp_path / "f.txt"
+    src.write_text("\n".join(lines))
+    with FormulaGenerator(source=str(src), order="sequential", backend="fast", batch=16) as gen:
+        out = list(gen.items(0, 0, len(lines)))
+        lone = [gen.render(0, i)[0].image for i in (0, 2, 6)]
+    reasons = [o.reason if isinstance(o, Rejected) else None for o in out]
+    # refused before drawing (no MathML, untrusted TeX) or after (nothing visible), each alone
+    assert reasons == [None, "mathml_error", None, "mathml_error", "unsafe_tex", "blank", None]
+    assert [o.text for o in out if isinstance(o, Sample)] == [r"a+b", r"\sqrt{y}", r"e^{i\pi}"]
+    assert [o.image for o in out if isinstance(o, Sample)] == lone

@@ -133,12 +133,13 @@
     },
 
     // Many formulas in one layout, each box at a whole-pixel offset so its pixels match a lone render.
+    // `fontPx` is one size for all, or an array with one size per item.
     renderMathMany(items, fontPx, color, background, padding) {
       const s = clearStage();
       const out = [];
       const boxes = [];
-      for (const mathml of items) {
-        const res = mathBox(mathml, fontPx, color, background, padding);
+      for (const [i, mathml] of items.entries()) {
+        const res = mathBox(mathml, Array.isArray(fontPx) ? fontPx[i] : fontPx, color, background, padding);
         out.push(res.error ? { error: res.error } : null);
         if (!res.error) { res.box.style.position = "absolute"; res.box.style.left = "0px"; s.appendChild(res.box); }
         boxes.push(res.box || null);
