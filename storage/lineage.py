@@ -69,13 +69,23 @@ def record_checkpoint(checkpoint: str | Location, *, stage: str, manifests: Sequ
                       parents: Sequence[str] = (), config: Mapping[str, Any] | None = None,
                       metrics: Mapping[str, Any] | None = None, flow_run_id: str | None = None,
                       deployment: str | None = None, index_root: str | Location | None = None,
+                      shards_read: Sequence[str] | None = None,
                       extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Write the lineage record of a checkpoint beside it and into the index; return the record."""
+    """Write the lineage record of a checkpoint beside it and into the index; return the record.
+
+    `shards_read` narrows the record to the shards training actually consumed (a short run may stop
+    before it reaches every shard of its manifests); each must belong to one of the manifests."""
     ckpt = Location.parse(checkpoint)
     loaded = [m if isinstance(m, Manifest) else read_manifest(m) for m in manifests]
+    wanted = None if shards_read is None else {Location.parse(u).uri for u in shards_read}
+    known = {s.uri for m in loaded for s in m.shards}
+    if wanted is not None and not wanted <= known:
+        raise StorageError(f"shards read but in none of the manifests: {sorted(wanted - known)[:3]}")
     shards = []
     for m in loaded:
         for s in m.shards:
+            if wanted is not None and s.uri not in wanted:
+                continue
             loc = Location.parse(s.uri)
             shards.append({"uri": s.uri, "sha256": s.sha256, "bytes": s.bytes, "rows": s.rows,
                            "manifest": m.uri, **({"etag": loc.etag()} if isinstance(loc, S3Location) else {})})

@@ -1,0 +1,134 @@
+"""`varyflow train vocab|integrate`, `varyflow eval`, `varyflow ocr` (also `python -m training ...`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from training.errors import TrainingError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    train = sub.add_parser("train", help="train a Vary stage (runs without Prefect; use the deepspeed launcher for several ranks)")
+    stages = train.add_subparsers(dest="stage", metavar="STAGE")
+    stages.required = True
+    for stage, help_, models, default in (
+        ("vocab", "stage 1: Vary-tiny, vocabulary generation", ["vary_tiny"], "vary_tiny"),
+        ("integrate", "stage 2: Vary-base / Vary-toy on a stage-1 vocabulary network", ["vary_base", "vary_toy"], "vary_base"),
+    ):
+        p = stages.add_parser(stage, help=help_)
+        p.add_argument("--model", choices=models, default=default)
+        _train_options(p)
+        p.set_defaults(func=cmd_train, stage=stage)
+
+    ev = sub.add_parser("eval", help="greedy-decode a manifest and report edit distance, F1, BLEU, METEOR")
+    ev.add_argument("--checkpoint", required=True)
+    ev.add_argument("--data", action="append", required=True, metavar="MANIFEST")
+    ev.add_argument("--limit", type=int)
+    ev.add_argument("--max-new-tokens", type=int, default=512)
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    ocr = sub.add_parser("ocr", help="print the greedy decode of each image")
+    ocr.add_argument("--checkpoint", required=True)
+    ocr.add_argument("--prompt", default="Provide the OCR results of this image.", help="stage-2 models only")
+    ocr.add_argument("--max-new-tokens", type=int, default=512)
+    ocr.add_argument("images", nargs="+", metavar="IMAGE")
+    ocr.set_defaults(func=cmd_ocr)
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", action="append", required=True, metavar="MANIFEST", help="manifest URI (repeat to mix)")
+    p.add_argument("--weights", type=lambda s: [float(x) for x in s.split(",")], help="mixing weights, comma-separated")
+    p.add_argument("--out", required=True, help="local checkpoint directory")
+    p.add_argument("--preset", choices=["paper", "tiny"], default="paper")
+    p.add_argument("--steps", type=int, default=1000)
+    p.add_argument("--batch-size", type=int, default=16, help="per rank and micro step")
+    p.add_argument("--grad-accum", type=int, default=1)
+    p.add_argument("--lr", type=float, default=5e-5)
+    p.add_argument("--warmup-ratio", type=float, default=0.03)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--deepspeed", default="zero2", help="zero2 (default), zero3, a config JSON path, or off")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    p.add_argument("--gradient-checkpointing", action="store_true")
+    p.add_argument("--tokenizer", help="local tokenizer directory (default: train a byte-level BPE on the data)")
+    p.add_argument("--tokenizer-vocab-size", type=int, default=8000)
+    p.add_argument("--init-from", help="stage-1 checkpoint (integrate)")
+    p.add_argument("--sam-checkpoint", help="local SAM-B weights")
+    p.add_argument("--clip-path", help="local CLIP-L/14 weights directory")
+    p.add_argument("--llm-path", help="local OPT / Qwen2 weights directory")
+    p.add_argument("--max-length", type=int, default=4096)
+    p.add_argument("--save-every", type=int, default=0)
+    p.add_argument("--keep-checkpoints", type=int, default=0)
+    p.add_argument("--num-workers", type=int, default=0)
+    p.add_argument("--log-every", type=int, default=10)
+    p.add_argument("--no-resume", dest="resume", action="store_false")
+    p.add_argument("--flow-run-id")
+    p.add_argument("--deployment")
+    p.add_argument("--index-root", help="storage root whose lineage index records the checkpoints")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+def config_from_args(args: argparse.Namespace):
+    from training.config import TrainConfig
+
+    ds = {"off": False, "false": False, "none": False, "zero2": True}.get(str(args.deepspeed).lower(), args.deepspeed)
+    return TrainConfig(
+        stage=args.stage, model=args.model, preset=args.preset, manifests=list(args.data), weights=args.weights,
+        out=args.out, steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
+        warmup_ratio=args.warmup_ratio, seed=args.seed, deepspeed=ds, precision=args.precision,
+        gradient_checkpointing=args.gradient_checkpointing, tokenizer=args.tokenizer,
+        tokenizer_vocab_size=args.tokenizer_vocab_size, init_from=args.init_from, sam_checkpoint=args.sam_checkpoint,
+        clip_path=args.clip_path, llm_path=args.llm_path, max_length=args.max_length, save_every=args.save_every,
+        keep_checkpoints=args.keep_checkpoints, resume=args.resume, num_workers=args.num_workers,
+        log_every=args.log_every, flow_run_id=args.flow_run_id, deployment=args.deployment, index_root=args.index_root)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from training.run import train
+
+    result = train(config_from_args(args))
+    import os
+
+    if int(os.environ.get("RANK", "0")) == 0:
+        if args.json:
+            print(json.dumps({"checkpoint": result.checkpoint, "losses": result.losses, "metrics": result.metrics}))
+        else:
+            print(f"checkpoint {result.checkpoint}: {len(result.losses)} steps, final loss {result.losses[-1]:.4f}, "
+                  f"{result.metrics['skipped']} rows skipped")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from training.evaluate import evaluate
+
+    m = evaluate(args.checkpoint, args.data, limit=args.limit, max_new_tokens=args.max_new_tokens)
+    if args.json:
+        print(json.dumps(m, ensure_ascii=False))
+    else:
+        print(f"{m['samples']} samples ({m['skipped']} skipped)")
+        for k in ("edit_distance", "f1", "precision", "recall", "bleu", "meteor"):
+            if k in m:
+                print(f"  {k:14s} {m[k]:.4f}")
+    return 0
+
+
+def cmd_ocr(args: argparse.Namespace) -> int:
+    from training.data import DecodeError
+    from training.evaluate import decode, load_checkpoint
+
+    model, tok = load_checkpoint(args.checkpoint)
+    failed = 0
+    for image in args.images:
+        path = Path(image)
+        try:
+            text = decode(model, tok, path.read_bytes(), args.prompt, args.max_new_tokens)
+        except (OSError, DecodeError) as e:
+            print(f"{image}: cannot read image: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"==> {image} <==\n{text}" if len(args.images) > 1 else text)
+    if failed == len(args.images):
+        raise TrainingError(f"none of the {failed} images could be read")
+    return 1 if failed else 0

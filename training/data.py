@@ -1,0 +1,236 @@
+"""Rows from the storage reader -> model batches. Decoding, both image transforms, the two text layouts
+(stage 1: image tokens then target; stage 2: Qwen chat template with `<img>` pads) and label masking live
+here, plus the resumable stream that splits work by rank and DataLoader worker.
+
+A row whose image fails to decode is skipped and reported in the batch's `skipped` list; the stream goes on
+with the next row. No row is ever substituted for another."""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from training.errors import TrainingError
+from training.modeling import DataSpec
+from training.tokenizer import IM_END, IM_START, SYSTEM_PROMPT, special_ids
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+class DecodeError(Exception):
+    pass
+
+
+def decode_image(data: bytes | None) -> np.ndarray:
+    """Encoded image -> HxWxC uint8 (C = 1 or 3). pyspng for PNG (the fastest decoder, VARY.md §7), Pillow
+    for everything else."""
+    if not data:
+        raise DecodeError("empty image")
+    try:
+        if data[:8] == PNG_MAGIC:
+            import pyspng
+
+            arr = pyspng.load(data)
+        else:
+            from PIL import Image
+
+            with Image.open(io.BytesIO(data)) as im:
+                im = im.convert("L" if im.mode in ("L", "1", "I;16", "I") else "RGB")
+                arr = np.asarray(im)
+    except Exception as e:  # every decoder has its own exception types; the reason is what matters
+        raise DecodeError(f"{type(e).__name__}: {e}") from None
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise DecodeError(f"unexpected image shape {arr.shape}")
+    if arr.shape[2] == 4:  # drop alpha; rendered pages are opaque
+        arr = arr[:, :, :3]
+    elif arr.shape[2] == 2:
+        arr = arr[:, :, :1]
+    if arr.dtype != np.uint8:
+        arr = (arr >> 8).astype(np.uint8) if arr.dtype == np.uint16 else arr.astype(np.uint8)
+    return arr
+
+
+def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    from PIL import Image
+
+    im = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr)
+    out = np.asarray(im.resize(size, Image.Resampling.BICUBIC))
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def normalise(arr: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """HxWxC uint8 -> 3xHxW float32, (x/255 - mean)/std per channel; a grey image is normalised once per
+    output channel straight from its single plane."""
+    src = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+    out = torch.empty((3, arr.shape[0], arr.shape[1]), dtype=torch.float32)
+    for c in range(3):
+        plane = src[0 if arr.shape[2] == 1 else c]
+        torch.mul(plane, 1.0 / (255.0 * std[c]), out=out[c])
+        out[c].sub_(mean[c] / std[c])
+    return out
+
+
+def sam_transform(arr: np.ndarray, size: int) -> torch.Tensor:
+    """SAM branch: resize to size² (pages come pre-padded to a square by the generators), ImageNet norm."""
+    if arr.shape[0] != size or arr.shape[1] != size:
+        arr = _resize(arr, (size, size))
+    return normalise(arr, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def clip_transform(arr: np.ndarray, size: int) -> torch.Tensor:
+    """CLIP's own transform: bicubic resize of the short side to `size`, centre crop, CLIP mean/std."""
+    h, w = arr.shape[:2]
+    scale = size / min(h, w)
+    nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    if (nh, nw) != (h, w):
+        arr = _resize(arr, (nw, nh))
+    top, left = (nh - size) // 2, (nw - size) // 2
+    return normalise(arr[top:top + size, left:left + size], CLIP_MEAN, CLIP_STD)
+
+
+# -- text layouts -----------------------------------------------------------------------------------
+def _enc(tok, text: str) -> list[int]:
+    return tok(text, add_special_tokens=False)["input_ids"] if text else []
+
+
+def prompt_ids(tok, spec: DataSpec, prompt: str) -> list[int]:
+    """The part of the sequence the model is given before the target (also the generation prefix)."""
+    ids = special_ids(tok)
+    if spec.layout == "opt":  # the image tokens are prepended inside the model; the text starts with BOS
+        return [ids["bos"]]
+    head = _enc(tok, f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}{IM_START}user\n")
+    image = [ids["<img>"]] + [ids["<imgpad>"]] * spec.num_image_tokens + [ids["</img>"]]
+    tail = _enc(tok, f"\n{prompt}{IM_END}{IM_START}assistant\n" if prompt else f"{IM_END}{IM_START}assistant\n")
+    return head + image + tail
+
+
+def stop_id(tok, spec: DataSpec) -> int:
+    ids = special_ids(tok)
+    return ids["eos"] if spec.layout == "opt" else ids[IM_END]
+
+
+def encode_example(tok, spec: DataSpec, prompt: str, target: str, max_length: int) -> tuple[list[int], list[int], bool]:
+    """input_ids, labels (-100 everywhere but the target and its stop token), and whether it was truncated."""
+    prefix = prompt_ids(tok, spec, prompt)
+    target_ids = _enc(tok, target) + [stop_id(tok, spec)]
+    room = max_length - len(prefix) - (spec.num_image_tokens if spec.layout == "opt" else 0)
+    truncated = len(target_ids) > room
+    if truncated:
+        target_ids = target_ids[:max(room, 0)]
+    return prefix + target_ids, [-100] * len(prefix) + target_ids, truncated
+
+
+@dataclass
+class Example:
+    id: str
+    shard: str
+    pixel_values: torch.Tensor
+    clip_values: torch.Tensor | None
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool
+
+
+def make_example(row: dict[str, Any], tok, spec: DataSpec, max_length: int) -> Example:
+    image = row.get("image") or {}
+    arr = decode_image(image.get("bytes") if isinstance(image, dict) else image)
+    input_ids, labels, truncated = encode_example(tok, spec, row.get("prompt") or "", row.get("text") or "", max_length)
+    return Example(
+        id=row.get("id", ""), shard=row.get("_shard", ""), pixel_values=sam_transform(arr, spec.image_size),
+        clip_values=clip_transform(arr, spec.clip_size) if spec.clip_size else None,
+        input_ids=input_ids, labels=labels, truncated=truncated)
+
+
+def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
+    width = max(len(e.input_ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for i, e in enumerate(examples):
+        n = len(e.input_ids)
+        ids[i, :n] = torch.tensor(e.input_ids)
+        labels[i, :n] = torch.tensor(e.labels)
+        mask[i, :n] = 1
+    batch: dict[str, Any] = {"input_ids": ids, "labels": labels, "attention_mask": mask,
+                             "pixel_values": torch.stack([e.pixel_values for e in examples])}
+    if examples[0].clip_values is not None:
+        batch["clip_values"] = torch.stack([e.clip_values for e in examples])
+    return batch
+
+
+# -- the stream -------------------------------------------------------------------------------------
+class VaryStream(IterableDataset):
+    """Endless batches for one rank: each DataLoader worker reads its own split of the manifests through
+    `storage.StreamingReader`, epoch after epoch, and attaches its reader position to every batch.
+
+    Resuming: the trainer records, per logical worker, the position after the last batch it consumed and
+    how many batches it consumed. A DataLoader serves workers round-robin from worker 0, so on resume
+    physical worker w plays logical worker (w + consumed) % num_workers and the order continues exactly."""
+
+    def __init__(self, manifests: list[str], weights: list[float] | None, tokenizer, spec: DataSpec,
+                 batch_size: int, max_length: int, seed: int, rank: int = 0, world_size: int = 1,
+                 state: dict[str, Any] | None = None, shuffle: bool = True):
+        self.manifests, self.weights = list(manifests), weights
+        self.tok, self.spec = tokenizer, spec
+        self.batch_size, self.max_length = batch_size, max_length
+        self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
+        self.state = state or {}
+
+    def _reader(self, logical: int, num_workers: int):
+        from storage import StreamingReader
+
+        return StreamingReader(self.manifests, weights=self.weights, seed=self.seed, shuffle=self.shuffle,
+                               rank=self.rank, world_size=self.world_size, worker_id=logical,
+                               num_workers=num_workers)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        info = get_worker_info()
+        num_workers, physical = (info.num_workers, info.id) if info else (1, 0)
+        saved = self.state.get("workers", {})
+        if saved and self.state.get("num_workers") != num_workers:
+            raise TrainingError(f"resuming with {num_workers} data workers per rank; the checkpoint used "
+                               f"{self.state.get('num_workers')}")
+        logical = (physical + int(self.state.get("batches", 0))) % num_workers
+        position = saved.get(str(logical))
+        reader = self._reader(logical, num_workers)
+        if position:
+            reader.load_state_dict(position)
+        if len(reader) == 0:
+            raise TrainingError(f"rank {self.rank} data worker {logical} has no rows to read: the manifests hold "
+                                f"fewer rows than ranks × workers")
+        pending: list[Example] = []
+        skipped: list[dict[str, str]] = []
+        truncated = 0
+        while True:  # the reader moves itself to the next epoch after a full pass
+            for row in reader:
+                try:
+                    ex = make_example(row, self.tok, self.spec, self.max_length)
+                except DecodeError as e:
+                    skipped.append({"id": str(row.get("id", "")), "shard": str(row.get("_shard", "")), "reason": str(e)})
+                    continue
+                truncated += ex.truncated
+                pending.append(ex)
+                if len(pending) == self.batch_size:
+                    batch = collate(pending, self.tok.pad_token_id)
+                    batch.update(ids=[e.id for e in pending], shards=sorted({e.shard for e in pending}),
+                                 skipped=skipped, truncated=truncated, logical_worker=logical,
+                                 position=reader.state_dict())
+                    yield batch
+                    pending, skipped, truncated = [], [], 0
+
+
+def make_loader(stream: VaryStream, num_workers: int) -> DataLoader:
+    # batch_size=None: the stream yields whole batches, so each batch comes from one worker and carries
+    # that worker's reader position.
+    return DataLoader(stream, batch_size=None, num_workers=num_workers, persistent_workers=False,
+                      prefetch_factor=2 if num_workers else None)

@@ -1,0 +1,82 @@
+"""Greedy decoding of a checkpoint and the Vary/GOT metrics over a manifest (see `training.metrics`)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterable
+
+from training.errors import TrainingError
+
+
+def load_checkpoint(checkpoint: str):
+    """(model, tokenizer) from a checkpoint directory, on CPU or the first GPU, in eval mode."""
+    from training.run import setup_environment
+
+    setup_environment()
+    import torch
+
+    from training.modeling import load_model
+    from training.tokenizer import load_tokenizer
+
+    if not Path(checkpoint).is_dir():
+        raise TrainingError(f"checkpoint {checkpoint} does not exist")
+    model = load_model(checkpoint)
+    from training.run import TOKENIZER_DIR
+
+    tok = load_tokenizer(Path(checkpoint) / TOKENIZER_DIR)
+    model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+    return model, tok
+
+
+def decode(model, tok, image: bytes, prompt: str = "", max_new_tokens: int = 512) -> str:
+    """Greedy OCR of one encoded image. Raises `data.DecodeError` when the image cannot be decoded."""
+    import torch
+
+    from training.data import clip_transform, decode_image, prompt_ids, sam_transform, stop_id
+
+    spec = model.data_spec()
+    device = next(model.parameters()).device
+    arr = decode_image(image)
+    ids = torch.tensor([prompt_ids(tok, spec, prompt)], device=device)
+    kwargs: dict[str, Any] = {"pixel_values": sam_transform(arr, spec.image_size)[None].to(device),
+                              "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    if spec.clip_size:
+        kwargs["clip_values"] = clip_transform(arr, spec.clip_size)[None].to(device)
+    room = getattr(model.llm.config, "max_position_embeddings", 4096) - ids.shape[1] - \
+        (spec.num_image_tokens if spec.layout == "opt" else 0)
+    out = model.generate(**kwargs, max_new_tokens=max(1, min(max_new_tokens, room)),
+                         eos_token_id=stop_id(tok, spec), pad_token_id=tok.pad_token_id)
+    return tok.decode(out[0], skip_special_tokens=True)
+
+
+def evaluate(checkpoint: str, manifests: list[str], limit: int | None = None, max_new_tokens: int = 512,
+             model_and_tokenizer: tuple[Any, Any] | None = None) -> dict[str, Any]:
+    """Decode every row (in stored order, up to `limit`) and average the metrics; rows whose image
+    fails to decode are counted in `skipped`, never scored and never replaced."""
+    from storage import StreamingReader
+
+    from training.data import DecodeError
+    from training.metrics import average, score
+
+    model, tok = model_and_tokenizer or load_checkpoint(checkpoint)
+    reader = StreamingReader(list(manifests), shuffle=False)
+    scores, skipped = [], []
+    per_lang: dict[str, list[dict[str, float]]] = {}
+    for i, row in enumerate(_limit(reader, limit)):
+        try:
+            pred = decode(model, tok, (row.get("image") or {}).get("bytes"), row.get("prompt") or "", max_new_tokens)
+        except DecodeError as e:
+            skipped.append({"id": row.get("id"), "reason": str(e)})
+            continue
+        s = score(pred, row.get("text") or "", row.get("lang") or "en")
+        scores.append(s)
+        per_lang.setdefault(row.get("lang") or "en", []).append(s)
+    return {"checkpoint": str(checkpoint), "manifests": list(manifests), "samples": len(scores),
+            "skipped": len(skipped), "skipped_rows": skipped, **average(scores),
+            "by_lang": {k: {"samples": len(v), **average(v)} for k, v in per_lang.items()}}
+
+
+def _limit(rows: Iterable[dict[str, Any]], limit: int | None):
+    for i, row in enumerate(rows):
+        if limit is not None and i >= limit:
+            return
+        yield row
