@@ -100,10 +100,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def checkpoint_dir(path: str) -> str:
+    """A checkpoint directory, or a training `--out` directory standing for its newest complete checkpoint."""
+    p = Path(path)
+    if p.is_dir() and not (p / "config.json").is_file():
+        found = sorted(c for c in p.glob("checkpoint-*") if (c / "config.json").is_file())
+        if found:
+            return str(found[-1])
+    return path
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate
 
-    m = evaluate(args.checkpoint, args.data, limit=args.limit, max_new_tokens=args.max_new_tokens)
+    m = evaluate(checkpoint_dir(args.checkpoint), args.data, limit=args.limit, max_new_tokens=args.max_new_tokens)
     if args.json:
         print(json.dumps(m, ensure_ascii=False))
     else:
@@ -115,20 +125,35 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_ocr(args: argparse.Namespace) -> int:
+    """Greedy decode per image. A bad image gets one line on stderr and the rest go on (exit 1); when no
+    image can be decoded the command fails with one line, before loading the model if none can even be read."""
     from training.data import DecodeError
     from training.evaluate import decode, load_checkpoint
 
-    model, tok = load_checkpoint(args.checkpoint)
-    failed = 0
+    def fail(image: str, reason: str) -> None:
+        failures.append(f"{image}: {reason}")
+        if len(args.images) > 1:
+            print(failures[-1], file=sys.stderr)
+
+    failures: list[str] = []
+    readable = []
     for image in args.images:
-        path = Path(image)
+        if Path(image).is_file():
+            readable.append(image)
+        else:
+            fail(image, "no such file" if not Path(image).exists() else "not a file")
+    if readable:
+        model, tok = load_checkpoint(checkpoint_dir(args.checkpoint))
+    for image in readable:
         try:
-            text = decode(model, tok, path.read_bytes(), args.prompt, args.max_new_tokens)
-        except (OSError, DecodeError) as e:
-            print(f"{image}: cannot read image: {e}", file=sys.stderr)
-            failed += 1
+            text = decode(model, tok, Path(image).read_bytes(), args.prompt, args.max_new_tokens)
+        except OSError as e:
+            fail(image, f"cannot read: {e.strerror or e}")
             continue
-        print(f"==> {image} <==\n{text}" if len(args.images) > 1 else text)
-    if failed == len(args.images):
-        raise TrainingError(f"none of the {failed} images could be read")
-    return 1 if failed else 0
+        except DecodeError as e:
+            fail(image, f"not a decodable image ({e})")
+            continue
+        print(f"==> {image} <==\n{text}" if len(args.images) > 1 else text, flush=True)
+    if len(failures) == len(args.images):
+        raise TrainingError(failures[0] if len(failures) == 1 else f"none of the {len(failures)} images could be read")
+    return 1 if failures else 0

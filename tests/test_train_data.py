@@ -1,0 +1,95 @@
+"""A row whose image cannot be decoded is skipped, counted by id and reason, and never replaced by another
+sample; and the Vary/GOT metrics on small strings worked out by hand."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from storage import StreamingReader
+from tests.test_train_support import short_texts, text_line_samples, tiny_config, write_dataset
+from training.metrics import bleu, edit_distance, meteor, score, units
+from training.modeling import DataSpec
+from training.run import train
+
+
+@pytest.fixture(scope="module")
+def with_corrupt(tmp_path_factory):
+    """Three good rows and one whose PNG is cut in half, all in one shard, corrupt row second."""
+    good = text_line_samples(short_texts(3))
+    corrupt = dict(good[0].to_row(), id="corrupt-row")
+    corrupt["image"] = dict(corrupt["image"], bytes=good[0].image[:len(good[0].image) // 2])
+    rows = [good[0].to_row(), corrupt, good[1].to_row(), good[2].to_row()]
+    manifest = write_dataset(tmp_path_factory.mktemp("corrupt"), "corrupt", [], shard_rows=4, extra_rows=rows)
+    return manifest, [r["id"] for r in rows]
+
+
+def test_stream_skips_and_counts_a_corrupt_row_without_substituting(with_corrupt):
+    from training.data import VaryStream
+    from training.tokenizer import train_tokenizer
+
+    manifest, ids = with_corrupt
+    tok = train_tokenizer(short_texts(3), 300)
+    spec = DataSpec(layout="opt", image_size=256, clip_size=None, num_image_tokens=16)
+    stream = iter(VaryStream([manifest], None, tok, spec, batch_size=2, max_length=64, seed=0, shuffle=False))
+    first, second = next(stream), next(stream)
+    order = [r["id"] for r in StreamingReader([manifest], shuffle=False)]
+    assert order == ids
+    # the corrupt row's place goes to the next real row; nothing is repeated or invented
+    assert first["ids"] == [ids[0], ids[2]] and first["pixel_values"].shape[0] == 2
+    assert [s["id"] for s in first["skipped"]] == ["corrupt-row"]
+    assert "could not decode" in first["skipped"][0]["reason"]
+    assert second["ids"][0] == ids[3] and "corrupt-row" not in second["ids"] and second["skipped"] == []
+
+
+def test_training_records_the_skip_in_metrics_state_and_lineage(with_corrupt, tmp_path):
+    manifest, ids = with_corrupt
+    # one batch of 4 good rows needs the whole first epoch (3 good + the corrupt one) and a row of the next;
+    # the reader, with the run's seed, says how often the corrupt row comes up on the way
+    cfg = tiny_config(manifest, tmp_path / "run", steps=1, batch_size=4)
+    reader, met, good = StreamingReader([manifest], seed=cfg.seed), 0, 0
+    while good < 4:
+        for row in reader:
+            met += row["id"] == "corrupt-row"
+            good += row["id"] != "corrupt-row"
+            if good == 4:
+                break
+    assert met >= 1
+    r = train(cfg)
+    assert r.metrics["skipped"] == met and r.metrics["samples"] == 4
+    assert [s["id"] for s in r.metrics["skipped_rows"]] == ["corrupt-row"] * met
+    assert all("could not decode" in s["reason"] for s in r.metrics["skipped_rows"])
+    state = json.loads((Path(r.checkpoint) / "trainer_state.json").read_text())
+    assert [s["id"] for s in state["skipped"]] == ["corrupt-row"] * met and state["samples"] == 4
+    assert r.lineage["metrics"]["skipped"] == met and r.lineage["metrics"]["samples"] == 4
+
+
+def test_metrics_on_hand_computed_strings():
+    # "kitten" -> "sitting": 3 edits over the longer length 7
+    assert edit_distance("kitten", "sitting") == pytest.approx(3 / 7)
+    assert edit_distance("", "") == 0.0 and edit_distance("abc", "") == 1.0
+
+    # English counts words: 3 of 3 predicted words are right, 3 of 4 reference words found
+    s = score("the cat sat", "the cat sat down", "en")
+    assert (s["precision"], s["recall"]) == pytest.approx((1.0, 3 / 4))
+    assert s["f1"] == pytest.approx(2 * 1.0 * 0.75 / 1.75)  # 6/7
+    assert s["edit_distance"] == pytest.approx(5 / 16)  # " down" missing, longer string has 16 chars
+
+    # Chinese counts characters: 我 and 爱 of 4 each match; as one English "word" nothing would
+    zh = score("我爱北京", "我爱上海", "zh")
+    assert units("我爱 北京", "zh") == ["我", "爱", "北", "京"]
+    assert (zh["precision"], zh["recall"], zh["f1"]) == pytest.approx((0.5, 0.5, 0.5))
+    assert score("我爱北京", "我爱上海", "en")["f1"] == 0.0
+
+    # BLEU: an exact copy scores 1; a prefix matches every n-gram but pays the brevity penalty exp(1 - 5/4)
+    ref = "a b c d e".split()
+    assert bleu(ref, ref) == pytest.approx(1.0)
+    assert bleu("a b c d".split(), ref) == pytest.approx(math.exp(1 - 5 / 4))
+    assert bleu("x y z w".split(), ref) == 0.0
+
+    # METEOR (exact matches): a copy of 3 words is one chunk, penalty 0.5 * (1/3)^3
+    assert meteor("a b c".split(), "a b c".split()) == pytest.approx(1 - 0.5 / 27)
+    # reversed order: 3 matches in 3 chunks, penalty 0.5
+    assert meteor("c b a".split(), "a b c".split()) == pytest.approx(0.5)
