@@ -25,7 +25,7 @@ from generators.base import (
     sample_rng,
 )
 from generators.chart_data import ChartData, check_chart_types, check_lang, sample_chart_data
-from generators.corpus import Corpus
+from generators.corpus import Corpus, pick_lang
 
 # Palettes as fixed hex lists so a recorded palette name always means the same colours.
 PALETTES: dict[str, tuple[str, ...]] = {
@@ -52,10 +52,6 @@ def load_corpora(corpus: str | dict[str, str] | None, lang: str, reader: Callabl
         raise GeneratorError("lang='mixed' needs corpus={'en': ..., 'zh': ...} (or None for the built-ins)")
     specs = corpus if isinstance(corpus, dict) else {lang: corpus}
     return {lg: Corpus.load(specs.get(lg), lg, reader=reader) for lg in langs}
-
-
-def pick_lang(rng: np.random.Generator, lang: str) -> str:
-    return ("en", "zh")[int(rng.integers(2))] if lang == "mixed" else lang
 
 
 class ChartGenerator(Generator):

@@ -23,7 +23,8 @@ from generators.base import (
     sample_id,
     sample_rng,
 )
-from generators.chart import BACKGROUNDS, PALETTES, ZH_FONT, load_corpora, pick_lang
+from generators.chart import BACKGROUNDS, PALETTES, ZH_FONT, load_corpora
+from generators.corpus import pick_lang
 from generators.chart_data import ChartData, check_chart_types, check_lang, sample_chart_data
 
 EN_FONTS = ("DejaVu Sans", "DejaVu Serif")

@@ -10,7 +10,7 @@ from generators.base import (NEGATIVE_SENTENCES, PROMPT_OCR, Generator, Generato
 from generators.corpus import pick_lang
 from generators.degrade import check_spec, degrade
 from generators.pages import no_colour
-from generators.sources import Lister, Reader, describe_source, list_sources, read_source
+from generators.sources import Lister, Reader, SourceFiles, describe_source, read_source
 
 # Decoding bombs: a small file can claim a huge canvas; refuse before Pillow allocates it.
 MAX_PIXELS = 80_000_000
@@ -37,14 +37,11 @@ class NegativeGenerator(Generator):
         check_spec(degradations)
         self.size, self.lang, self.sentences = int(size), lang, tuple(sentences)
         self.max_bytes, self.degradations, self.prompt = int(max_bytes), degradations, prompt
-        self._source, self._reader, self._lister = source, reader, lister
-        self._files: list[str] | None = None
+        self.sources = SourceFiles(source, reader, lister)
 
     @property
     def files(self) -> list[str]:
-        if self._files is None:
-            self._files = list_sources(self._source, self._reader, self._lister)
-        return self._files
+        return self.sources.files
 
     def __len__(self) -> int:
         return len(self.files)
@@ -52,10 +49,8 @@ class NegativeGenerator(Generator):
     def render(self, seed: int, index: int) -> list[Sample]:
         from PIL import Image, ImageOps, UnidentifiedImageError
 
-        if not 0 <= index < len(self.files):
-            raise Reject("no_such_file", f"index {index} outside the {len(self.files)} source files")
-        name = self.files[index]
-        data = read_source(name, self._reader, self.max_bytes)
+        name = self.sources.name(index)
+        data = read_source(name, self.sources.reader, self.max_bytes)
         try:
             with Image.open(io.BytesIO(data)) as im:
                 if im.width * im.height > MAX_PIXELS:

@@ -15,7 +15,7 @@ from typing import Callable, Iterator, Sequence
 from generators.base import PROMPT_OCR, Generator, GeneratorError, Reject, Rejected, Sample, encode_png, sample_id, sample_rng
 from generators.degrade import check_spec, degrade
 from generators.pages import rasterize_page, reading_order_text, text_lang
-from generators.sources import Lister, Reader, describe_source, list_sources, read_source
+from generators.sources import Lister, Reader, SourceFiles, describe_source, read_source
 
 
 class PdfGenerator(Generator):
@@ -40,14 +40,11 @@ class PdfGenerator(Generator):
         check_spec(degradations)
         self.size, self.lang, self.prompt, self.degradations = int(size), lang, prompt, degradations
         self.max_bytes, self.max_pages, self.time_limit_s = int(max_bytes), int(max_pages), float(time_limit_s)
-        self._source, self._reader, self._lister = source, reader, lister
-        self._files: list[str] | None = None
+        self.sources = SourceFiles(source, reader, lister)
 
     @property
     def files(self) -> list[str]:
-        if self._files is None:
-            self._files = list_sources(self._source, self._reader, self._lister)
-        return self._files
+        return self.sources.files
 
     def __len__(self) -> int:
         """Number of input files (indices 0..len-1)."""
@@ -67,11 +64,9 @@ class PdfGenerator(Generator):
     def _file_items(self, seed: int, index: int) -> Iterator[Sample | Rejected]:
         import pymupdf
 
-        if not 0 <= index < len(self.files):
-            raise Reject("no_such_file", f"index {index} outside the {len(self.files)} source files")
-        name = self.files[index]
+        name = self.sources.name(index)
         started = time.monotonic()
-        data = read_source(name, self._reader, self.max_bytes)
+        data = read_source(name, self.sources.reader, self.max_bytes)
         _check_pdf_bytes(name, data)
         try:
             doc = pymupdf.open(stream=data, filetype="pdf")

@@ -92,3 +92,27 @@ def _names_from_list(text: str, base: str) -> list[str]:
         else:
             names.append(f"{base}/{line}")
     return sorted(names)
+
+
+class SourceFiles:
+    """The input files of a generator, listed lazily (a remote prefix costs a listing) and indexed:
+    sample index i is file i of the sorted list."""
+
+    def __init__(self, source: str | Sequence[str] | None, reader: Reader | None = None, lister: Lister | None = None):
+        self.source, self.reader, self.lister = source, reader, lister
+        self._files: list[str] | None = None
+
+    @property
+    def files(self) -> list[str]:
+        if self._files is None:
+            self._files = list_sources(self.source, self.reader, self.lister)
+        return self._files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def name(self, index: int) -> str:
+        if not 0 <= index < len(self.files):
+            raise Reject("no_such_file", f"index {index} outside the {len(self.files)} source files")
+        return self.files[index]
+
