@@ -15,8 +15,12 @@ from safetensors.torch import load_file
 
 from storage import StreamingReader, read_manifest
 from tests.test_train_support import document_samples, short_texts, text_line_samples, tiny_config, write_dataset
-from training.evaluate import evaluate
-from training.run import train
+from training.data import RowError, VaryStream, encode_example, prompt_ids, stop_id
+from training.errors import TrainingError
+from training.evaluate import decode, evaluate
+from training.modeling import DataSpec
+from training.run import build_model, train
+from training.tokenizer import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
 PY = str(REPO / ".venv" / "bin" / "python")
@@ -72,10 +76,13 @@ def test_vary_base_loads_stage1_vocab_keeps_towers_and_overfits(stage1, lines, t
 
     torch.manual_seed(1)
     CLIPVisionModel(CLIPVisionConfig(**CLIP_TINY)).save_pretrained(tmp_path / "clip")
-    cfg = tiny_config(lines, tmp_path / "run", stage="integrate", model="vary_base", steps=150, batch_size=16,
-                      lr=2e-3, warmup_ratio=0.05, max_length=128, init_from=stage1.checkpoint,
+    # The chat template with this 300-token BPE takes ~122 tokens before the target: max_length must leave
+    # room for the whole target and its <|im_end|>, or the model never learns where to stop.
+    cfg = tiny_config(lines, tmp_path / "run", stage="integrate", model="vary_base", steps=70, batch_size=16,
+                      lr=3e-3, warmup_ratio=0.05, max_length=160, init_from=stage1.checkpoint,
                       clip_path=str(tmp_path / "clip"))
     r = train(cfg)
+    assert r.metrics["truncated"] == 0
     before, after = load_file(str(Path(stage1.checkpoint) / "model.safetensors")), load_file(str(Path(r.checkpoint) / "model.safetensors"))
     vocab = [k for k in before if k.startswith("vocab.")]
     assert vocab and all(torch.equal(before[k], after[k]) for k in vocab)
@@ -84,6 +91,64 @@ def test_vary_base_loads_stage1_vocab_keeps_towers_and_overfits(stage1, lines, t
     assert str(Path(stage1.checkpoint).resolve()) in json.loads((Path(r.checkpoint) / "lineage.json").read_text())["parents"][0]
     m = evaluate(r.checkpoint, [lines])
     assert m["cer"] <= 0.05, m
+
+
+@pytest.fixture(scope="module")
+def bpe():
+    return train_tokenizer(short_texts(16) + ["Provide the OCR results of this image."], 300)
+
+
+CHAT = DataSpec(layout="chat", image_size=256, clip_size=56, num_image_tokens=16)
+
+
+def test_chat_layout_trains_on_the_decode_prompt_then_the_whole_target_and_its_stop(bpe):
+    prompt, target = "Provide the OCR results of this image.", "word font"
+    prefix = prompt_ids(bpe, CHAT, prompt)
+    ids, labels, truncated = encode_example(bpe, CHAT, prompt, target, max_length=len(prefix) + 32)
+    assert not truncated and ids[:len(prefix)] == prefix  # decoding starts from exactly what training saw
+    assert labels[:len(prefix)] == [-100] * len(prefix) and labels[len(prefix):] == ids[len(prefix):]
+    assert ids[-1] == stop_id(bpe, CHAT) == bpe.convert_tokens_to_ids("<|im_end|>")
+    assert bpe.decode(ids[len(prefix):-1]) == target
+
+
+def test_target_cut_by_max_length_is_flagged_and_a_prompt_with_no_room_is_refused(bpe, lines):
+    prompt = "Provide the OCR results of this image."
+    n = len(prompt_ids(bpe, CHAT, prompt))
+    ids, labels, truncated = encode_example(bpe, CHAT, prompt, "word font", max_length=n + 2)
+    assert truncated and len(ids) == n + 2 and stop_id(bpe, CHAT) not in ids[n:] and labels[n:] == ids[n:]
+    with pytest.raises(RowError, match="no room for the target"):
+        encode_example(bpe, CHAT, prompt, "word font", max_length=n)
+    with pytest.raises(TrainingError, match="max_length 64 leaves no room"):
+        VaryStream([lines], None, bpe, CHAT, batch_size=2, max_length=64, seed=0)
+
+
+def _greedy_without_cache(model, pixel_values, clip_values, ids: list[int], stop: int, n: int) -> list[int]:
+    """The oracle: each next token from a full forward pass over everything so far (image features
+    written over the pads every time), no KV cache."""
+    out: list[int] = []
+    for _ in range(n):
+        x = torch.tensor([ids + out])
+        embeds = model._embeds(pixel_values, clip_values, x)
+        out.append(int(model.llm(inputs_embeds=embeds, attention_mask=torch.ones_like(x)).logits[0, -1].argmax()))
+        if out[-1] == stop:
+            break
+    return out
+
+
+def test_vary_base_cached_greedy_decode_matches_a_full_forward_per_token(bpe, tmp_path):
+    from training.data import clip_transform, decode_image, sam_transform
+
+    torch.manual_seed(4)  # this untrained model continues with a 5-token run then a cycle, and follows positions
+    model = build_model(tiny_config("unused", tmp_path / "run", stage="integrate", model="vary_base"), bpe).eval()
+    spec = model.data_spec()
+    sample = text_line_samples(["word font"])[0]
+    arr = decode_image(sample.image)
+    pv, cv = sam_transform(arr, spec.image_size)[None], clip_transform(arr, spec.clip_size)[None]
+    with torch.no_grad():
+        expected = _greedy_without_cache(model, pv, cv, prompt_ids(bpe, spec, sample.prompt), stop_id(bpe, spec), 12)
+    assert len(set(expected)) > 1  # a varied continuation, so a position or cache slip would show
+    got = decode(model, bpe, sample.image, sample.prompt, max_new_tokens=12)
+    assert got == bpe.decode(expected, skip_special_tokens=True)
 
 
 def _cli(out: Path, manifest: str, steps: int, *extra: str) -> list[str]:

@@ -2,8 +2,9 @@
 (stage 1: image tokens then target; stage 2: Qwen chat template with `<img>` pads) and label masking live
 here, plus the resumable stream that splits work by rank and DataLoader worker.
 
-A row whose image fails to decode is skipped and reported in the batch's `skipped` list; the stream goes on
-with the next row. No row is ever substituted for another."""
+A row that cannot become an example (its image fails to decode, or its prompt leaves no room for the target
+under `max_length`) is skipped and reported in the batch's `skipped` list; the stream goes on with the next
+row. No row is ever substituted for another."""
 from __future__ import annotations
 
 import io
@@ -25,7 +26,11 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-class DecodeError(Exception):
+class RowError(Exception):
+    """A row that cannot become a training example; the message is the reason it was skipped."""
+
+
+class DecodeError(RowError):
     pass
 
 
@@ -119,14 +124,25 @@ def stop_id(tok, spec: DataSpec) -> int:
     return ids["eos"] if spec.layout == "opt" else ids[IM_END]
 
 
+def target_room(spec: DataSpec, prefix_len: int, max_length: int) -> int:
+    """How many target tokens (stop token included) fit after a `prefix_len`-token prompt under `max_length`."""
+    return max_length - prefix_len - (spec.num_image_tokens if spec.layout == "opt" else 0)
+
+
 def encode_example(tok, spec: DataSpec, prompt: str, target: str, max_length: int) -> tuple[list[int], list[int], bool]:
-    """input_ids, labels (-100 everywhere but the target and its stop token), and whether it was truncated."""
+    """input_ids, labels (-100 everywhere but the target and its stop token), and whether it was truncated.
+
+    A truncated target loses its stop token too (the text did not end there), so a model trained on
+    truncated rows never learns where they end: runs are expected to report `truncated` == 0."""
     prefix = prompt_ids(tok, spec, prompt)
     target_ids = _enc(tok, target) + [stop_id(tok, spec)]
-    room = max_length - len(prefix) - (spec.num_image_tokens if spec.layout == "opt" else 0)
+    room = target_room(spec, len(prefix), max_length)
+    if room < 1:  # no label at all would make the loss NaN
+        raise RowError(f"the prompt takes {max_length - room} of max_length {max_length} tokens, leaving no room "
+                       f"for the target")
     truncated = len(target_ids) > room
     if truncated:
-        target_ids = target_ids[:max(room, 0)]
+        target_ids = target_ids[:room]
     return prefix + target_ids, [-100] * len(prefix) + target_ids, truncated
 
 
@@ -185,6 +201,12 @@ class VaryStream(IterableDataset):
         self.batch_size, self.max_length = batch_size, max_length
         self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
         self.state = state or {}
+        # Every row would be skipped (and the endless stream would never yield) if the fixed template
+        # alone leaves no room; that is a configuration error, not bad input.
+        room = target_room(spec, len(prompt_ids(tokenizer, spec, "")), max_length)
+        if room < 1:
+            raise TrainingError(f"max_length {max_length} leaves no room for a target: the {spec.layout} template "
+                                f"and image tokens take {max_length - room}")
 
     def _reader(self, logical: int, num_workers: int):
         from storage import StreamingReader
@@ -215,7 +237,7 @@ class VaryStream(IterableDataset):
             for row in reader:
                 try:
                     ex = make_example(row, self.tok, self.spec, self.max_length)
-                except DecodeError as e:
+                except RowError as e:
                     skipped.append({"id": str(row.get("id", "")), "shard": str(row.get("_shard", "")), "reason": str(e)})
                     continue
                 truncated += ex.truncated
