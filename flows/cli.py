@@ -65,7 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # --debug is accepted anywhere on the line, before or after the subcommand.
+    args = parser.parse_args([a for a in argv if a != "--debug"])
+    args.debug = debug
     try:
         rc = args.func(args)
     except KeyboardInterrupt:

@@ -10,37 +10,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import subprocess
 import time
 from pathlib import Path
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlparse, urlunparse
 
 from storage.errors import NotFound, StorageError
 from storage.location import Location, S3Location, default_root
 from storage.manifest import Manifest, read_manifest
+from storage.redact import redact
 
 FORMAT = "varyflow.lineage/1"
-# Whole name parts only: `aws_secret_access_key` and `hf_token` are secrets, `tokenizer` is not.
-_SECRET_KEY = re.compile(r"(?:^|[_\-.])(secret|password|passwd|token|credentials?|api[_\-]?key|access[_\-]?key|private[_\-]?key)(?:$|[_\-.])", re.I)
-
-
 def key(uri: str) -> str:
     return hashlib.sha256(uri.encode()).hexdigest()[:24]
-
-
-def redact(value: Any) -> Any:
-    """Drop anything that could be a credential from a config before it is recorded."""
-    if isinstance(value, Mapping):
-        return {k: ("***" if _SECRET_KEY.search(str(k)) and v not in (None, "", False) else redact(v)) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [redact(v) for v in value]
-    if isinstance(value, str) and "://" in value and "@" in value:
-        parsed = urlparse(value)
-        if parsed.username or parsed.password:
-            return urlunparse(parsed._replace(netloc=parsed.hostname + (f":{parsed.port}" if parsed.port else "")))
-    return value
 
 
 def config_hash(config: Mapping[str, Any]) -> str:

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from storage.errors import CommitConflict, ManifestError, NotFound, StorageError
 from storage.location import Location
+from storage.redact import redact
 from storage.shards import (DEFAULT_ROW_GROUP_ROWS, ShardInfo, read_shard_bytes, shard_name, sidecar_json,
                             write_shard)
 
@@ -201,7 +202,7 @@ class DatasetWriter:
             "bytes": sum(s.bytes for s in shards),
             "counts": counts,
             "rejects": rejects,
-            "facts": dict(facts or {}),
+            "facts": redact(dict(facts or {})),
             "shards": [s.to_json() for s in sorted(shards, key=lambda s: (s.path))],
         }
         target = self.dir / "manifests" / f"v{version:06d}.json"
