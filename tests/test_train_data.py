@@ -6,7 +6,9 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 
 from storage import StreamingReader
 from tests.test_train_support import short_texts, text_line_samples, tiny_config, write_dataset
@@ -64,6 +66,69 @@ def test_training_records_the_skip_in_metrics_state_and_lineage(with_corrupt, tm
     state = json.loads((Path(r.checkpoint) / "trainer_state.json").read_text())
     assert [s["id"] for s in state["skipped"]] == ["corrupt-row"] * met and state["samples"] == 4
     assert r.lineage["metrics"]["skipped"] == met and r.lineage["metrics"]["samples"] == 4
+
+
+def _reference_float(arr, size: int, mean, std, crop: bool):
+    """The pre-uint8 float path, written out independently: PIL bicubic resize (SAM: to size², CLIP: short side
+    to size then the centre crop), then (x/255 - mean)/std in float64, grey broadcast to 3 channels."""
+    from PIL import Image
+
+    h, w = arr.shape[:2]
+    if crop:
+        scale = size / min(h, w)
+        nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
+    else:
+        nh, nw = size, size
+    if (nh, nw) != (h, w):
+        im = Image.fromarray(arr[:, :, 0] if arr.shape[2] == 1 else arr).resize((nw, nh), Image.Resampling.BICUBIC)
+        arr = np.asarray(im).reshape(nh, nw, -1)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    arr = arr[top:top + size, left:left + size].astype(np.float64)
+    arr = np.broadcast_to(arr, (size, size, 3))
+    return torch.from_numpy(((arr / 255.0 - np.array(mean)) / np.array(std)).transpose(2, 0, 1).copy())
+
+
+def test_uint8_batches_normalised_on_the_device_match_the_float_path():
+    """Batches leave the loader as uint8 (1 byte per pixel, grey pages one plane) and `model_inputs`, used by
+    training and decoding alike, normalises them to what the model was always given."""
+    from training.data import (CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, collate, decode_image,
+                               make_example, model_inputs)
+    from training.tokenizer import train_tokenizer
+    from PIL import Image
+
+    from generators.base import encode_png
+
+    rng = np.random.default_rng(0)
+    grey = text_line_samples(short_texts(1))[0]  # a real 256² grey PNG: no resize on the SAM branch
+    rgb = rng.integers(0, 256, size=(200, 300, 3), dtype=np.uint8)  # non-square colour: both branches resize
+    rows = [grey.to_row(), dict(grey.to_row(), id="rgb", image={"bytes": encode_png(Image.fromarray(rgb))})]
+    tok = train_tokenizer(short_texts(3), 300)
+    spec = DataSpec(layout="chat", image_size=256, clip_size=56, num_image_tokens=16)
+    examples = [make_example(r, tok, spec, 200) for r in rows]
+
+    grey_only = collate(examples[:1], tok.pad_token_id)
+    assert grey_only["pixel_values"].dtype == torch.uint8 and grey_only["pixel_values"].shape == (1, 1, 256, 256)
+    batch = collate(examples, tok.pad_token_id)
+    assert batch["pixel_values"].dtype == torch.uint8 and batch["pixel_values"].shape == (2, 3, 256, 256)
+    assert batch["clip_values"].dtype == torch.uint8 and batch["clip_values"].shape == (2, 3, 56, 56)
+
+    for b in (grey_only, batch):
+        got = model_inputs(b, torch.device("cpu"))
+        assert got["pixel_values"].dtype == torch.float32 and got["input_ids"].dtype == torch.long
+        for i, row in enumerate(rows[:b["pixel_values"].shape[0]]):
+            arr = decode_image(row["image"]["bytes"])
+            sam = _reference_float(arr, 256, IMAGENET_MEAN, IMAGENET_STD, crop=False)
+            clip = _reference_float(arr, 56, CLIP_MEAN, CLIP_STD, crop=True)
+            assert (got["pixel_values"][i].double() - sam).abs().max() < 1e-5
+            assert (got["clip_values"][i].double() - clip).abs().max() < 1e-5
+
+
+def test_a_run_that_truncates_targets_warns_with_the_count(with_corrupt, tmp_path, caplog):
+    # the tiny preset's 16 image tokens + BOS leave one token of a 18-token max_length: every target is cut
+    r = train(tiny_config(with_corrupt[0], tmp_path / "run", steps=1, batch_size=2, max_length=18))
+    assert r.metrics["truncated"] == 2
+    warned = [m for m in caplog.messages if "truncated" in m]
+    assert len(warned) == 1 and "2 training rows" in warned[0] and "--max-length 18" in warned[0]
 
 
 def test_metrics_on_hand_computed_strings():

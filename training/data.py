@@ -2,6 +2,10 @@
 (stage 1: image tokens then target; stage 2: Qwen chat template with `<img>` pads) and label masking live
 here, plus the resumable stream that splits work by rank and DataLoader worker.
 
+Images stay uint8 on the host (decoded, resized only when needed, collated into one preallocated uint8 batch)
+and are normalised after the copy to the device by `model_inputs`, which training and inference both use:
+float pages on the host cost more in fresh memory (page faults) than the decode itself (docs/training.md).
+
 A row that cannot become an example (its image fails to decode, or its prompt leaves no room for the target
 under `max_length`) is skipped and reported in the batch's `skipped` list; the stream goes on with the next
 row. No row is ever substituted for another."""
@@ -73,34 +77,75 @@ def _resize(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out[:, :, None] if out.ndim == 2 else out
 
 
-def normalise(arr: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
-    """HxWxC uint8 -> 3xHxW float32, (x/255 - mean)/std per channel; a grey image is normalised once per
-    output channel straight from its single plane."""
-    src = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
-    out = torch.empty((3, arr.shape[0], arr.shape[1]), dtype=torch.float32)
-    for c in range(3):
-        plane = src[0 if arr.shape[2] == 1 else c]
-        torch.mul(plane, 1.0 / (255.0 * std[c]), out=out[c])
-        out[c].sub_(mean[c] / std[c])
-    return out
-
-
-def sam_transform(arr: np.ndarray, size: int) -> torch.Tensor:
-    """SAM branch: resize to size² (pages come pre-padded to a square by the generators), ImageNet norm."""
+def sam_pixels(arr: np.ndarray, size: int) -> np.ndarray:
+    """SAM branch, uint8: resized to size² only when it is not already (pages come pre-padded to a square
+    by the generators, usually at the preset's size)."""
     if arr.shape[0] != size or arr.shape[1] != size:
         arr = _resize(arr, (size, size))
-    return normalise(arr, IMAGENET_MEAN, IMAGENET_STD)
+    return arr
 
 
-def clip_transform(arr: np.ndarray, size: int) -> torch.Tensor:
-    """CLIP's own transform: bicubic resize of the short side to `size`, centre crop, CLIP mean/std."""
+def clip_pixels(arr: np.ndarray, size: int) -> np.ndarray:
+    """CLIP's own geometry, uint8: bicubic resize of the short side to `size`, then the centre size² crop."""
     h, w = arr.shape[:2]
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     if (nh, nw) != (h, w):
         arr = _resize(arr, (nw, nh))
     top, left = (nh - size) // 2, (nw - size) // 2
-    return normalise(arr[top:top + size, left:left + size], CLIP_MEAN, CLIP_STD)
+    return arr[top:top + size, left:left + size]
+
+
+def stack_pixels(arrays: list[np.ndarray]) -> torch.Tensor:
+    """Same-sized HxWxC uint8 images -> one (B, C, H, W) uint8 tensor, written in place. C is 1 when every
+    image is grey (a grey page stays one plane until it is normalised) and 3 otherwise."""
+    h, w = arrays[0].shape[:2]
+    channels = max(a.shape[2] for a in arrays)
+    out = torch.empty((len(arrays), channels, h, w), dtype=torch.uint8)
+    dst = out.numpy()  # shares memory; numpy also reads Pillow's read-only arrays without a copy
+    for i, a in enumerate(arrays):
+        dst[i] = np.moveaxis(a, 2, 0)  # a grey plane broadcasts over the channels of a mixed batch
+    return out
+
+
+def normalise_pixels(pixels: torch.Tensor, mean: tuple[float, ...], std: tuple[float, ...]) -> torch.Tensor:
+    """(B, 1|3, H, W) uint8 -> (B, 3, H, W) float32 on the same device, (x/255 - mean)/std per channel; a
+    grey plane is normalised once per output channel."""
+    b, _, h, w = pixels.shape
+    out = torch.empty((b, 3, h, w), dtype=torch.float32, device=pixels.device)
+    out.copy_(pixels.expand(-1, 3, -1, -1))  # cast first: mixed uint8*float kernels are ~2x slower on CPU
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=torch.float32, device=pixels.device)
+    shift = torch.tensor([m / s for m, s in zip(mean, std)], dtype=torch.float32, device=pixels.device)
+    return out.mul_(scale.view(1, 3, 1, 1)).sub_(shift.view(1, 3, 1, 1))
+
+
+# Which mean/std each image input of a Vary model takes.
+PIXEL_NORMS = {"pixel_values": (IMAGENET_MEAN, IMAGENET_STD), "clip_values": (CLIP_MEAN, CLIP_STD)}
+
+
+def model_inputs(batch: dict[str, Any], device: Any) -> dict[str, torch.Tensor]:
+    """The one place a batch becomes model inputs, for training and inference alike: every tensor goes to
+    `device`, and the uint8 images are normalised there (after the copy, so the host moves 1 byte per pixel
+    and never allocates float pages)."""
+    out = {}
+    for k, v in batch.items():
+        if not isinstance(v, torch.Tensor):
+            continue
+        v = v.to(device, non_blocking=True)
+        if k in PIXEL_NORMS and v.dtype == torch.uint8:
+            v = normalise_pixels(v, *PIXEL_NORMS[k])
+        out[k] = v
+    return out
+
+
+def sam_transform(arr: np.ndarray, size: int) -> torch.Tensor:
+    """One image as the SAM branch sees it: 3xSxS float32, ImageNet-normalised (the stream's path, unbatched)."""
+    return normalise_pixels(stack_pixels([sam_pixels(arr, size)]), IMAGENET_MEAN, IMAGENET_STD)[0]
+
+
+def clip_transform(arr: np.ndarray, size: int) -> torch.Tensor:
+    """One image as the CLIP branch sees it: 3xSxS float32, CLIP-normalised (the stream's path, unbatched)."""
+    return normalise_pixels(stack_pixels([clip_pixels(arr, size)]), CLIP_MEAN, CLIP_STD)[0]
 
 
 # -- text layouts -----------------------------------------------------------------------------------
@@ -150,8 +195,8 @@ def encode_example(tok, spec: DataSpec, prompt: str, target: str, max_length: in
 class Example:
     id: str
     shard: str
-    pixel_values: torch.Tensor
-    clip_values: torch.Tensor | None
+    pixels: np.ndarray  # HxWxC uint8, SAM geometry; normalised on the device (`model_inputs`)
+    clip_pixels: np.ndarray | None  # HxWxC uint8, CLIP geometry
     input_ids: list[int]
     labels: list[int]
     truncated: bool
@@ -162,12 +207,13 @@ def make_example(row: dict[str, Any], tok, spec: DataSpec, max_length: int) -> E
     arr = decode_image(image.get("bytes") if isinstance(image, dict) else image)
     input_ids, labels, truncated = encode_example(tok, spec, row.get("prompt") or "", row.get("text") or "", max_length)
     return Example(
-        id=row.get("id", ""), shard=row.get("_shard", ""), pixel_values=sam_transform(arr, spec.image_size),
-        clip_values=clip_transform(arr, spec.clip_size) if spec.clip_size else None,
+        id=row.get("id", ""), shard=row.get("_shard", ""), pixels=sam_pixels(arr, spec.image_size),
+        clip_pixels=clip_pixels(arr, spec.clip_size) if spec.clip_size else None,
         input_ids=input_ids, labels=labels, truncated=truncated)
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
+    """Token tensors plus uint8 `pixel_values` (B, C, S, S) and `clip_values`; `model_inputs` normalises them."""
     width = max(len(e.input_ids) for e in examples)
     ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
     labels = torch.full((len(examples), width), -100, dtype=torch.long)
@@ -178,9 +224,9 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, Any]:
         labels[i, :n] = torch.tensor(e.labels)
         mask[i, :n] = 1
     batch: dict[str, Any] = {"input_ids": ids, "labels": labels, "attention_mask": mask,
-                             "pixel_values": torch.stack([e.pixel_values for e in examples])}
-    if examples[0].clip_values is not None:
-        batch["clip_values"] = torch.stack([e.clip_values for e in examples])
+                             "pixel_values": stack_pixels([e.pixels for e in examples])}
+    if examples[0].clip_pixels is not None:
+        batch["clip_values"] = stack_pixels([e.clip_pixels for e in examples])
     return batch
 
 

@@ -31,16 +31,17 @@ def decode(model, tok, image: bytes, prompt: str = "", max_new_tokens: int = 512
     """Greedy OCR of one encoded image. Raises `data.DecodeError` when the image cannot be decoded."""
     import torch
 
-    from training.data import clip_transform, decode_image, prompt_ids, sam_transform, stop_id
+    from training.data import clip_pixels, decode_image, model_inputs, prompt_ids, sam_pixels, stack_pixels, stop_id
 
     spec = model.data_spec()
     device = next(model.parameters()).device
     arr = decode_image(image)
-    ids = torch.tensor([prompt_ids(tok, spec, prompt)], device=device)
-    kwargs: dict[str, Any] = {"pixel_values": sam_transform(arr, spec.image_size)[None].to(device),
-                              "input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    ids = torch.tensor([prompt_ids(tok, spec, prompt)])
+    batch: dict[str, Any] = {"pixel_values": stack_pixels([sam_pixels(arr, spec.image_size)]),
+                             "input_ids": ids, "attention_mask": torch.ones_like(ids)}
     if spec.clip_size:
-        kwargs["clip_values"] = clip_transform(arr, spec.clip_size)[None].to(device)
+        batch["clip_values"] = stack_pixels([clip_pixels(arr, spec.clip_size)])
+    kwargs = model_inputs(batch, device)  # the trainer's own normalisation
     room = getattr(model.llm.config, "max_position_embeddings", 4096) - ids.shape[1] - \
         (spec.num_image_tokens if spec.layout == "opt" else 0)
     out = model.generate(**kwargs, max_new_tokens=max(1, min(max_new_tokens, room)),
