@@ -86,12 +86,12 @@ class VaryBase(VaryModel):
 
     # -- construction from local pretrained parts -------------------------------------------------
     def load_clip(self, path: str) -> None:
-        pretrained = CLIPVisionModel.from_pretrained(path, torch_dtype=torch.float32)
+        pretrained = CLIPVisionModel.from_pretrained(path, torch_dtype=torch.float32, local_files_only=True)
         self.clip.load_state_dict(pretrained.state_dict(), strict=True)
         self.freeze_towers()
 
     def load_llm(self, path: str) -> None:
-        pretrained = Qwen2ForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
+        pretrained = Qwen2ForCausalLM.from_pretrained(path, torch_dtype=torch.float32, local_files_only=True)
         vocab_size = self.llm.config.vocab_size
         if pretrained.config.vocab_size != vocab_size:
             pretrained.resize_token_embeddings(vocab_size)

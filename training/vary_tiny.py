@@ -50,7 +50,7 @@ class VaryTiny(VaryModel):
     def load_llm(self, path: str) -> None:
         """Take OPT weights from a local directory, interpolating its learned positions to `max_positions`
         (the released Vary code kept OPT's 2048 and overflowed at 4096 tokens)."""
-        pretrained = OPTForCausalLM.from_pretrained(path, torch_dtype=torch.float32)
+        pretrained = OPTForCausalLM.from_pretrained(path, torch_dtype=torch.float32, local_files_only=True)
         interpolate_opt_positions(pretrained, self.config.max_positions)
         vocab_size = self.llm.config.vocab_size
         if pretrained.config.vocab_size != vocab_size:
