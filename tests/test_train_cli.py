@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_train_support import short_texts, text_line_samples, write_dataset
+from tests.train_support import short_texts, text_line_samples, write_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 METRICS = ("edit_distance", "f1", "precision", "recall", "bleu", "meteor")

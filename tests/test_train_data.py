@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from storage import StreamingReader
-from tests.test_train_support import short_texts, text_line_samples, tiny_config, write_dataset
+from tests.train_support import short_texts, text_line_samples, tiny_config, write_dataset
 from training.metrics import bleu, edit_distance, meteor, score, units
 from training.modeling import DataSpec
 from training.run import train

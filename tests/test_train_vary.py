@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from storage import StreamingReader, read_manifest
-from tests.test_train_support import document_samples, short_texts, text_line_samples, tiny_config, write_dataset
+from tests.train_support import document_samples, short_texts, text_line_samples, tiny_config, write_dataset
 from training.data import RowError, VaryStream, encode_example, prompt_ids, stop_id
 from training.errors import TrainingError
 from training.evaluate import decode, evaluate

@@ -5,8 +5,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.errors import TrainingError
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -48,6 +52,8 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grad-accum", type=int, default=1)
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--warmup-ratio", type=float, default=0.03)
+    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
+    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping norm")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--deepspeed", default="zero2", help="zero2 (default), zero3, a config JSON path, or off")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
@@ -77,12 +83,64 @@ def config_from_args(args: argparse.Namespace):
     return TrainConfig(
         stage=args.stage, model=args.model, preset=args.preset, manifests=list(args.data), weights=args.weights,
         out=args.out, steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
-        warmup_ratio=args.warmup_ratio, seed=args.seed, deepspeed=ds, precision=args.precision,
+        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
+        seed=args.seed, deepspeed=ds, precision=args.precision,
         gradient_checkpointing=args.gradient_checkpointing, tokenizer=args.tokenizer,
         tokenizer_vocab_size=args.tokenizer_vocab_size, init_from=args.init_from, sam_checkpoint=args.sam_checkpoint,
         clip_path=args.clip_path, llm_path=args.llm_path, max_length=args.max_length, save_every=args.save_every,
         keep_checkpoints=args.keep_checkpoints, resume=args.resume, num_workers=args.num_workers,
         log_every=args.log_every, flow_run_id=args.flow_run_id, deployment=args.deployment, index_root=args.index_root)
+
+
+# TrainConfig field -> how `argv_for` writes it; a field missing here cannot be expressed on the command line.
+_VALUE_OPTIONS = ("model", "preset", "out", "steps", "batch_size", "grad_accum", "lr", "warmup_ratio", "weight_decay",
+                  "max_grad_norm", "seed", "precision", "tokenizer", "tokenizer_vocab_size", "init_from", "sam_checkpoint",
+                  "clip_path", "llm_path", "max_length", "save_every", "keep_checkpoints", "num_workers", "log_every",
+                  "flow_run_id", "deployment", "index_root")
+
+
+def argv_for(cfg: TrainConfig) -> list[str]:
+    """`python -m training` arguments that `config_from_args` turns back into `cfg`, every field included.
+
+    Values go as `--opt=value` so one starting with a dash is never read as an option. Raises
+    TrainingError for a field or value the command line cannot carry."""
+    import dataclasses
+
+    argv = ["train", cfg.stage]
+    if not cfg.manifests:
+        raise TrainingError("a training command line needs at least one manifest (--data)")
+    for f in dataclasses.fields(cfg):
+        name, value = f.name, getattr(cfg, f.name)
+        if name == "stage":
+            continue
+        if name == "manifests":
+            argv += [f"--data={m}" for m in value]
+        elif name == "weights":
+            if value is not None:
+                argv.append("--weights=" + ",".join(repr(float(w)) for w in value))
+        elif name == "deepspeed":
+            if value is True:
+                argv.append("--deepspeed=zero2")
+            elif value is False:
+                argv.append("--deepspeed=off")
+            else:
+                argv.append(f"--deepspeed={value}")
+        elif name == "gradient_checkpointing":
+            if value:
+                argv.append("--gradient-checkpointing")
+        elif name == "resume":
+            if not value:
+                argv.append("--no-resume")
+        elif name in _VALUE_OPTIONS:
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+                raise TrainingError(f"TrainConfig.{name}={value!r} cannot be written on the command line")
+            flag = "--" + name.replace("_", "-")
+            argv.append(f"{flag}={value!r}" if isinstance(value, float) else f"{flag}={value}")
+        else:
+            raise TrainingError(f"TrainConfig.{name} has no command-line option; add one to training.cli before launching with it")
+    return argv
 
 
 def cmd_train(args: argparse.Namespace) -> int:
