@@ -24,7 +24,7 @@ from generators.base import (
     sample_id,
     sample_rng,
 )
-from generators.chart_data import ChartData, check_chart_types, check_lang, sample_chart_data
+from generators.chart_data import ChartData, check_chart_params, sample_chart_data
 from generators.corpus import Corpus, pick_lang
 
 # Palettes as fixed hex lists so a recorded palette name always means the same colours.
@@ -69,12 +69,7 @@ class ChartGenerator(Generator):
         reader: Callable[[str], bytes] | None = None,
     ):
         super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, size=size, degradations=degradations, prompt=prompt)
-        self.lang = check_lang(lang)
-        self.chart_types = check_chart_types(chart_types)
-        self.size = int(size)
-        if self.size < 256:
-            raise GeneratorError(f"size must be at least 256 px, not {size}")
-        degrade_mod.check_spec(degradations)
+        self.lang, self.chart_types, self.size = check_chart_params(lang, chart_types, size, degradations)
         self.degradations = degradations
         self.prompt = prompt
         self.corpora = load_corpora(corpus, self.lang, reader)

@@ -13,6 +13,7 @@ import numpy as np
 
 from generators.base import GeneratorError
 from generators.corpus import Corpus
+from generators.degrade import check_spec
 
 CHART_TYPES = ("bar", "grouped_bar", "stacked_bar", "hbar", "line", "area", "pie", "scatter")
 LANG_CHOICES = ("en", "zh", "mixed")
@@ -29,6 +30,8 @@ _SHAPES: dict[str, tuple[tuple[int, int], tuple[int, int]]] = {
     "scatter": ((5, 16), (1, 3)),
 }
 MAGNITUDES = (1, 10, 100, 1000, 10000)
+# Below 256 px the labels are unreadable; above 4096 one chart costs more memory than a page of text.
+MIN_SIZE, MAX_SIZE = 256, 4096
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,17 @@ def check_lang(lang: str) -> str:
     if lang not in LANG_CHOICES:
         raise GeneratorError(f"lang must be one of {LANG_CHOICES}, not {lang!r}")
     return lang
+
+
+def check_chart_params(lang: str, chart_types: Any, size: Any,
+                       degradations: dict | None) -> tuple[str, tuple[str, ...], int]:
+    """The checked (lang, chart_types, size) of a chart kind, or GeneratorError naming the bad parameter.
+    `chart` and `echart` take the same parameters and follow this one rule."""
+    size = int(size)
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise GeneratorError(f"size must lie in [{MIN_SIZE}, {MAX_SIZE}] px, not {size}")
+    check_spec(degradations)
+    return check_lang(lang), check_chart_types(chart_types), size
 
 
 def _distinct(draw, n: int, max_tries: int = 8) -> list[str]:

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 
 from generators.base import GeneratorError
+from generators.sources import is_remote, read_setup_file
 
 DATA_DIR = Path(__file__).parent / "data"
 LANGS = ("en", "zh")
@@ -57,21 +58,13 @@ class Corpus:
         if lang not in LANGS:
             raise GeneratorError(f"corpus language must be one of {LANGS}, not {lang!r}")
         path = str(DATA_DIR / f"corpus_{lang}.txt") if spec is None else spec
-        remote = "://" in path and not path.startswith("file://")
+        remote = is_remote(path)
         key = (path, lang)
         if not remote:
             with _cache_lock:
                 if key in _cache:
                     return _cache[key]
-        if remote:
-            if reader is None:
-                raise GeneratorError(f"corpus {path!r} is remote; pass a reader to fetch it")
-            data = reader(path)
-        else:
-            local = Path(path.removeprefix("file://"))
-            if not local.is_file():
-                raise GeneratorError(f"corpus file not found: {local}")
-            data = local.read_bytes()
+        data = read_setup_file(path, reader, what="corpus file")
         corpus = cls(_parse(path, data), lang, source="builtin" if spec is None else path)
         if not remote:
             with _cache_lock:

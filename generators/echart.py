@@ -17,7 +17,6 @@ from generators import fonts
 from generators.base import (
     PROMPT_CHART,
     Generator,
-    GeneratorError,
     Sample,
     encode_png,
     sample_id,
@@ -25,7 +24,7 @@ from generators.base import (
 )
 from generators.chart import BACKGROUNDS, PALETTES, ZH_FONT, load_corpora
 from generators.corpus import pick_lang
-from generators.chart_data import ChartData, check_chart_types, check_lang, sample_chart_data
+from generators.chart_data import ChartData, check_chart_params, sample_chart_data
 
 EN_FONTS = ("DejaVu Sans", "DejaVu Serif")
 LEGEND_POS = ("top", "bottom", "right")
@@ -48,12 +47,7 @@ class EChartGenerator(Generator):
         renderer: Any = None,
     ):
         super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, size=size, degradations=degradations, prompt=prompt)
-        self.lang = check_lang(lang)
-        self.chart_types = check_chart_types(chart_types)
-        self.size = int(size)
-        if not 256 <= self.size <= 4096:
-            raise GeneratorError(f"size must lie in [256, 4096] px, not {size}")
-        degrade_mod.check_spec(degradations)
+        self.lang, self.chart_types, self.size = check_chart_params(lang, chart_types, size, degradations)
         self.degradations = degradations
         self.prompt = prompt
         self.corpora = load_corpora(corpus, self.lang, reader)

@@ -30,6 +30,8 @@ from generators.base import (
     sample_id, sample_rng,
 )
 from generators.degrade import check_spec, degrade
+from generators.sources import read_setup_file
+from generators.tex import BatchPage, OwnsRenderers, TexRenderer, check_untrusted, rasterise_page, render_batch
 
 BACKENDS = ("fast", "faithful")
 
@@ -220,7 +222,7 @@ def random_formula(rng: np.random.Generator, max_chars: int = 160) -> str:
 
 
 # -- the generator --------------------------------------------------------------------------------
-class FormulaGenerator(Generator):
+class FormulaGenerator(OwnsRenderers, Generator):
     """Params: source (None = procedural, else a formula file), reader, order ("random" | "sequential"
     line choice for a file), backend ("fast" | "faithful"),
     size (None = tight crop plus margin; an int pads to size×size), font_px (range for fast),
@@ -261,8 +263,6 @@ class FormulaGenerator(Generator):
         latex = normalize_latex(raw)
         if not latex:
             raise Reject("empty_formula", "formula is empty after normalisation", src)
-        from generators.tex import check_untrusted
-
         check_untrusted(latex, src)
         return latex, {"origin": "corpus", "line": line_no}
 
@@ -320,14 +320,10 @@ class FormulaGenerator(Generator):
     # -- faithful: TeX, one run per batch ----------------------------------------------------------------
     def _tex_renderer(self) -> Any:
         if self._tex is None:
-            from generators.tex import TexRenderer
-
             self._tex = TexRenderer(timeout_s=self.timeout_s)
         return self._tex
 
     def _faithful_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
-        from generators.tex import BatchPage, rasterise_page, render_batch
-
         drawn: dict[int, Any] = {}
         for index in indices:
             rng = sample_rng(seed, index)
@@ -368,14 +364,6 @@ class FormulaGenerator(Generator):
         for lo in range(start, stop, self.batch):
             yield from batch(seed, list(range(lo, min(stop, lo + self.batch))))
 
-    def close(self) -> None:
-        if self._browser is not None:
-            self._browser.close()
-            self._browser = None
-        if self._tex is not None:
-            self._tex.close()
-            self._tex = None
-
 
 FORMULA_PREAMBLE = r"""\documentclass[12pt]{article}
 \usepackage{amsmath,amssymb}
@@ -401,17 +389,7 @@ def to_mathml(latex: str) -> str:
 
 
 def _load_lines(source: str, reader: Callable[[str], bytes] | None) -> list[tuple[int, str]]:
-    from pathlib import Path
-
-    if "://" in source and not source.startswith("file://"):
-        if reader is None:
-            raise GeneratorError(f"formula source {source!r} is remote; pass a reader to fetch it")
-        data = reader(source)
-    else:
-        path = Path(source.removeprefix("file://"))
-        if not path.is_file():
-            raise GeneratorError(f"formula file not found: {path}")
-        data = path.read_bytes()
+    data = read_setup_file(source, reader, what="formula file")
     lines = [(n, line) for n, line in enumerate(data.decode("utf-8").splitlines(), 1) if line.strip()]
     if not lines:
         raise GeneratorError(f"formula file {source!r} holds no formulas")

@@ -23,7 +23,7 @@ from generators.base import (
 from generators.degrade import check_spec, degrade
 from generators.formula import _Grammar, normalize_latex, random_formula
 from generators.table import CJK_FONT, STYLES, check_text_coverage, random_table, to_latex, to_markdown
-from generators.tex import ESCAPE_PREAMBLE, escape_text
+from generators.tex import ESCAPE_PREAMBLE, OwnsRenderers, escape_text
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LANGS = ("en", "zh", "mixed")
@@ -221,7 +221,7 @@ class _Blocks:
         return blocks
 
 
-class LatexPageGenerator(Generator):
+class LatexPageGenerator(OwnsRenderers, Generator):
     """Params: lang ("en" | "zh" | "mixed": each sample picks en or zh), corpus (file per language or None),
     reader, templates (names to use; None = all), size (square side, default 1024), timeout_s (per TeX run),
     max_compiles (per page, trims included), budget_chars (range of content drawn before trimming;
@@ -386,8 +386,3 @@ class LatexPageGenerator(Generator):
                     yield self._sample(seed, outcome)
                 except Reject as r:
                     yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
-
-    def close(self) -> None:
-        if self._tex is not None:
-            self._tex.close()
-            self._tex = None

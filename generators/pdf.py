@@ -3,14 +3,19 @@
 Index i is file i of the sorted source list and yields one sample per page (id suffix `-pNNNN`). A page
 without text is not a sample: `items()` yields `Rejected("no_text")` for it so the driver counts it. A
 file that cannot be used (empty, not a PDF, truncated, corrupt, encrypted, over max_bytes) is a `Reject`
-naming the file; the rest of the batch goes on. A file longer than max_pages yields its first max_pages
-pages, each recording `truncated: true` and the file's page count in meta; a file over its time limit
-yields the pages done so far and a `Rejected("timeout")` for the rest.
+naming the file; the rest of the batch goes on.
+
+The limits that shape a shard are the deterministic ones: a file over max_bytes is rejected, and a file
+longer than max_pages yields its first max_pages pages, each recording `truncated: true` and the file's
+page count in meta. The time limit is only a guard against pathological files: a file that runs past it is
+rejected whole (`Rejected("timeout")`, no pages kept), because keeping the pages done so far would make
+the shard's content depend on machine load. So the same params + seed give the same samples or a
+recorded reject.
 """
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from generators.base import PROMPT_OCR, Generator, GeneratorError, Reject, Rejected, Sample, encode_png, sample_id, sample_rng
 from generators.degrade import check_spec, degrade
@@ -22,7 +27,7 @@ class PdfGenerator(Generator):
     """Params: source (folder, list of names, or .txt list file; remote names need `reader`, a remote
     prefix needs `lister`), size (1024), lang ('auto' detects per page; 'en'/'zh' labels every page),
     max_bytes (per file: larger files are rejected), max_pages (per file: later pages are not
-    rendered), time_limit_s (per file, checked between pages),
+    rendered), time_limit_s (per file, checked after each page; past it the whole file is rejected),
     degradations, prompt."""
 
     kind = "pdf"
@@ -37,6 +42,9 @@ class PdfGenerator(Generator):
                          degradations=degradations, prompt=prompt)
         if lang not in ("auto", "mixed", "en", "zh"):
             raise GeneratorError(f"lang must be 'auto', 'en' or 'zh' for pdf, not {lang!r}")
+        if int(max_bytes) < 1 or int(max_pages) < 1 or not float(time_limit_s) > 0:
+            raise GeneratorError(f"max_bytes, max_pages and time_limit_s must be positive, not "
+                                 f"{max_bytes}, {max_pages}, {time_limit_s}")
         check_spec(degradations)
         self.size, self.lang, self.prompt, self.degradations = int(size), lang, prompt, degradations
         self.max_bytes, self.max_pages, self.time_limit_s = int(max_bytes), int(max_pages), float(time_limit_s)
@@ -61,7 +69,9 @@ class PdfGenerator(Generator):
             except Reject as r:
                 yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
 
-    def _file_items(self, seed: int, index: int) -> Iterator[Sample | Rejected]:
+    def _file_items(self, seed: int, index: int) -> list[Sample | Rejected]:
+        """Every page outcome of file `index`, or Reject for the whole file. Pages are collected before any
+        is handed out so that a file over its time limit leaves nothing behind."""
         import pymupdf
 
         name = self.sources.name(index)
@@ -72,6 +82,7 @@ class PdfGenerator(Generator):
             doc = pymupdf.open(stream=data, filetype="pdf")
         except Exception as e:  # MuPDF raises FileDataError, RuntimeError, ValueError for bad files
             raise Reject("corrupt_pdf", f"{name}: {e}", source=name) from None
+        out: list[Sample | Rejected] = []
         with doc:
             if doc.needs_pass:
                 raise Reject("encrypted", f"{name}: needs a password", source=name)
@@ -79,29 +90,30 @@ class PdfGenerator(Generator):
                 raise Reject("empty_pdf", f"{name}: no pages", source=name)
             truncated = doc.page_count > self.max_pages
             for pno in range(min(doc.page_count, self.max_pages)):
-                sid = sample_id(self.kind, seed, index, f"-p{pno:04d}")
-                if time.monotonic() - started > self.time_limit_s:
-                    yield Rejected(sid, self.kind, "timeout",
-                                   f"{name}: time limit {self.time_limit_s}s reached; pages {pno}.. not rendered", name)
-                    return
-                try:
-                    page = doc.load_page(pno)
-                    text = reading_order_text(page)
-                    if not text.strip():
-                        yield Rejected(sid, self.kind, "no_text", f"{name}: page {pno} has no text", name)
-                        continue
-                    img, gray = rasterize_page(page, self.size)
-                except Exception as e:  # a damaged page object; the other pages may still be fine
-                    yield Rejected(sid, self.kind, "corrupt_page", f"{name}: page {pno}: {e}", name)
-                    continue
-                rng = sample_rng(seed, index, stream=pno + 1)
-                img, applied = degrade(img, rng, self.degradations)
-                lang = text_lang(text) if self.lang in ("auto", "mixed") else self.lang
-                meta = self.base_meta(seed, index, file=name, page=pno, pages=doc.page_count, truncated=truncated, lang=lang,
-                                      grayscale=gray, page_size=[round(page.rect.width, 2), round(page.rect.height, 2)],
-                                      degradations=applied)
-                yield Sample(id=sid, image=encode_png(img, 1, grayscale=gray), width=img.width, height=img.height,
-                             kind=self.kind, lang=lang, prompt=self.prompt, text=text, meta=meta)
+                out.append(self._page_item(seed, index, name, doc, pno, truncated))
+                if time.monotonic() - started >= self.time_limit_s:
+                    raise Reject("timeout", f"{name}: time limit {self.time_limit_s}s reached after {pno + 1} of "
+                                 f"{doc.page_count} pages; the whole file is left out", source=name)
+        return out
+
+    def _page_item(self, seed: int, index: int, name: str, doc: Any, pno: int, truncated: bool) -> Sample | Rejected:
+        sid = sample_id(self.kind, seed, index, f"-p{pno:04d}")
+        try:
+            page = doc.load_page(pno)
+            text = reading_order_text(page)
+            if not text.strip():
+                return Rejected(sid, self.kind, "no_text", f"{name}: page {pno} has no text", name)
+            img, gray = rasterize_page(page, self.size)
+        except Exception as e:  # a damaged page object; the other pages may still be fine
+            return Rejected(sid, self.kind, "corrupt_page", f"{name}: page {pno}: {e}", name)
+        rng = sample_rng(seed, index, stream=pno + 1)
+        img, applied = degrade(img, rng, self.degradations)
+        lang = text_lang(text) if self.lang in ("auto", "mixed") else self.lang
+        meta = self.base_meta(seed, index, file=name, page=pno, pages=doc.page_count, truncated=truncated, lang=lang,
+                              grayscale=gray, page_size=[round(page.rect.width, 2), round(page.rect.height, 2)],
+                              degradations=applied)
+        return Sample(id=sid, image=encode_png(img, 1, grayscale=gray), width=img.width, height=img.height,
+                      kind=self.kind, lang=lang, prompt=self.prompt, text=text, meta=meta)
 
 
 def _check_pdf_bytes(name: str, data: bytes) -> None:

@@ -1,6 +1,7 @@
-"""Input files of the kinds that read them (pdf, negative): a folder, a list of names, or a .txt list
-file, local or remote. Remote names are read and listed through callables the driver injects
-(`reader(name) -> bytes`, `lister(prefix) -> names`), so generators never import storage.
+"""Input files, local or remote: the per-sample inputs of pdf and negative (a folder, a list of names, or a
+.txt list file) and the set-up files of the others (corpora, formula lists). Remote names are read and listed
+through callables the driver injects (`reader(name) -> bytes`, `lister(prefix) -> names`), so generators
+never import storage.
 """
 from __future__ import annotations
 
@@ -70,15 +71,29 @@ def read_source(name: str, reader: Reader | None, max_bytes: int) -> bytes:
     return data
 
 
-def _read_remote(name: str, reader: Reader | None, reject: bool = False) -> bytes:
+def read_setup_file(name: str, reader: Reader | None, what: str = "file") -> bytes:
+    """Bytes of a file a generator needs before its first sample (a corpus, a formula list). Unlike
+    `read_source`, a failure is a GeneratorError: without this file no sample can be made."""
+    if is_remote(name):
+        return _read_remote(name, reader, what=what)
+    path = Path(name.removeprefix("file://"))
+    if not path.is_file():
+        raise GeneratorError(f"{what} not found: {path}")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise GeneratorError(f"cannot read {what} {path}: {e.strerror or e}") from None
+
+
+def _read_remote(name: str, reader: Reader | None, reject: bool = False, what: str = "file") -> bytes:
     if reader is None:
-        raise GeneratorError(f"{name!r} is remote; pass a reader")
+        raise GeneratorError(f"{what} {name!r} is remote; pass a reader to fetch it")
     try:
         return reader(name)
     except Exception as e:  # the injected reader's own error types are unknown here
         if reject:
             raise Reject("unreadable", f"{name}: {type(e).__name__}: {e}", source=name) from None
-        raise GeneratorError(f"cannot read {name}: {e}") from e
+        raise GeneratorError(f"cannot read {what} {name}: {e}") from e
 
 
 def _names_from_list(text: str, base: str) -> list[str]:

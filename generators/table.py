@@ -18,7 +18,7 @@ from generators.base import (
     sample_id, sample_rng,
 )
 from generators.degrade import check_spec, degrade
-from generators.tex import ESCAPE_PREAMBLE, escape_text
+from generators.tex import ESCAPE_PREAMBLE, OwnsRenderers, escape_text
 
 BACKENDS = ("tex", "html")
 STYLES = ("booktabs", "grid", "hlines")
@@ -219,7 +219,7 @@ def check_text_coverage(text: str, lang: str) -> None:
 
 
 # -- the generator --------------------------------------------------------------------------------
-class TableGenerator(Generator):
+class TableGenerator(OwnsRenderers, Generator):
     """Params: backend ("tex" | "html"), lang ("en" | "zh" | "mixed": each sample picks en or zh), corpus
     (a corpus file per language, None = built-in), reader, size (None = tight crop; int pads to square),
     dpi range (tex), font_px range (html), batch, timeout_s, degradations, prompt."""
@@ -348,11 +348,3 @@ class TableGenerator(Generator):
             return
         for lo in range(start, stop, self.batch):
             yield from self._tex_batch(seed, list(range(lo, min(stop, lo + self.batch))))
-
-    def close(self) -> None:
-        if self._browser is not None:
-            self._browser.close()
-            self._browser = None
-        if self._tex is not None:
-            self._tex.close()
-            self._tex = None

@@ -242,6 +242,21 @@ class TexRenderer:
         self.close()
 
 
+class OwnsRenderers:
+    """Mixin (before `Generator` in the bases) for generators that open a `TexRenderer` (`_tex`) and/or a
+    `BrowserRenderer` (`_browser`) lazily: `close()` releases whichever is open; the next sample reopens it."""
+
+    _browser: Any = None
+    _tex: Any = None
+
+    def close(self) -> None:
+        for attr in ("_browser", "_tex"):
+            renderer = getattr(self, attr)
+            if renderer is not None:
+                renderer.close()
+                setattr(self, attr, None)
+
+
 def open_pdf(pdf: bytes) -> Any:
     import pymupdf
 

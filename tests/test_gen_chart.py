@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from generators import get_generator
-from generators.base import PROMPT_CHART, Rejected, Sample
+from generators.base import PROMPT_CHART, GeneratorError, Rejected, Sample
 from generators.chart_data import CHART_TYPES, ChartData
 
 
@@ -138,3 +138,19 @@ def test_degradations_are_applied_and_recorded():
     assert [o["op"] for o in ops] == ["blur", "noise"]
     assert d.text == c.text and d.image != c.image
     assert c.meta["sampled"]["degradations"] == []
+
+
+@pytest.mark.parametrize("kind", ["chart", "echart"])
+def test_both_chart_kinds_check_their_parameters_by_one_rule(kind):
+    for size in (255, 4097):
+        with pytest.raises(GeneratorError, match=r"size must lie in \[256, 4096\] px"):
+            get_generator(kind, size=size)
+    with pytest.raises(GeneratorError, match="lang"):
+        get_generator(kind, lang="fr")
+    with pytest.raises(GeneratorError, match="unknown chart types"):
+        get_generator(kind, chart_types=["bar", "donut"])
+    with pytest.raises(GeneratorError, match="unknown degradations"):
+        get_generator(kind, degradations={"kinds": ["smudge"]})
+    for size in (256, 4096):  # both ends are allowed; nothing renders until the first sample
+        with get_generator(kind, size=size, chart_types=["pie"]) as gen:
+            assert gen.size == size and gen.chart_types == ("pie",)

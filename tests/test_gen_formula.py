@@ -1,12 +1,13 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from generators.base import Reject, Rejected, Sample, sample_rng
+from generators.base import GeneratorError, Reject, Rejected, Sample, sample_rng
 from generators.formula import FormulaGenerator, normalize_latex, random_formula, to_mathml
 
 FEATURES = (r"\frac", r"\sqrt", r"\sum", r"\int", r"\lim", r"\begin{cases}", "matrix}", r"\alpha", "^{", "_{")
@@ -81,6 +82,30 @@ def test_fast_backend_rejects_what_latex2mathml_cannot_convert(tmp_path):
     with FormulaGenerator(source=str(src), order="sequential", backend="fast") as gen:
         out = list(gen.items(0, 0, 2))
     assert isinstance(out[0], Sample) and isinstance(out[1], Rejected) and out[1].reason == "mathml_error"
+
+
+def test_formula_file_comes_through_the_reader_and_close_releases_tex(tmp_path):
+    name = "s3://bkt/formulas.txt"
+    with pytest.raises(GeneratorError, match="pass a reader"):
+        FormulaGenerator(source=name)
+    with pytest.raises(GeneratorError, match="formula file not found"):
+        FormulaGenerator(source=str(tmp_path / "missing.txt"))
+
+    def broken(_: str) -> bytes:
+        raise ConnectionError("socket closed")
+
+    with pytest.raises(GeneratorError, match=f"cannot read formula file {name}: socket closed"):
+        FormulaGenerator(source=name, reader=broken)
+    blobs = {name: b"x^{2}\n\n\\sqrt{y}\n"}
+    gen = FormulaGenerator(source=name, reader=blobs.__getitem__, order="sequential", backend="faithful")
+    first = list(gen.items(0, 0, 2))
+    assert [(s.text, s.meta["sampled"]["line"]) for s in first] == [("x^{2}", 1), (r"\sqrt{y}", 3)]
+    workdir = gen._tex._dir
+    gen.close()
+    assert gen._tex is None and not Path(workdir).exists()
+    # a closed generator reopens its renderer on the next sample and draws the same bytes
+    assert gen.render(0, 0)[0].image == first[0].image
+    gen.close()
 
 
 @pytest.mark.parametrize("backend", ["faithful", "fast"])

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import types
 from pathlib import Path
 
 import pymupdf
@@ -12,7 +14,8 @@ from reportlab.lib.pagesizes import A4
 from reportlab.pdfgen.canvas import Canvas
 
 from generators import get_generator
-from generators.base import PROMPT_OCR, Rejected, Sample
+from generators import pdf as pdf_mod
+from generators.base import PROMPT_OCR, GeneratorError, Reject, Rejected, Sample
 from generators.fonts import font_path
 
 LEFT = ["Left column opens the article.", "Left column carries on below."]
@@ -162,3 +165,29 @@ def test_caps_list_files_and_remote_names_through_a_reader(pdf_dir: Path, tmp_pa
     assert s.meta["sampled"]["file"] == "s3://bkt/docs/x.pdf" and s.text.startswith("A plain page")
     [missing] = list(get_generator("pdf", source=["s3://bkt/nope.pdf"], reader=blobs.__getitem__).items(0, 0, 1))
     assert missing.reason == "unreadable" and "nope.pdf" in missing.detail
+
+
+def test_a_file_over_its_time_limit_is_rejected_whole_and_the_batch_goes_on(pdf_dir: Path, monkeypatch):
+    # A clock that moves one second per reading plays a loaded machine: deterministic, nothing sleeps.
+    ticks = itertools.count()
+    monkeypatch.setattr(pdf_mod, "time", types.SimpleNamespace(monotonic=lambda: float(next(ticks))))
+    src = [str(pdf_dir / "a_one.pdf"), str(pdf_dir / "c_three_pages.pdf"), str(pdf_dir / "d_chinese.pdf")]
+    gen = get_generator("pdf", source=src, time_limit_s=2.5)
+    results = list(gen.items(0, 0, 3))
+    # The three-page file runs out of time on its last page: none of its pages is kept, not even the
+    # two finished in time, so a slower machine cannot change which pages land in a shard.
+    assert [(r.id, type(r).__name__) for r in results] == [
+        ("pdf-s0-000000000-p0000", "Sample"), ("pdf-s0-000000001", "Rejected"), ("pdf-s0-000000002-p0000", "Sample")]
+    timeout = results[1]
+    assert timeout.reason == "timeout" and timeout.source == src[1] and "c_three_pages.pdf" in timeout.detail
+    with pytest.raises(Reject) as e:
+        gen.render(0, 1)
+    assert e.value.reason == "timeout"
+    # Within its limit the same file yields every page.
+    whole = list(get_generator("pdf", source=src[1:2], time_limit_s=3.5).items(0, 0, 1))
+    assert [(r.id, type(r).__name__) for r in whole] == [("pdf-s0-000000000-p0000", "Sample"),
+                                                         ("pdf-s0-000000000-p0001", "Rejected"),
+                                                         ("pdf-s0-000000000-p0002", "Sample")]
+    for bad in ({"time_limit_s": 0}, {"max_pages": 0}, {"max_bytes": 0}):
+        with pytest.raises(GeneratorError, match="must be positive"):
+            get_generator("pdf", source=src, **bad)
