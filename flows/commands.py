@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 def register(sub: argparse._SubParsersAction) -> None:
     from flows.runners import RUNNERS
+    from storage import DEFAULT_SHARD_ROWS
 
     p = sub.add_parser("render", help="render samples of one kind into a dataset version (Prefect flow)")
     p.add_argument("kind", help="generator kind (see generators.KINDS)")
@@ -17,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="storage root: a directory or s3://bucket/prefix (default $VARYFLOW_ROOT or ./varyflow-data)")
     p.add_argument("--dataset", default=None, help="dataset name (default: the kind)")
-    p.add_argument("--shard-rows", type=int, default=None, help="sample indices per shard (one task each)")
+    p.add_argument("--shard-rows", type=int, default=None, help=f"sample indices per shard (one task each; default {DEFAULT_SHARD_ROWS})")
     p.add_argument("--lang", choices=("en", "zh", "mixed"), default=None)
     p.add_argument("--workers", type=int, default=2, help="parallel shard tasks")
     p.add_argument("--runner", choices=RUNNERS, default="process", help="task runner (dask/ray for a cluster)")
@@ -117,11 +118,13 @@ def cmd_render(args: argparse.Namespace) -> int:
         params["source"] = args.source
     if args.count < 1:
         raise _error(f"--count must be at least 1, got {args.count}")
+    if args.shard_rows is not None and args.shard_rows < 1:
+        raise _error(f"--shard-rows must be at least 1, got {args.shard_rows}")
     if args.workers < 1:
         raise _error(f"--workers must be at least 1, got {args.workers}")
     with progress_bar(True):
         result = run_render(kind=args.kind, count=args.count, seed=args.seed, out=args.out, dataset=args.dataset,
-                            shard_rows=args.shard_rows or DEFAULT_SHARD_ROWS, params=params, workers=args.workers,
+                            shard_rows=DEFAULT_SHARD_ROWS if args.shard_rows is None else args.shard_rows, params=params, workers=args.workers,
                             runner=args.runner, runner_address=args.runner_address)
     if args.json:
         print(json.dumps({k: result[k] for k in ("dataset", "manifest", "rows", "shards", "rejects")}))

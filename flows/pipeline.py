@@ -98,6 +98,26 @@ def _available(kind: str) -> bool:
     return kind in KINDS and importlib.util.find_spec(KINDS[kind].split(":")[0]) is not None
 
 
+def check_render_config(config: dict[str, Any]) -> None:
+    """Build every configured generator from its params (construction only: no rendering, no listing) so a
+    wrong parameter, or an input kind given no `source`, fails before hours of rendering the other kinds."""
+    import inspect
+
+    from flows.common import generator_params
+    from generators import GeneratorError, generator_class, get_generator
+
+    for kind, spec in config["render"].items():
+        params = dict((spec or {}).get("params") or {})
+        try:
+            # Kinds that list input folders (they take a `lister`) have nothing to render without one.
+            reads_folders = "lister" in inspect.signature(generator_class(kind).__init__).parameters
+            if reads_folders and not params.get("source"):
+                raise GeneratorError("it reads input files: give render.%s.params.source (a folder, list or s3:// prefix)" % kind)
+            get_generator(kind, **generator_params(kind, params)).close()
+        except (GeneratorError, TypeError) as e:
+            raise ValueError(f"render.{kind}: {e}") from None
+
+
 def train_config(config: dict[str, Any], stage: str) -> dict[str, Any]:
     cfg = dict(config["train"])
     if stage == "integrate":
@@ -110,17 +130,18 @@ def train_config(config: dict[str, Any], stage: str) -> dict[str, Any]:
 def pipeline(config: dict[str, Any]) -> dict[str, Any]:
     """`config` may be partial (a deployment's parameters): it is completed from the embedded defaults."""
     from flows.mix import mix
-    from flows.render import render
+    from flows.render import DEFAULT_SHARD_ROWS, render
     from flows.train import vocabulary_generation, vocabulary_integration
 
     logger = get_run_logger()
     config = complete_config(config)
+    check_render_config(config)
     root = config["root"]
     rendered = {}
     for kind, spec in config["render"].items():
         spec = dict(spec or {})
         rendered[kind] = render(kind=kind, count=int(spec.get("count", 8)), seed=int(spec.get("seed", config["seed"])), out=root,
-                                dataset=spec.get("dataset"), shard_rows=int(spec.get("shard_rows", 4)),
+                                dataset=spec.get("dataset"), shard_rows=int(spec.get("shard_rows", DEFAULT_SHARD_ROWS)),
                                 params=spec.get("params") or {}, workers=int(config["workers"]), runner=config["runner"])
     mixes = {stage: mix(name=preset, preset=preset, out=root) for stage, preset in config["mix"].items()}
     launch = config.get("launch")

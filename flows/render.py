@@ -6,6 +6,7 @@ dataset version whose shards are not all written.
 """
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -34,9 +35,10 @@ from flows.common import (
     package_versions,
     thumbnail_data_uri,
 )
+from flows.inputs import input_digest
 from flows.runners import make_task_runner
+from storage import DEFAULT_SHARD_ROWS  # one default for every writer (storage/shards.py says why 512)
 
-DEFAULT_SHARD_ROWS = 256
 MAX_REJECT_EXAMPLES = 20
 
 # Called as listener(kind, shards_done, shards_total, rows_done) after each shard; the CLI's progress bar.
@@ -63,15 +65,24 @@ def shard_ranges(count: int, shard_rows: int) -> list[tuple[int, int, int]]:
     return [(k, start, min(start + shard_rows, count)) for k, start in enumerate(range(0, count, shard_rows))]
 
 
-def render_fingerprint(kind: str, params: dict[str, Any], seed: int, count: int, shard_rows: int) -> str:
-    """What a dataset version is a function of; a shard written under another fingerprint is not reused."""
+def render_fingerprint(kind: str, params: dict[str, Any], seed: int, shard_rows: int,
+                       inputs: dict[str, Any] | None = None) -> str:
+    """What every sample of a dataset is a function of: kind, generator version, params, seed, shard size and
+    the digest of its input files (`input_digest`). Not the count: growing a dataset keeps its fingerprint,
+    so the shards already written are reused (see `shard_fingerprint`)."""
     from generators import generator_class
     from generators.base import params_fingerprint
 
     version = generator_class(kind).version
     return params_fingerprint(
-        {"kind": kind, "version": version, "params": params, "seed": seed, "count": count, "shard_rows": shard_rows}
+        {"kind": kind, "version": version, "params": params, "seed": seed, "shard_rows": shard_rows, "inputs": inputs or {}}
     )
+
+
+def shard_fingerprint(fingerprint: str, start: int, stop: int) -> str:
+    """A shard's identity: the dataset fingerprint and its index range. A full shard keeps it when the count
+    grows; the old last, partial shard covers another range then, so it is written anew, never reused."""
+    return hashlib.sha256(f"{fingerprint}:{start}:{stop}".encode()).hexdigest()
 
 
 def _storage_failure(task: Any, task_run: Any, state: Any) -> bool:
@@ -131,7 +142,7 @@ def render_shard(
     from storage import DatasetWriter
 
     logger = get_run_logger()
-    writer = DatasetWriter(root, dataset, fingerprint)
+    writer = DatasetWriter(root, dataset, shard_fingerprint(fingerprint, start, stop))
     existing = writer.existing_shard(index)
     if existing is not None:
         logger.info("shard %d of %s already written (%d rows); not rendered again", index, dataset, existing.rows)
@@ -159,7 +170,7 @@ def commit_manifest(root: str, dataset: str, fingerprint: str, shards: list[Any]
     return DatasetWriter(root, dataset, fingerprint).commit(shards, facts)
 
 
-def _committed(root: str, dataset: str, fingerprint: str):
+def _committed(root: str, dataset: str, fingerprint: str, count: int):
     """The newest manifest of `dataset` when it already holds exactly this render; a rerun then does nothing."""
     from storage import read_manifest
     from storage.manifest import latest_manifest
@@ -168,7 +179,8 @@ def _committed(root: str, dataset: str, fingerprint: str):
     if uri is None:
         return None
     manifest = read_manifest(uri)
-    return manifest if manifest.facts.get("fingerprint") == fingerprint else None
+    same = manifest.facts.get("fingerprint") == fingerprint and manifest.facts.get("count") == count
+    return manifest if same else None
 
 
 def _render_run_name() -> str:
@@ -198,10 +210,11 @@ def render(
     root = out or default_root()
     dataset = dataset or kind
     params = dict(params or {})
-    fingerprint = render_fingerprint(kind, params, seed, count, shard_rows)
     ranges = shard_ranges(count, shard_rows)
+    inputs = input_digest(kind, params)
+    fingerprint = render_fingerprint(kind, params, seed, shard_rows, inputs)
 
-    done = _committed(root, dataset, fingerprint)
+    done = _committed(root, dataset, fingerprint, count)
     if done is not None:
         logger.info("%s already holds this render (%s); nothing to do", dataset, done.uri)
         result = _summary(dataset, done.uri, done.shards, done.facts.get("rejects", {}), reused=len(done.shards), rate=0.0)
@@ -242,6 +255,7 @@ def render(
         "seed": seed,
         "count": count,
         "shard_rows": shard_rows,
+        "inputs": inputs,
         "fingerprint": fingerprint,
         "rejects": dict(rejects),
         "reject_examples": [ex for r in results for ex in r.reject_examples][:MAX_REJECT_EXAMPLES],

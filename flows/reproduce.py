@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
-from flows.common import artifact_key, package_versions
+from flows.common import api_url_exported, artifact_key, package_versions
 from flows.render import render_shard, shard_ranges
 from flows.runners import make_task_runner
 
@@ -44,7 +44,8 @@ def reproduce_flow(checkpoint: str, out: str, workers: int = 2) -> dict[str, Any
     logger = get_run_logger()
     plan = _plan(checkpoint)
     now = package_versions()
-    with make_task_runner("process", workers) as runner:
+    # Spawned workers would each start a temporary Prefect server without the API URL exported.
+    with api_url_exported(), make_task_runner("process", workers) as runner:
         futures = [
             runner.submit(render_shard, parameters=dict(kind=p["facts"]["kind"], params=p["facts"]["params"], seed=p["facts"]["seed"],
                                                        root=out, dataset=p["dataset"], fingerprint=p["facts"]["fingerprint"],
@@ -60,11 +61,27 @@ def reproduce_flow(checkpoint: str, out: str, workers: int = 2) -> dict[str, Any
         if not match:
             then = p["facts"].get("packages", {})
             entry["package_changes"] = {k: [then.get(k), now.get(k)] for k in set(then) | set(now) if then.get(k) != now.get(k)}
-            logger.warning("shard %s differs (packages changed: %s)", p["uri"], entry["package_changes"] or "none")
+            entry["inputs_changed"] = _inputs_changed(p["facts"])
+            logger.warning("shard %s differs (packages changed: %s; input files changed: %s)", p["uri"],
+                           entry["package_changes"] or "none", entry["inputs_changed"])
         shards.append(entry)
     create_table_artifact([{k: s[k] for k in ("dataset", "index", "match", "sha256", "reproduced_sha256")} for s in shards],
                           key=artifact_key("reproduce"), description=f"re-rendered shards of {checkpoint}")
     return {"checkpoint": checkpoint, "out": out, "shards": shards, "matched": sum(s["match"] for s in shards)}
+
+
+def _inputs_changed(facts: dict[str, Any]) -> bool | None:
+    """Whether the input files a render read (its recorded digest) differ now; None when it recorded none."""
+    from flows.inputs import input_digest
+    from generators import GeneratorError
+    from storage.errors import StorageError
+
+    if "inputs" not in facts:
+        return None
+    try:
+        return input_digest(facts["kind"], facts["params"]) != facts["inputs"]
+    except (GeneratorError, StorageError, OSError):  # a source that no longer lists or reads has changed too
+        return True
 
 
 def reproduce(checkpoint: str, out: str | None = None, workers: int = 2) -> dict[str, Any]:

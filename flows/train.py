@@ -7,6 +7,7 @@ flow run id and deployment, and the stage ends with an evaluation.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import io
 import os
@@ -14,7 +15,7 @@ import shlex
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
@@ -22,6 +23,9 @@ from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.common import artifact_key, default_root, link_for, png_data_uri
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig
 
 STAGE_MODELS = {"vocab": "vary_tiny", "integrate": "vary_base"}
 
@@ -49,39 +53,61 @@ def write_hostfile(hosts: list[str], slots: int, path: str) -> str:
     return path
 
 
-def training_argv(cfg: Any) -> list[str]:
-    """`python -m training train STAGE ...` arguments for a TrainConfig: every option its CLI knows."""
-    import argparse
+# TrainConfig fields that name local files or folders; `deepspeed` may name a config file too.
+LOCAL_PATH_FIELDS = ("out", "tokenizer", "init_from", "sam_checkpoint", "clip_path", "llm_path", "index_root")
+NAMED_DEEPSPEED = ("", "true", "false", "off", "none", "zero2", "zero3")
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
-    from training.cli import register
 
-    parser = argparse.ArgumentParser()
-    register(parser.add_subparsers(dest="command"))
-    stage_parser = parser._subparsers._group_actions[0].choices["train"]._subparsers._group_actions[0].choices[cfg.stage]  # type: ignore[union-attr]
-    known = {opt for action in stage_parser._actions for opt in action.option_strings}
-    argv = ["train", cfg.stage]
-    defaults = type(cfg)()
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        flag = "--" + f.name.replace("_", "-")
-        if f.name == "manifests":
-            for m in value:
-                argv += ["--data", m]
-            continue
-        if f.name == "stage" or value is None or (value == getattr(defaults, f.name) and flag != "--out"):
-            continue
-        if flag not in known:
-            continue
-        if f.name == "weights":
-            argv += [flag, ",".join(str(w) for w in value)]
-        elif isinstance(value, bool):
-            if f.name == "deepspeed":
-                argv += [flag, "zero2" if value else "off"]
-            elif value:
-                argv.append(flag)
-        else:
-            argv += [flag, str(value)]
-    return argv
+def absolute_paths(cfg: TrainConfig, cwd: str) -> TrainConfig:
+    """`cfg` with every local path resolved against `cwd` (URIs untouched): the launcher's ranks, and
+    on other nodes their shells, must not read them against a directory of their own."""
+
+    def resolve(value: str | None) -> str | None:
+        if value is None or "://" in value:
+            return value
+        return os.path.abspath(os.path.join(cwd, os.path.expanduser(value)))
+
+    changes: dict[str, Any] = {name: resolve(getattr(cfg, name)) for name in LOCAL_PATH_FIELDS}
+    changes["manifests"] = [resolve(m) for m in cfg.manifests]
+    if isinstance(cfg.deepspeed, str) and cfg.deepspeed.lower() not in NAMED_DEEPSPEED:
+        changes["deepspeed"] = resolve(cfg.deepspeed)
+    return dataclasses.replace(cfg, **changes)
+
+
+@dataclasses.dataclass
+class LaunchPlan:
+    cmd: list[str]
+    cwd: str  # the user's working directory, kept
+    env: dict[str, str]
+    cfg: TrainConfig  # with absolute paths, as the ranks see it
+
+
+def launch_plan(cfg: TrainConfig, launch: Launch, hostfile: str | None, cwd: str | None = None) -> LaunchPlan:
+    """What `run_training` starts for a distributed stage: absolute paths, the user's cwd, and this
+    checkout on PYTHONPATH so `--module training` imports the same code from any directory."""
+    from training.cli import argv_for
+
+    cwd = os.path.abspath(cwd or os.getcwd())
+    resolved = absolute_paths(cfg, cwd)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
+    return LaunchPlan(deepspeed_command(argv_for(resolved), launch, hostfile), cwd, env, resolved)
+
+
+def stream_process(cmd: list[str], cwd: str, env: dict[str, str], line: Callable[[str], None], keep: int = 20) -> tuple[int, list[str]]:
+    """Run `cmd`, handing each line of its merged stdout/stderr to `line` as it is printed (a launcher
+    runs for hours; its output belongs in the run's log while it runs). Returns (exit code, last lines)."""
+    tail: collections.deque[str] = collections.deque(maxlen=keep)
+    with subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          bufsize=1, errors="replace") as proc:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            text = raw.rstrip("\n")
+            tail.append(text)
+            line(text)
+        rc = proc.wait()
+    return rc, list(tail)
 
 
 def deepspeed_command(argv: list[str], launch: Launch, hostfile: str | None) -> list[str]:
@@ -112,15 +138,17 @@ def run_training(stage: str, config: dict[str, Any], launch: dict[str, Any] | No
         return {"checkpoint": result.checkpoint, "losses": list(result.losses), "metrics": dict(result.metrics)}
     with tempfile.TemporaryDirectory() as tmp:
         hostfile = where.hostfile or (write_hostfile(where.hosts, where.gpus, f"{tmp}/hostfile") if where.hosts else None)
-        cmd = deepspeed_command(training_argv(cfg), where, hostfile)
-        logger.info("launching: %s", shlex.join(cmd))
-        proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], env=dict(os.environ), capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"deepspeed launcher exited {proc.returncode}: {proc.stderr.strip().splitlines()[-1:] or ''}")
+        plan = launch_plan(cfg, where, hostfile)
+        logger.info("launching in %s: %s", plan.cwd, shlex.join(plan.cmd))
+        rc, tail = stream_process(plan.cmd, plan.cwd, plan.env, lambda text: logger.info("%s", text))
+    if rc != 0:
+        raise RuntimeError(f"deepspeed launcher exited {rc}: {tail[-1] if tail else 'no output'}")
     from storage.lineage import read_lineage
     from training.run import latest_checkpoint
 
-    ckpt = latest_checkpoint(Path(cfg.out))
+    ckpt = latest_checkpoint(Path(plan.cfg.out))
+    if ckpt is None:
+        raise RuntimeError(f"deepspeed launcher exited 0 but left no checkpoint under {plan.cfg.out}")
     record = read_lineage(str(ckpt))
     return {"checkpoint": str(ckpt), "losses": [], "metrics": record.get("metrics", {})}
 

@@ -4,6 +4,7 @@ templating, DeepSpeed launch lines through DeepSpeed's own argument parser, comp
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -73,23 +74,65 @@ def _training_parser():
     return parser
 
 
+def _every_field_changed():
+    """A TrainConfig whose every field differs from its default (the test fails when a field is added
+    to TrainConfig and not here, so the round trip below keeps covering all of them)."""
+    import dataclasses
+
+    from training.config import TrainConfig
+
+    cfg = TrainConfig(
+        stage="integrate", model="vary_toy", preset="tiny", manifests=["s3://b/d/manifests/v000001.json", "/data/m.json"],
+        weights=[0.7, 0.3], out="-odd/ckpt dir", steps=7, batch_size=3, grad_accum=2, lr=1.5e-4, warmup_ratio=0.1,
+        weight_decay=0.05, max_grad_norm=0.5, seed=11, deepspeed="zero3", precision="bf16", gradient_checkpointing=True,
+        tokenizer="tok", tokenizer_vocab_size=600, init_from="ckpt/vocab", sam_checkpoint="sam.pth", clip_path="clip",
+        llm_path="llm", max_length=1024, save_every=5, keep_checkpoints=2, resume=False, num_workers=1, log_every=3,
+        flow_run_id="abc", deployment="flow/dep", index_root="s3://b/root")
+    default = TrainConfig()
+    same = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) == getattr(default, f.name)]
+    assert not same, f"set these to non-default values too: {same}"
+    return cfg
+
+
+def test_training_command_line_round_trips_every_config_field():
+    import dataclasses
+
+    import pytest
+
+    from training.cli import argv_for, config_from_args
+    from training.config import TrainConfig
+    from training.errors import TrainingError
+
+    cfg = _every_field_changed()
+    assert config_from_args(_training_parser().parse_args(argv_for(cfg))) == cfg
+    for ds in (True, False):  # the boolean spellings of --deepspeed
+        plain = TrainConfig(manifests=["m.json"], deepspeed=ds)
+        assert config_from_args(_training_parser().parse_args(argv_for(plain))) == plain
+
+    @dataclasses.dataclass
+    class Extended(TrainConfig):
+        new_option: int = 3
+
+    with pytest.raises(TrainingError, match="new_option"):  # never silently dropped
+        argv_for(Extended(manifests=["m.json"]))
+
+
 def test_deepspeed_launch_lines_parse_with_deepspeed_and_the_training_cli(tmp_path):
     from deepspeed.launcher.runner import fetch_hostfile, parse_args
 
-    from flows.train import Launch, deepspeed_command, training_argv, write_hostfile
-    from training.config import TrainConfig
+    from flows.train import Launch, deepspeed_command, write_hostfile
+    from training.cli import argv_for, config_from_args
 
-    cfg = TrainConfig(stage="vocab", preset="tiny", manifests=["s3://b/d/manifests/v000001.json", "/data/m.json"],
-                      weights=[0.7, 0.3], out="/ckpt/vocab", steps=50, flow_run_id="abc")
-    argv = training_argv(cfg)
-    parsed = _training_parser().parse_args(argv)
-    assert (parsed.stage, parsed.data, parsed.weights, parsed.steps, parsed.out) == ("vocab", cfg.manifests, [0.7, 0.3], 50, "/ckpt/vocab")
+    cfg = _every_field_changed()
+    argv = argv_for(cfg)
 
     # Kubernetes: one launcher per pod, no ssh
     k8s = deepspeed_command(argv, Launch(gpus=8, nodes=2, no_ssh=True, node_rank=1, master_addr="trainer-0.trainer"), None)
     args = parse_args(k8s[1:])
     assert (args.no_ssh, args.node_rank, args.num_nodes, args.num_gpus, args.module, args.user_script) == (True, 1, 2, 8, True, "training")
     assert args.master_addr == "trainer-0.trainer" and args.user_args == argv
+    # what each rank parses back: the same config
+    assert config_from_args(_training_parser().parse_args(args.user_args)) == cfg
 
     # ssh: a hostfile DeepSpeed reads back as host -> slots
     hostfile = write_hostfile(["gpu-a", "gpu-b"], 8, str(tmp_path / "hostfile"))
@@ -98,6 +141,94 @@ def test_deepspeed_launch_lines_parse_with_deepspeed_and_the_training_cli(tmp_pa
     assert dict(fetch_hostfile(hostfile)) == {"gpu-a": 8, "gpu-b": 8}
     assert dict(fetch_hostfile(str(REPO / "infra/deepspeed/hostfile.example"))) == {"gpu-node-0": 8, "gpu-node-1": 8}
     assert subprocess.run(["bash", "-n", str(REPO / "infra/deepspeed/launch.sh")]).returncode == 0
+
+
+def test_launch_from_another_directory_resolves_paths_against_the_users_cwd(tmp_path, monkeypatch):
+    import sys
+
+    from deepspeed.launcher.runner import parse_args
+
+    from flows.train import Launch, launch_plan
+    from training.cli import config_from_args
+    from training.config import TrainConfig
+
+    work = tmp_path / "my project"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    cfg = TrainConfig(manifests=["varyflow-data/datasets/doc/manifests/v000001.json", "s3://b/d/manifests/v000002.json"],
+                      out="varyflow-data/checkpoints/vocab", tokenizer="tok", sam_checkpoint="weights/sam.pth",
+                      llm_path="weights/opt", clip_path="weights/clip", init_from="old/ckpt", index_root="varyflow-data",
+                      deepspeed="conf/ds.json")
+    plan = launch_plan(cfg, Launch(gpus=2), None)
+    assert plan.cwd == str(work)  # the user's directory, not the repository's
+    launched = config_from_args(_training_parser().parse_args(parse_args(plan.cmd[1:]).user_args))
+    assert launched == plan.cfg
+    assert launched.out == str(work / "varyflow-data/checkpoints/vocab")
+    assert launched.manifests == [str(work / "varyflow-data/datasets/doc/manifests/v000001.json"), "s3://b/d/manifests/v000002.json"]
+    assert (launched.tokenizer, launched.sam_checkpoint, launched.llm_path, launched.clip_path, launched.init_from,
+            launched.index_root, launched.deepspeed) == tuple(str(work / p) for p in (
+                "tok", "weights/sam.pth", "weights/opt", "weights/clip", "old/ckpt", "varyflow-data", "conf/ds.json"))
+    assert launch_plan(TrainConfig(manifests=["m"], deepspeed="zero3"), Launch(gpus=2), None).cfg.deepspeed == "zero3"
+    # `--module training` run from the user's directory imports this checkout
+    where = subprocess.run([sys.executable, "-c", "import training; print(training.__file__)"], cwd=plan.cwd, env=plan.env,
+                           capture_output=True, text=True, check=True).stdout.strip()
+    assert os.path.dirname(where) == str(REPO / "training")
+
+
+def test_launcher_output_reaches_the_log_line_by_line_while_it_runs(tmp_path):
+    import sys
+
+    from flows.train import stream_process
+
+    go = tmp_path / "go"
+    # The child prints one line, then waits for the test to have *received* it: with buffered output it
+    # would wait for nothing and give up.
+    child = (f"import os, sys, time\nprint('first line', flush=True)\n"
+             f"for _ in range(600):\n    if os.path.exists({str(go)!r}): break\n    time.sleep(0.1)\n"
+             f"else:\n    print('never got the go'); sys.exit(9)\n"
+             f"print('second line', file=sys.stderr, flush=True)\nsys.exit(3)\n")
+    seen: list[str] = []
+
+    def line(text: str) -> None:
+        seen.append(text)
+        if text == "first line":
+            go.write_text("")
+
+    rc, tail = stream_process([sys.executable, "-c", child], str(tmp_path), dict(os.environ), line)
+    assert (rc, seen, tail) == (3, ["first line", "second line"], ["first line", "second line"])
+
+
+def test_example_pipeline_config_builds_every_generator(tmp_path):
+    import pytest
+    from PIL import Image
+
+    from flows.common import generator_params
+    from flows.pipeline import check_render_config, load_config
+    from generators import get_generator
+
+    config = load_config(str(REPO / "infra/pipeline.example.yaml"))
+    assert {"pdf", "negative"} <= set(config["render"])
+    check_render_config(config)  # as written: every kind's params validate (remote sources are not listed)
+
+    # the kinds that read folders list their files when pointed at a local one
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    Image.new("RGB", (64, 48), "white").save(folder / "a.png")
+    (folder / "b.pdf").write_bytes(b"%PDF-1.4 not parsed here")
+    listed = 0
+    for kind, spec in config["render"].items():
+        params = dict(spec.get("params") or {})
+        if "source" in params:
+            params["source"] = str(folder)
+            with get_generator(kind, **generator_params(kind, params)) as gen:
+                assert len(gen.sources) == 2, kind
+            listed += 1
+    assert listed == 2
+
+    # an input kind without a source fails before anything renders, naming the entry
+    del config["render"]["negative"]["params"]
+    with pytest.raises(ValueError, match="render.negative.*source"):
+        check_render_config(config)
 
 
 def test_compose_stack_and_ci_workflow_are_well_formed():

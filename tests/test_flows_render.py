@@ -101,3 +101,82 @@ def test_render_killed_mid_run_resumes_without_duplicates_or_losses(prefect_api,
     assert [p.name for p in (root / "datasets/document/manifests").iterdir()] == ["v000001.json"]
     # shards finished before the kill were kept, not rendered again
     assert "not rendered again" in rerun.stderr
+
+
+def _shards(manifest_uri: str) -> dict[int, tuple[str, str, int]]:
+    from storage import read_manifest
+
+    return {s.index: (s.path, s.sha256, s.rows) for s in read_manifest(manifest_uri).shards}
+
+
+def test_growing_a_dataset_reuses_whole_shards_and_rewrites_the_old_partial_one(prefect_api, tmp_path):
+    from flows.render import render
+
+    root = str(tmp_path / "data")
+    kw = dict(kind="document", seed=4, out=root, shard_rows=2, workers=1, runner="thread", gallery=0)
+    five = render(count=5, **kw)  # shards [0,2) [2,4) [4,5)
+    six = render(count=6, **kw)  # the last shard now covers [4,6): written anew, not the 1-row one reused
+    assert (six["reused"], six["rows"]) == (2, 6)
+    old, grown = _shards(five["manifest"]), _shards(six["manifest"])
+    assert [grown[k] for k in (0, 1)] == [old[k] for k in (0, 1)]
+    assert grown[2][0] != old[2][0] and (old[2][2], grown[2][2]) == (1, 2)
+
+    ten = render(count=10, **kw)
+    assert (ten["reused"], ten["shards"], ten["rows"]) == (3, 5, 10)
+    final = _shards(ten["manifest"])
+    assert [final[k] for k in (0, 1, 2)] == [grown[k] for k in (0, 1, 2)]  # same files, same bytes
+    assert not {final[k][0] for k in (3, 4)} & {p for p, _, _ in grown.values()}
+    assert ten["manifest"].endswith("v000003.json")
+    assert sorted(_ids(ten["manifest"])) == [f"document-s4-{i:09d}" for i in range(10)]
+    # each shard's bytes are what a fresh render of the same range gives
+    fresh = render(count=10, **{**kw, "out": str(tmp_path / "fresh")})
+    assert {k: s[1] for k, s in _shards(fresh["manifest"]).items()} == {k: s[1] for k, s in final.items()}
+
+
+def test_a_changed_input_folder_or_corpus_is_a_new_render(prefect_api, tmp_path):
+    from PIL import Image
+
+    from flows.inputs import input_digest
+    from flows.render import render, render_fingerprint
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, colour in enumerate(("navy", "olive")):
+        Image.new("RGB", (96, 64), colour).save(photos / f"p{i}.png")
+    root = str(tmp_path / "data")
+    kw = dict(kind="negative", count=2, seed=0, out=root, shard_rows=2, workers=1, runner="thread", gallery=0,
+              params={"source": str(photos), "size": 256})
+    first = render(**kw)
+    assert render(**kw)["manifest"] == first["manifest"]  # unchanged inputs: nothing to do
+
+    Image.new("RGB", (96, 64), "maroon").save(photos / "a0.png")  # sorts first: every index now names another file
+    second = render(**kw)
+    assert second["manifest"] != first["manifest"] and second["reused"] == 0
+    from storage import read_manifest
+
+    before, after = read_manifest(first["manifest"]), read_manifest(second["manifest"])
+    assert before.facts["fingerprint"] != after.facts["fingerprint"]
+    assert (before.facts["inputs"]["source"]["files"], after.facts["inputs"]["source"]["files"]) == (2, 3)
+    assert before.shards[0].sha256 != after.shards[0].sha256
+    # `varyflow reproduce` names the cause when the old render's inputs are gone
+    from flows.reproduce import _inputs_changed
+
+    assert (_inputs_changed(before.facts), _inputs_changed(after.facts)) == (True, False)
+
+    # a corpus edited in place, same name: another fingerprint
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("One paragraph of text.\n")
+    params = {"corpus": str(corpus)}
+    fp = render_fingerprint("document", params, 0, 2, input_digest("document", params))
+    corpus.write_text("Another paragraph of text.\n")
+    assert render_fingerprint("document", params, 0, 2, input_digest("document", params)) != fp
+
+
+def test_shard_rows_zero_is_an_error_and_the_default_is_storages(capsys):
+    from flows.cli import main
+    from flows.render import DEFAULT_SHARD_ROWS
+    from storage.shards import DEFAULT_SHARD_ROWS as STORAGE_DEFAULT
+
+    assert DEFAULT_SHARD_ROWS == STORAGE_DEFAULT
+    assert main(["render", "document", "--count", "4", "--shard-rows", "0"]) == 1
+    assert "--shard-rows must be at least 1, got 0" in capsys.readouterr().err

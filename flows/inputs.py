@@ -1,0 +1,73 @@
+"""Digests of the input files a render reads, for its fingerprint.
+
+A generator records only the *name* of its source folder or corpus, so a folder that gained a file (which
+shifts every later sample index onto another file) or a corpus edited in place would otherwise look like
+the same render, and the old shards would be reused. The digest is computed here, in the orchestration
+layer, before the shard tasks start: generators stay free of storage.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flows.common import list_location, read_location
+
+# HEAD requests for a remote listing run this many at a time (each one is a round trip, not CPU work).
+REMOTE_STAT_THREADS = 16
+
+
+def input_digest(kind: str, params: dict[str, Any]) -> dict[str, Any]:
+    """{"source": ..., "corpus": {lang or "": sha256}} for the file parameters `params` names; {} when it
+    names none. A `source` of a kind that lists folders (its generator takes a `lister`: pdf, negative) is
+    digested by its sorted listing (names, sizes and, locally, modification times; on S3 the ETag); any
+    other file parameter (a formula list, a corpus) by its bytes."""
+    import inspect
+
+    from generators import generator_class
+
+    out: dict[str, Any] = {}
+    if params.get("source"):
+        lists_folders = "lister" in inspect.signature(generator_class(kind).__init__).parameters
+        source = params["source"]
+        out["source"] = listing_digest(source) if lists_folders else hashlib.sha256(read_location(source)).hexdigest()
+    corpus = params.get("corpus")
+    if corpus:
+        specs = corpus if isinstance(corpus, dict) else {"": corpus}
+        out["corpus"] = {lang: hashlib.sha256(read_location(spec)).hexdigest() for lang, spec in sorted(specs.items()) if spec}
+    return out
+
+
+def listing_digest(source: Any) -> dict[str, Any]:
+    """The files `source` stands for (the generator's own listing rules) and a digest of what each one is now."""
+    from generators.sources import is_remote, list_sources
+
+    names = list_sources(source, read_location, list_location)
+    remote = [n for n in names if is_remote(n)]
+    with ThreadPoolExecutor(max_workers=REMOTE_STAT_THREADS) as pool:
+        stats = dict(zip(remote, pool.map(_remote_stat, remote)))
+    sha = hashlib.sha256()
+    for name in names:
+        sha.update(f"{name}\t{stats[name] if name in stats else _local_stat(name)}\n".encode())
+    return {"files": len(names), "sha256": sha.hexdigest()}
+
+
+def _local_stat(name: str) -> str:
+    # The modification time catches a file rewritten at the same size; a copy that resets it only costs a re-render.
+    try:
+        st = os.stat(name.removeprefix("file://"))
+    except OSError:
+        return "missing"  # the generator rejects it, per sample, with the reason
+    return f"{st.st_size}\t{st.st_mtime_ns}"
+
+
+def _remote_stat(name: str) -> str:
+    from storage import Location
+    from storage.errors import NotFound
+
+    loc = Location.parse(name)
+    try:
+        return f"{loc.size()}\t{loc.etag()}"
+    except NotFound:
+        return "missing"
