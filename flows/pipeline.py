@@ -26,28 +26,28 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # kind -> {count, shard_rows, params}. `pdf` and `negative` need input files (PDFs, photos), so they
     # join only when a config gives them a source.
     "render": {
-        "document": {"count": 8, "shard_rows": 4},
-        "chart": {"count": 6, "shard_rows": 3},
-        "echart": {"count": 4, "shard_rows": 4},
-        "formula": {"count": 6, "shard_rows": 3},
-        "table": {"count": 4, "shard_rows": 4},
-        "latex_page": {"count": 4, "shard_rows": 2},
+        "document": {"count": 32, "shard_rows": 16},
+        "chart": {"count": 24, "shard_rows": 12},
+        "echart": {"count": 16, "shard_rows": 8},
+        "formula": {"count": 32, "shard_rows": 16},
+        "table": {"count": 16, "shard_rows": 8},
+        "latex_page": {"count": 8, "shard_rows": 4},
     },
     "mix": {"generation": "vary-tiny", "integration": "vary-base"},
     "train": {
         "preset": "tiny",
         "deepspeed": False,
-        "steps": 4,
-        "batch_size": 2,
+        "steps": 150,
+        "batch_size": 4,
         "lr": 5e-4,
         "seed": 0,
         "max_length": 512,
         "tokenizer_vocab_size": 512,
-        "log_every": 1,
+        "log_every": 25,
     },
-    "integration": {"steps": 4},  # stage-2 overrides of `train`
+    "integration": {"steps": 150},  # stage-2 overrides of `train`
     "launch": None,  # {"gpus", "nodes", "hostfile", ...} for the deepspeed launcher
-    "evaluate": {"limit": 4, "max_new_tokens": 24},
+    "evaluate": {"limit": 8, "max_new_tokens": 48},
     "retrain": {"deployment": "vocabulary_generation/vocabulary-generation"},
 }
 
