@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storage import DatasetWriter
-from storage.location import Location, _pyarrow_s3
+from storage.location import _pyarrow_s3
 from storage.schema import PARQUET_COMPRESSION, SHARD_SCHEMA
 from storage.shards import DEFAULT_ROW_GROUP_ROWS, read_verified
 

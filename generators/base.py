@@ -128,6 +128,20 @@ class Generator:
             "sampled": sampled,
         }
 
+    def finish_sample(self, seed: int, index: int, img: Any, rng: np.random.Generator, *, lang: str, text: str,
+                      sampled: dict[str, Any], size: int | None = None, degradations: dict | None = None) -> Sample:
+        """The common tail of a rendered sample: blank check, fit-and-pad to `size`, the seeded
+        degradations (recorded in meta), PNG encoding. Subclasses set `self.prompt`."""
+        from generators.degrade import degrade
+
+        check_not_blank(img)
+        if size:
+            img = fit_and_pad(img, size)
+        img, applied = degrade(img, rng, degradations)
+        meta = self.base_meta(seed, index, **sampled, degradations=applied)
+        return Sample(sample_id(self.kind, seed, index), encode_png(img), img.size[0], img.size[1], self.kind, lang,
+                      self.prompt, text, meta)
+
     def close(self) -> None:
         pass
 
@@ -141,8 +155,6 @@ class Generator:
 def encode_png(img: Any, compress_level: int = 1, grayscale: bool | None = None) -> bytes:
     """Encode a PIL image as PNG. Level 1 costs little size on rendered pages and is ~2x faster than
     Pillow's default (VARY.md §7); grayscale halves the work again when the content has no colour."""
-    from PIL import Image
-
     if grayscale is None:
         grayscale = img.mode in ("L", "1")
     if grayscale and img.mode != "L":

@@ -26,10 +26,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from generators.base import (
-    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, check_not_blank, encode_png, fit_and_pad,
+    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample,
     sample_id, sample_rng,
 )
-from generators.degrade import check_spec, degrade
+from generators.degrade import check_spec
 from generators.sources import read_setup_file
 from generators.tex import BatchPage, OwnsRenderers, TexRenderer, check_untrusted, rasterise_page, render_batch
 
@@ -268,13 +268,8 @@ class FormulaGenerator(OwnsRenderers, Generator):
 
     def _finish(self, seed: int, index: int, img: Any, rng: np.random.Generator, latex: str,
                 sampled: dict[str, Any]) -> Sample:
-        check_not_blank(img)
-        if self.size:
-            img = fit_and_pad(img, self.size)
-        img, applied = degrade(img, rng, self.degradations)
-        meta = self.base_meta(seed, index, **sampled, degradations=applied)
-        return Sample(sample_id(self.kind, seed, index), encode_png(img), img.size[0], img.size[1], self.kind,
-                      "en", self.prompt, latex, meta)
+        return self.finish_sample(seed, index, img, rng, lang="en", text=latex, sampled=sampled, size=self.size,
+                                  degradations=self.degradations)
 
     # -- fast: MathML in Chromium, one layout and one screenshot per batch ----------------------------
     def _fast_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:

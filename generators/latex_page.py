@@ -18,9 +18,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from generators.base import (
-    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, check_not_blank, encode_png, sample_id, sample_rng,
+    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, sample_id, sample_rng,
 )
-from generators.degrade import check_spec, degrade
+from generators.degrade import check_spec
 from generators.formula import _Grammar, normalize_latex, random_formula
 from generators.table import CJK_FONT, STYLES, check_text_coverage, random_table, to_latex, to_markdown
 from generators.tex import ESCAPE_PREAMBLE, OwnsRenderers, escape_text
@@ -362,11 +362,8 @@ class LatexPageGenerator(OwnsRenderers, Generator):
 
         d = placed.draft
         img = rasterise_fit(placed.doc, placed.page, self.size)
-        check_not_blank(img)
-        img, applied = degrade(img, d.rng, self.degradations)
-        meta = self.base_meta(seed, d.index, **self._sampled(d), degradations=applied)
-        return Sample(sample_id(self.kind, seed, d.index), encode_png(img), img.size[0], img.size[1], self.kind,
-                      d.lang, self.prompt, self._target(d), meta)
+        return self.finish_sample(seed, d.index, img, d.rng, lang=d.lang, text=self._target(d), sampled=self._sampled(d),
+                                  degradations=self.degradations)
 
     def render(self, seed: int, index: int) -> list[Sample]:
         placed = self._fit(seed, [index])[index]

@@ -3,7 +3,7 @@ model learns not to hallucinate text where there is none."""
 from __future__ import annotations
 
 import io
-from typing import Sequence
+from typing import Any, Sequence
 
 from generators.base import (NEGATIVE_SENTENCES, PROMPT_OCR, Generator, GeneratorError, Reject, Sample, encode_png,
                              fit_and_pad, sample_id, sample_rng)
@@ -76,7 +76,7 @@ class NegativeGenerator(Generator):
                        text=sentence, meta=meta)]
 
 
-def _grayscale(img: "Image.Image") -> bool:
+def _grayscale(img: Any) -> bool:
     """base.is_grayscale's rule, cheaply for photos: when the channel means of an 8×8 block differ by
     more than the tolerance (+1 for rounding), some pixel in it does, so a colour photo is settled on
     an image 64× smaller; only gray-looking ones pay for the full scan."""

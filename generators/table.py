@@ -14,10 +14,10 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from generators.base import (
-    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, check_not_blank, encode_png, fit_and_pad,
+    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample,
     sample_id, sample_rng,
 )
-from generators.degrade import check_spec, degrade
+from generators.degrade import check_spec
 from generators.tex import ESCAPE_PREAMBLE, OwnsRenderers, escape_text
 
 BACKENDS = ("tex", "html")
@@ -272,13 +272,8 @@ class TableGenerator(OwnsRenderers, Generator):
 
     def _finish(self, seed: int, index: int, img: Any, rng: np.random.Generator, lang: str, text: str,
                 sampled: dict[str, Any]) -> Sample:
-        check_not_blank(img)
-        if self.size:
-            img = fit_and_pad(img, self.size)
-        img, applied = degrade(img, rng, self.degradations)
-        meta = self.base_meta(seed, index, **sampled, degradations=applied)
-        return Sample(sample_id(self.kind, seed, index), encode_png(img), img.size[0], img.size[1], self.kind, lang,
-                      self.prompt, text, meta)
+        return self.finish_sample(seed, index, img, rng, lang=lang, text=text, sampled=sampled, size=self.size,
+                                  degradations=self.degradations)
 
     def _render_html(self, seed: int, index: int) -> Sample:
         from PIL import Image

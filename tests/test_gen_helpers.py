@@ -1,7 +1,6 @@
 """Shared generator helpers: corpora, font coverage, degradations, reading order."""
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np

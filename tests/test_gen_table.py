@@ -4,7 +4,6 @@ import io
 import re
 
 import numpy as np
-import pymupdf
 import pytest
 from PIL import Image
 

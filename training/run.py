@@ -359,7 +359,6 @@ class Trainer:
         all_skipped = [s for part in self.d.gather(self.skipped) for s in part]
         samples = sum(self.d.gather(self.samples))
         truncated = sum(self.d.gather(self.truncated))
-        lineage: dict[str, Any] = {}
         if self.d.main:
             state = None if gathered is None else {k: v.float() for k, v in gathered.items()}
             self.model.save_pretrained(tmp, state_dict=state)
@@ -372,7 +371,7 @@ class Trainer:
             }, indent=1))
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-            lineage = self._record_lineage(final, sorted(all_shards), all_skipped, samples)
+            self._record_lineage(final, sorted(all_shards), all_skipped, samples)
             self._prune()
         self.d.barrier()
         self.shards_read = all_shards
