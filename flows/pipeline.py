@@ -23,8 +23,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "seed": 0,
     "workers": 2,
     "runner": "process",
-    # kind -> {count, shard_rows, params}. `pdf` and `negative` need input files (PDFs, photos), so they
-    # join only when a config gives them a source.
+    # Input files the pipeline makes for itself before rendering. `pdfs`: {count, seed} PDFs typeset by the
+    # `document` generator into <root>/inputs/pdfs, the source of a `pdf` kind given no source of its own;
+    # null (or count 0) makes none.
+    "inputs": {"pdfs": {"count": 6, "seed": 1}},
+    # kind -> {count, shard_rows, params}. `negative` needs input photos, so it joins only when a config
+    # gives it a source; `pdf` reads the PDFs of `inputs.pdfs` unless given a source.
     "render": {
         "document": {"count": 32, "shard_rows": 16},
         "chart": {"count": 24, "shard_rows": 12},
@@ -32,6 +36,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "formula": {"count": 32, "shard_rows": 16},
         "table": {"count": 16, "shard_rows": 8},
         "latex_page": {"count": 8, "shard_rows": 4},
+        "pdf": {"shard_rows": 8},  # count: one file per sample index, default inputs.pdfs.count
     },
     "mix": {"generation": "vary-tiny", "integration": "vary-base"},
     "train": {
@@ -88,7 +93,65 @@ def complete_config(loaded: dict[str, Any], root: str | None = None) -> dict[str
     if "render" not in loaded:
         config["render"] = {k: v for k, v in config["render"].items() if _available(k)}
     config["root"] = root or config["root"] or default_root()
+    if "render" not in loaded and _input_pdfs_spec(config) is None:
+        config["render"].pop("pdf", None)  # the defaults asked for no input PDFs: nothing for `pdf` to read
+    _point_pdf_at_inputs(config)
     return config
+
+
+def input_pdfs_location(root: str) -> str:
+    """Where the pipeline writes the PDFs of `inputs.pdfs`."""
+    from storage import Location
+
+    return (Location.parse(root) / "inputs" / "pdfs").uri
+
+
+def _input_pdfs_spec(config: dict[str, Any]) -> dict[str, int] | None:
+    spec = (config.get("inputs") or {}).get("pdfs")
+    if not spec or int(spec.get("count", 0)) <= 0:
+        return None
+    return {"count": int(spec["count"]), "seed": int(spec.get("seed", 0))}
+
+
+def _point_pdf_at_inputs(config: dict[str, Any]) -> None:
+    """A `pdf` kind without a source reads the generated input PDFs (one sample index per file)."""
+    spec, pdfs = config["render"].get("pdf"), _input_pdfs_spec(config)
+    if "pdf" not in config["render"] or pdfs is None or ((spec or {}).get("params") or {}).get("source"):
+        return
+    spec = dict(spec or {})
+    spec["params"] = {**(spec.get("params") or {}), "source": input_pdfs_location(config["root"])}
+    spec.setdefault("count", pdfs["count"])
+    config["render"]["pdf"] = spec
+
+
+def write_input_pdfs(root: str, count: int, seed: int) -> dict[str, Any]:
+    """`count` one-page PDFs typeset by the `document` generator (`typeset(seed, i)`) into
+    <root>/inputs/pdfs, named by sample id so the sorted listing is index order. A file already there with
+    the same bytes is left alone, so a rerun writes nothing; an index the generator rejects is counted,
+    not replaced by another."""
+    from generators import Reject, get_generator
+    from generators.base import sample_id
+    from storage import Location
+
+    folder = Location.parse(input_pdfs_location(root))
+    written, kept, rejects = [], [], {}
+    gen = get_generator("document")
+    try:
+        for index in range(count):
+            try:
+                pdf = gen.typeset(seed, index)[0]
+            except Reject as r:
+                rejects[r.reason] = rejects.get(r.reason, 0) + 1
+                continue
+            loc = folder / f"{sample_id('document', seed, index)}.pdf"
+            if loc.exists() and loc.read_bytes() == pdf:
+                kept.append(loc.uri)
+            else:
+                loc.write_bytes(pdf)
+                written.append(loc.uri)
+    finally:
+        gen.close()
+    return {"folder": folder.uri, "written": len(written), "unchanged": len(kept), "rejects": rejects}
 
 
 def _available(kind: str) -> bool:
@@ -137,6 +200,11 @@ def pipeline(config: dict[str, Any]) -> dict[str, Any]:
     config = complete_config(config)
     check_render_config(config)
     root = config["root"]
+    pdfs = _input_pdfs_spec(config)
+    if pdfs and ((config["render"].get("pdf") or {}).get("params") or {}).get("source") == input_pdfs_location(root):
+        made = write_input_pdfs(root, **pdfs)
+        logger.info("input PDFs in %s: %d written, %d unchanged, rejects %s", made["folder"], made["written"],
+                    made["unchanged"], made["rejects"] or "none")
     rendered = {}
     for kind, spec in config["render"].items():
         spec = dict(spec or {})
