@@ -23,6 +23,7 @@ def test_retrain_triggers_only_when_data_or_config_changed(prefect_api, tmp_path
     root = str(tmp_path / "data")
     config_file = tmp_path / "pipeline.yaml"
     config_file.write_text(yaml.safe_dump({"root": root, "render": {"document": {"count": 2, "shard_rows": 2}},
+                                           "train": {"steps": 4},
                                            "retrain": {"deployment": "vocabulary_generation/retrain-test"}}))
     deployment_id = vocabulary_generation.to_deployment(name="retrain-test").apply()
     first = render(kind="document", count=2, seed=0, out=root, shard_rows=2, workers=1)
