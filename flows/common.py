@@ -108,13 +108,20 @@ def api_url_exported() -> Iterator[str | None]:
 
     with get_client(sync_client=True) as client:
         url = str(client.api_url).rstrip("/") if client.api_url else None
-    before = os.environ.get("PREFECT_API_URL")
-    if url and url.startswith("http"):
-        os.environ["PREFECT_API_URL"] = url
-    try:
+    with exported_env("PREFECT_API_URL", url if url and url.startswith("http") else None):
         yield url
+
+
+@contextlib.contextmanager
+def exported_env(name: str, value: str | None) -> Iterator[None]:
+    """Set an environment variable for the block (None leaves it as it is), then restore it."""
+    before = os.environ.get(name)
+    if value is not None:
+        os.environ[name] = value
+    try:
+        yield
     finally:
         if before is None:
-            os.environ.pop("PREFECT_API_URL", None)
+            os.environ.pop(name, None)
         else:
-            os.environ["PREFECT_API_URL"] = before
+            os.environ[name] = before

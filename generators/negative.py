@@ -10,13 +10,13 @@ from generators.base import (NEGATIVE_SENTENCES, PROMPT_OCR, Generator, Generato
 from generators.corpus import pick_lang
 from generators.degrade import check_spec, degrade
 from generators.pages import no_colour
-from generators.sources import Lister, Reader, SourceFiles, describe_source, read_source
+from generators.sources import FileSourced, Lister, Reader, SourceFiles, describe_source, read_source
 
 # Decoding bombs: a small file can claim a huge canvas; refuse before Pillow allocates it.
 MAX_PIXELS = 80_000_000
 
 
-class NegativeGenerator(Generator):
+class NegativeGenerator(FileSourced, Generator):
     """Params: source (folder, list of names, or .txt list file; remote names need `reader`, a remote
     prefix needs `lister`), size (1024), lang ('en' | 'zh' | 'mixed': recorded label; the sentences
     are Vary's English ones), sentences (override NEGATIVE_SENTENCES), max_bytes, degradations, prompt."""
@@ -38,13 +38,6 @@ class NegativeGenerator(Generator):
         self.size, self.lang, self.sentences = int(size), lang, tuple(sentences)
         self.max_bytes, self.degradations, self.prompt = int(max_bytes), degradations, prompt
         self.sources = SourceFiles(source, reader, lister)
-
-    @property
-    def files(self) -> list[str]:
-        return self.sources.files
-
-    def __len__(self) -> int:
-        return len(self.files)
 
     def render(self, seed: int, index: int) -> list[Sample]:
         from PIL import Image, ImageOps, UnidentifiedImageError

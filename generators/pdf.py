@@ -20,10 +20,10 @@ from typing import Any, Iterator, Sequence
 from generators.base import PROMPT_OCR, Generator, GeneratorError, Reject, Rejected, Sample, encode_png, sample_id, sample_rng
 from generators.degrade import check_spec, degrade
 from generators.pages import rasterize_page, reading_order_text, text_lang
-from generators.sources import Lister, Reader, SourceFiles, describe_source, read_source
+from generators.sources import FileSourced, Lister, Reader, SourceFiles, describe_source, read_source
 
 
-class PdfGenerator(Generator):
+class PdfGenerator(FileSourced, Generator):
     """Params: source (folder, list of names, or .txt list file; remote names need `reader`, a remote
     prefix needs `lister`), size (1024), lang ('auto' detects per page; 'en'/'zh' labels every page),
     max_bytes (per file: larger files are rejected), max_pages (per file: later pages are not
@@ -49,14 +49,6 @@ class PdfGenerator(Generator):
         self.size, self.lang, self.prompt, self.degradations = int(size), lang, prompt, degradations
         self.max_bytes, self.max_pages, self.time_limit_s = int(max_bytes), int(max_pages), float(time_limit_s)
         self.sources = SourceFiles(source, reader, lister)
-
-    @property
-    def files(self) -> list[str]:
-        return self.sources.files
-
-    def __len__(self) -> int:
-        """Number of input files (indices 0..len-1)."""
-        return len(self.files)
 
     def render(self, seed: int, index: int) -> list[Sample]:
         """The samples of file `index`; pages without text are left out (use `items()` to count them)."""

@@ -131,3 +131,16 @@ class SourceFiles:
             raise Reject("no_such_file", f"index {index} outside the {len(self.files)} source files")
         return self.files[index]
 
+
+class FileSourced:
+    """Mixin for kinds whose sample index i is input file i (`self.sources`, a `SourceFiles`)."""
+
+    sources: SourceFiles
+
+    @property
+    def files(self) -> list[str]:
+        return self.sources.files
+
+    def __len__(self) -> int:
+        """Number of input files (indices 0..len-1)."""
+        return len(self.files)

@@ -15,14 +15,9 @@ def prefect_api():
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    before = os.environ.get("PREFECT_API_URL")
+    from flows.common import exported_env
+
     with prefect_test_harness(server_startup_timeout=120):
         url = PREFECT_API_URL.value()
-        os.environ["PREFECT_API_URL"] = url
-        try:
+        with exported_env("PREFECT_API_URL", url):
             yield url
-        finally:
-            if before is None:
-                os.environ.pop("PREFECT_API_URL", None)
-            else:
-                os.environ["PREFECT_API_URL"] = before
