@@ -1,6 +1,6 @@
 """Formula rendering speed: the generator's backends against one TeX process per formula + dvipng,
-on the same formulas, in the same run. Samples per CPU-second (`cpu_seconds`: this process, its TeX
-children and its live Chromium), best of three alternating rounds as in `benchmarks.render.best_rates`.
+on the same formulas, in the same run. Samples per CPU-second (this process, its TeX
+children and its live Chromium), best of three alternating rounds (`benchmarks.render.best_rates`).
 `bench(n)` -> rows for benchmarks/render.py.
 """
 from __future__ import annotations
@@ -8,42 +8,14 @@ from __future__ import annotations
 import os
 import subprocess
 import tempfile
-from typing import Callable
 
+from benchmarks.render import best_rates
 from generators.base import sample_rng
 from generators.formula import FormulaGenerator, random_formula
 
 RAW_LABEL = "latex + dvipng, one process per formula"
 _DOC = ("\\documentclass[12pt]{article}\\usepackage{amsmath,amssymb}\\pagestyle{empty}"
         "\\begin{document}$\\displaystyle %s$\\end{document}\n")
-
-
-def cpu_seconds() -> float:
-    """CPU time spent so far by this process, its reaped children (TeX runs) and its live descendants
-    (chromedriver, Chromium). `time.process_time` alone leaves out the renderers, which do most of the work
-    of these kinds. (A descendant that ends is counted in its parent's children times.)"""
-    import psutil
-
-    t = os.times()
-    total = t.user + t.system + t.children_user + t.children_system
-    for p in psutil.Process().children(recursive=True):
-        try:
-            c = p.cpu_times()
-            total += c.user + c.system + c.children_user + c.children_system
-        except psutil.Error:  # ended between listing and reading
-            pass
-    return total
-
-
-def best_cpu_rates(loops: dict[str, Callable[[], int]], rounds: int = 3) -> dict[str, float]:
-    """`benchmarks.render.best_rates` with `cpu_seconds` as the clock."""
-    best = {name: 0.0 for name in loops}
-    for _ in range(rounds):
-        for name, loop in loops.items():
-            t = cpu_seconds()
-            n = loop()
-            best[name] = max(best[name], n / max(cpu_seconds() - t, 1e-9))
-    return best
 
 
 def raw_tex_per_formula(formulas: list[str]) -> int:
@@ -66,7 +38,7 @@ def bench(n: int = 100) -> list[dict]:
     with FormulaGenerator(backend="fast") as fast, FormulaGenerator(backend="faithful") as faithful:
         for gen in (fast, faithful):
             list(gen.items(1, 0, 2))  # start the browser / TeX work dir outside the timing
-        rates = best_cpu_rates({
+        rates = best_rates({
             "raw": lambda: raw_tex_per_formula(formulas[: max(10, n // 4)]),
             "fast": lambda: len(list(fast.items(0, 0, n))),
             "faithful": lambda: len(list(faithful.items(0, 0, n))),

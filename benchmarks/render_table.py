@@ -3,7 +3,7 @@
 Raw loops, both given the generator's own tabulars and dpi so only the generator's work differs:
 - one pdflatex/xelatex run per table (preview-cropped page) + PyMuPDF rasterise + Pillow PNG;
 - the batched equivalent: every table of the range in one TeX run, then rasterise + PNG page by page.
-Samples per CPU-second (this process and its TeX runs: `render_formula.cpu_seconds`), best of three
+Samples per CPU-second (this process and its TeX runs: `benchmarks.render.cpu_seconds`), best of three
 alternating rounds. `bench(n)` -> rows for benchmarks/render.py.
 """
 from __future__ import annotations
@@ -78,7 +78,7 @@ def raw_batched(engine: str, preamble: str, jobs: list[tuple[str, int]]) -> int:
 
 
 def bench(n: int = 30) -> list[dict]:
-    from benchmarks.render_formula import best_cpu_rates
+    from benchmarks.render import best_rates
     from generators.table import TableGenerator
 
     rows = []
@@ -86,7 +86,7 @@ def bench(n: int = 30) -> list[dict]:
         engine, preamble, jobs = _jobs(n, lang)
         with TableGenerator(backend="tex", lang=lang) as gen:
             list(gen.items(1, 0, 1))  # the work dir and font caches outside the timing
-            rates = best_cpu_rates({
+            rates = best_rates({
                 "per_table": lambda: raw_per_table(engine, preamble, jobs[: max(4, n // 4)]),
                 "batched": lambda: raw_batched(engine, preamble, jobs),
                 "ours": lambda: len(list(gen.items(0, 0, n))),

@@ -10,7 +10,8 @@ longer than max_pages yields its first max_pages pages, each recording `truncate
 page count in meta. The time limit is only a guard against pathological files: a file that runs past it is
 rejected whole (`Rejected("timeout")`, no pages kept), because keeping the pages done so far would make
 the shard's content depend on machine load. So the same params + seed give the same samples or a
-recorded reject.
+recorded reject. The price is that a file's encoded pages are held until it is done: max_pages bounds
+that buffer (a 1024² text page is ~100 KB of PNG, so ~50 MB at the default 500 pages).
 """
 from __future__ import annotations
 
