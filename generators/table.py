@@ -315,7 +315,7 @@ class TableGenerator(OwnsRenderers, Generator):
             if group:
                 engine, preamble = tex_preamble(lang)
                 items = [drawn[i][3] for i in group]
-                placed.update(zip(group, render_batch(self._tex, preamble, items, engine)))
+                placed.update(zip(group, render_batch(self._tex, preamble, items, engine, preload=True)))
         for index in indices:
             outcome = drawn[index] if isinstance(drawn[index], Reject) else placed[index]
             if isinstance(outcome, Reject):

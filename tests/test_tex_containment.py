@@ -55,10 +55,20 @@ def secret(tmp_path):
     return path
 
 
-@pytest.fixture()
-def tex():
-    with TexRenderer(timeout_s=5) as t:
+class _PreloadingRenderer(TexRenderer):
+    """Compiles every document on a format with its preamble preloaded (`TexRenderer.preamble_format`)."""
+
+    def compile(self, source, engine="pdflatex", preload=True):
+        return super().compile(source, engine, preload)
+
+
+@pytest.fixture(params=[TexRenderer, _PreloadingRenderer], ids=["plain", "preloaded"])
+def tex(request):
+    # The same walls hold when runs start from a format with the (trusted) preamble dumped in it.
+    with request.param(timeout_s=5) as t:
         yield t
+        if request.param is _PreloadingRenderer:
+            assert t.preamble_format(_doc(""), "pdflatex") is not None  # the runs above did use a format
 
 
 def _assert_secret_absent(tex: TexRenderer, body: str) -> None:
@@ -144,3 +154,13 @@ def test_batch_timeout_is_bisected_down_to_the_culprit():
     texts = ["".join(o.doc[o.page].get_text().split()) for o in good]
     assert texts[0] == "a+b" and "x" in texts[1] and "i" in texts[2] and texts[1] != texts[2]
     assert runs == 5  # the batch, its two halves, then the culprit's half split in two
+
+
+def test_a_preamble_that_cannot_be_preloaded_compiles_as_usual():
+    broken = "\\documentclass{article}\n\\usepackage{no-such-package-4711}\n\\begin{document}\nx\n\\end{document}\n"
+    with TexRenderer(timeout_s=5) as tex:
+        assert tex.preamble_format(broken, "pdflatex") is None  # the build failed; tried once
+        with pytest.raises(TexError) as e:
+            tex.compile(broken, preload=True)
+        assert e.value.reason == "compile_error" and "no-such-package-4711" in e.value.log
+        assert tex.compile(_doc("fine"), preload=True).pdf.startswith(b"%PDF")
