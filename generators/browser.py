@@ -23,7 +23,7 @@ import signal
 import tempfile
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from generators.base import GeneratorError, Reject
 
@@ -217,21 +217,33 @@ class BrowserRenderer:
 
     # -- public API -------------------------------------------------------------------------------
     def render_echart(
-        self, option: dict[str, Any], width: int, height: int, background: str = "#ffffff", min_ink_fraction: float = 0.002
+        self,
+        option: dict[str, Any],
+        width: int,
+        height: int,
+        background: str = "#ffffff",
+        min_ink_fraction: float = 0.002,
+        required_text: Sequence[str] = (),
     ) -> bytes:
-        """PNG bytes of an ECharts option drawn at width×height (animation off, pixel ratio 1). A chart with
-        almost no ink (the check of `base.check_not_blank`, done in the page on a 256² reduction so the
-        pixels need not be decoded here) is `Reject("blank")`."""
+        """PNG bytes of an ECharts option drawn at width×height on `background` (animation off, pixel
+        ratio 1). Gates, each a `Reject`: "blank" for a chart with almost no ink (the rule of
+        `base.check_not_blank`, applied in the page to a 256² reduction so no pixels travel to Python);
+        "overflow" for a line of text that runs off the canvas or is drawn over another, or a string
+        of `required_text` (what the target names) that no visible text shows in full."""
         with self._guard():
             self._ensure_echarts()
             res = self._driver.execute_script(
-                "return window.vf.renderEchart(arguments[0], arguments[1], arguments[2], arguments[3])",
-                option, int(width), int(height), background,
+                "return window.vf.renderEchart(arguments[0], arguments[1], arguments[2], arguments[3], arguments[4])",
+                option, int(width), int(height), background, [str(t) for t in required_text],
             )
         if "error" in res:
             raise Reject("render_error", res["error"])
         if res["ink"] < min_ink_fraction:
             raise Reject("blank", f"ink fraction {res['ink']:.4f} < {min_ink_fraction}")
+        if res["text"]:
+            shown = "; ".join(f"{p['text'][:60]!r} {p['why'][:80]}" for p in res["text"][:3])
+            more = f" (+{len(res['text']) - 3} more)" if len(res["text"]) > 3 else ""
+            raise Reject("overflow", shown + more)
         head, _, data = res["url"].partition(",")
         if head != "data:image/png;base64":
             raise Reject("render_error", f"unexpected image data URL header {head[:40]!r}")

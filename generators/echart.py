@@ -1,13 +1,17 @@
 """`echart`: pyecharts options drawn by ECharts in one persistent offline Chromium (`BrowserRenderer`).
 
-pyecharts builds the option (Bar, Line, Pie, Scatter); its JSON goes to the page as a WebDriver argument and
-`getDataURL` returns the PNG. pyecharts' own `render`/`make_snapshot` path (an HTML file per chart pointing
+pyecharts builds the option (Bar, Line, Pie, Scatter); its JSON goes to the page as a WebDriver argument, and
+the PNG comes back as the canvas' data URL (the pixels `getDataURL` gives). The page also rejects a near-blank
+chart and text the target names that the image does not show in full (off the canvas, drawn over other text,
+hidden or truncated by ECharts). pyecharts' own `render`/`make_snapshot` path (an HTML file per chart pointing
 at a CDN, a browser start per chart: 2.5 s each, VARY.md §7) is never used. The canvas is always
 `size`×`size`, so without degradations the browser's PNG is the sample as is: no decode/re-encode.
 """
 from __future__ import annotations
 
+import functools
 import json
+import math
 from typing import Any, Callable
 
 import numpy as np
@@ -33,7 +37,7 @@ SYMBOLS = ("circle", "rect", "triangle", "diamond", "emptyCircle", "none")
 
 class EChartGenerator(Generator):
     kind = "echart"
-    version = "1"
+    version = "2"
 
     def __init__(
         self,
@@ -149,10 +153,21 @@ class EChartGenerator(Generator):
             cat_label = opts.LabelOpts(font_size=st["tick_px"], rotate=st["tick_rotate"] if ct != "hbar" else 0, interval=0)
             split = opts.SplitLineOpts(is_show=st["split_line"])
             x_is_value = ct in ("hbar", "scatter")
-            x_axis = dict(name=data.x_title, name_location="middle", name_gap=int(st["label_px"] * 2.2 + st["tick_px"]),
+            # An axis name sits beyond its tick labels: the gap grows with the category labels' extent
+            # (long or rotated labels would otherwise run into the name). hbar's labels lie level beside
+            # a vertical axis: they reach out by their full width, as if turned 90 degrees.
+            cat_extent = _label_extent(data.categories, st["font"], st["tick_px"],
+                                       90 if ct == "hbar" else st["tick_rotate"])
+            x_gap = int(st["label_px"] * 2.2 + st["tick_px"])
+            y_gap = int(st["label_px"] * 3.5 + st["tick_px"])
+            if ct == "hbar":
+                y_gap = max(y_gap, int(cat_extent + 8 + st["label_px"] * 0.8))
+            elif ct != "scatter":
+                x_gap = max(x_gap, int(cat_extent + 8 + st["label_px"] * 0.5))
+            x_axis = dict(name=data.x_title, name_location="middle", name_gap=x_gap,
                           name_textstyle_opts=name_style, axislabel_opts=tick_label if x_is_value else cat_label,
                           type_="value" if x_is_value else "category", splitline_opts=split if x_is_value else None)
-            y_axis = dict(name=data.y_title, name_location="middle", name_gap=int(st["label_px"] * 3.5 + st["tick_px"]),
+            y_axis = dict(name=data.y_title, name_location="middle", name_gap=y_gap,
                           name_textstyle_opts=name_style, axislabel_opts=cat_label if ct == "hbar" else tick_label,
                           type_="category" if ct == "hbar" else "value", splitline_opts=None if ct == "hbar" else split,
                           is_inverse=ct == "hbar")  # hbar: first category on top, as the target lists it
@@ -163,6 +178,11 @@ class EChartGenerator(Generator):
         chart.set_global_opts(**global_kw)
         option = json.loads(chart.dump_options())
         option["textStyle"] = {"fontFamily": st["font"]}
+        if st["show_values"]:
+            # Value labels of neighbouring points (two series at one value) would be drawn over each other
+            # and read as neither; ECharts hides one of two overlapping value labels instead.
+            for series in option["series"]:
+                series["labelLayout"] = {"hideOverlap": True}
         if ct != "pie":
             option["grid"] = {"left": f"{left + 6}%", "right": f"{right + (14 if st['legend_pos'] == 'right' else 0)}%",
                               "top": f"{top + 8}%", "bottom": f"{bottom + 4}%", "containLabel": True}
@@ -177,8 +197,10 @@ class EChartGenerator(Generator):
         style = self._sample_style(rng, data)
         fonts.require_coverage("".join(data.texts()), style["font"])
         option = self.build_option(data, style)
-        png = self._renderer().render_echart(option, self.size, self.size, background=style["background"])
-        # The page already rejected a blank chart; pixels are decoded here only when a degradation needs them.
+        png = self._renderer().render_echart(option, self.size, self.size, background=style["background"],
+                                             required_text=target_texts(data))
+        # The page already rejected a blank or overflowing chart; pixels are decoded here only when a
+        # degradation needs them.
         applied: list[dict] = []
         if self.degradations:
             img, applied = degrade_mod.degrade(_decode(png), sample_rng(seed, index, stream=1), self.degradations)
@@ -188,6 +210,32 @@ class EChartGenerator(Generator):
                               degradations=applied)
         return [Sample(sample_id(self.kind, seed, index), png, self.size, self.size, self.kind, lang, self.prompt,
                        data.target(), meta)]
+
+
+@functools.lru_cache(maxsize=64)
+def _font(family: str, px: int):
+    from PIL import ImageFont
+
+    return ImageFont.truetype(fonts.font_path(family), px)
+
+
+def _label_extent(labels: list[str], family: str, px: int, rotate_deg: int) -> float:
+    """How far the longest of `labels`, drawn at `px` and turned by `rotate_deg`, reaches away from its
+    axis (its width measured with the font the page draws it with, PIL's advance widths)."""
+    if not labels:
+        return 0.0
+    width = max(_font(family, px).getlength(t) for t in labels)
+    a = math.radians(rotate_deg)
+    return width * math.sin(a) + px * math.cos(a)
+
+
+def target_texts(data: ChartData) -> list[str]:
+    """The strings of the target the chart must show in full: title, axis names, legend entries (series
+    names; a pie's legend lists its categories) and category labels."""
+    if data.chart_type == "pie":
+        return [data.title, *data.categories]
+    out = [data.title, *(t for t in (data.x_title, data.y_title) if t), *(name for name, _ in data.series)]
+    return out + list(data.categories)
 
 
 def _decode(png: bytes):

@@ -3,13 +3,15 @@ no tofu, same seed -> same bytes."""
 from __future__ import annotations
 
 import ast
+import base64
 import io
+from typing import Any
 
 import pytest
 from PIL import Image
 
 from generators import get_generator
-from generators.base import PROMPT_CHART, Rejected, Sample
+from generators.base import PROMPT_CHART, Reject, Rejected, Sample
 from generators.browser import BrowserRenderer
 from generators.chart_data import CHART_TYPES, ChartData
 
@@ -72,6 +74,22 @@ def test_target_is_the_option_drawn(browser, lang, chart_type):
         assert points == [list(kv) for kv in by_cat.items()]
 
 
+def test_png_is_what_get_data_url_gives(browser):
+    # The page returns zrender's own canvas instead of repainting it the way getDataURL does: same pixels.
+    gen = get_generator("echart", lang="en", chart_types=["line"], renderer=browser)
+    s = first_sample(gen, seed=4)
+    bg = s.meta["sampled"]["style"]["background"]
+    url = browser.page_state("echarts.getInstanceByDom(document.getElementById('chart'))"
+                             f".getDataURL({{type: 'png', pixelRatio: 1, backgroundColor: '{bg}'}})")
+    assert s.image == base64.b64decode(url.partition(",")[2])
+
+
+def test_blank_chart_is_rejected(browser):
+    with pytest.raises(Reject) as e:
+        browser.render_echart({"series": []}, 1024, 1024, "#ffffff")
+    assert e.value.reason == "blank" and "ink fraction 0.0000" in e.value.detail
+
+
 def test_cjk_font_covers_text_and_is_in_the_browser(browser):
     from generators import fonts
 
@@ -121,3 +139,74 @@ def test_shared_browser_is_left_open(browser):
     first_sample(gen)
     gen.close()
     assert browser.page_state("1 + 1") == 2
+
+
+# -- text-overflow gate: the target names text the image must show in full ----------------------------------
+
+def bar_option(categories: list[str], interval: Any = 0, title: str = "Rainfall", series: str = "Mean") -> dict:
+    return {
+        "title": {"text": title, "left": "center"},
+        "legend": {"bottom": 0},
+        "grid": {"containLabel": True},
+        "xAxis": {"type": "category", "data": categories, "axisLabel": {"interval": interval, "fontSize": 14}},
+        "yAxis": {"type": "value"},
+        "series": [{"type": "bar", "name": series, "data": [i + 1 for i in range(len(categories))]}],
+    }
+
+
+def overflow_of(browser, option: dict, required: list[str]) -> Reject:
+    with pytest.raises(Reject) as e:
+        browser.render_echart(option, 1024, 1024, "#ffffff", required_text=required)
+    assert e.value.reason == "overflow"
+    return e.value
+
+
+def test_plain_chart_passes_the_text_gate(browser):
+    cats = ["north", "south", "east", "west"]
+    png = browser.render_echart(bar_option(cats), 1024, 1024, "#ffffff", required_text=["Rainfall", "Mean", *cats])
+    assert Image.open(io.BytesIO(png)).size == (1024, 1024)
+
+
+def test_title_running_off_the_canvas_is_rejected_naming_it(browser):
+    title = "An uncommonly verbose heading " * 6
+    r = overflow_of(browser, bar_option(["north", "south"], title=title), required=[])
+    # Off-canvas text is caught from the layout alone, required strings or not.
+    assert title[:40] in r.detail and "runs off the canvas" in r.detail
+
+
+def test_labels_echarts_would_hide_are_rejected(browser):
+    cats = [f"district number {i:02d}" for i in range(40)]
+    # ECharts' default interval hides most of these labels: the target would list categories not drawn.
+    r = overflow_of(browser, bar_option(cats, interval="auto"), required=cats)
+    assert "is not drawn in full" in r.detail
+    # Drawn all (interval 0), they pile onto each other: unreadable, so rejected as well.
+    r = overflow_of(browser, bar_option(cats, interval=0), required=cats)
+    assert "overlaps" in r.detail and "district number" in r.detail
+
+
+def test_truncated_legend_entry_is_rejected(browser):
+    option = bar_option(["north", "south"], series="Mean monthly rainfall in millimetres")
+    option["legend"]["textStyle"] = {"width": 60, "overflow": "truncate"}
+    r = overflow_of(browser, option, required=["Mean monthly rainfall in millimetres"])
+    assert "'Mean monthly rainfall in millimetres' is not drawn in full" in r.detail
+
+
+def test_generator_rejects_text_that_cannot_fit(browser, tmp_path):
+    words = ["Internationalisationsmisunderstandingscharacteristically", "Counterrevolutionariesoverintellectualising"]
+    corpus = tmp_path / "long.txt"
+    corpus.write_text("\n".join(" ".join(words[(i + k) % 2] for k in range(8)) + "." for i in range(20)))
+    gen = get_generator("echart", lang="en", corpus=str(corpus), renderer=browser)
+    items = list(gen.items(0, 0, 4))
+    assert [type(i) for i in items] == [Rejected] * 4
+    assert {i.reason for i in items} == {"overflow"}
+    assert all(any(w[:30] in i.detail for w in words) for i in items)
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_seed_sweep_rarely_trips_the_gate(browser, lang):
+    # Layout leaves room for the sampled texts (axis names clear of long or rotated labels, overlapping
+    # value labels hidden), so the gate is a safety net, not a filter that throws away much of the output.
+    items = list(get_generator("echart", lang=lang, renderer=browser).items(1, 0, 20))
+    rejects = [i for i in items if isinstance(i, Rejected)]
+    assert {r.reason for r in rejects} <= {"overflow"}
+    assert len(rejects) <= 1, [r.detail for r in rejects]  # at most 5%

@@ -28,27 +28,96 @@
   }
 
   // The share of pixels far from the background grey level (the median), on a 256x256 reduction of the
-  // canvas: the same rule as generators.base.check_not_blank, without shipping pixels to Python.
+  // canvas: the rule of generators.base.check_not_blank (PIL's integer grey weights, median and count
+  // from the histogram), without shipping pixels to Python.
+  let inkCanvas = null;
   function inkFraction(canvas) {
     const n = 256;
-    const small = document.createElement("canvas");
-    small.width = n; small.height = n;
-    const ctx = small.getContext("2d", { willReadFrequently: true });
+    if (!inkCanvas) {
+      inkCanvas = document.createElement("canvas");
+      inkCanvas.width = n; inkCanvas.height = n;
+    }
+    const ctx = inkCanvas.getContext("2d", { willReadFrequently: true });
     ctx.fillStyle = "#ffffff";
     ctx.fillRect(0, 0, n, n);
     ctx.drawImage(canvas, 0, 0, n, n);
     const px = ctx.getImageData(0, 0, n, n).data;
-    const grey = new Uint8Array(n * n);
     const hist = new Uint32Array(256);
-    for (let i = 0, j = 0; i < px.length; i += 4, j++) {
-      const g = Math.round(0.299 * px[i] + 0.587 * px[i + 1] + 0.114 * px[i + 2]);
-      grey[j] = g; hist[g]++;
+    for (let i = 0; i < px.length; i += 4) {
+      hist[(px[i] * 19595 + px[i + 1] * 38470 + px[i + 2] * 7471 + 0x8000) >>> 16]++;
     }
-    let acc = 0, median = 0;
-    for (; median < 256; median++) { acc += hist[median]; if (acc * 2 >= n * n) break; }
+    const total = n * n;
+    // Median as check_not_blank takes it: the mean of the two middle values.
+    let lo = -1, hi = -1;
+    for (let g = 0, acc = 0; g < 256 && hi < 0; g++) {
+      acc += hist[g];
+      if (lo < 0 && acc >= ((total - 1) >> 1) + 1) lo = g;
+      if (acc >= (total >> 1) + 1) hi = g;
+    }
+    const median = (lo + hi) / 2;
     let ink = 0;
-    for (let j = 0; j < grey.length; j++) if (Math.abs(grey[j] - median) > 40) ink++;
-    return ink / grey.length;
+    for (let g = 0; g < 256; g++) if (Math.abs(g - median) > 40) ink += hist[g];
+    return ink / total;
+  }
+
+  // Text the chart cannot show as its target names it: a visible line of text that runs off the canvas,
+  // two lines of text drawn over each other, or a required string (title, category, series, axis name)
+  // that no visible line shows in full (ECharts hid it to avoid overlap, or truncated it).
+  // zrender draws each line of a text element as a "tspan" in the display list, its text as drawn
+  // (after any truncation) and its box in the element's local frame.
+  function textProblems(chart, width, height, required) {
+    const tol = 1;
+    const lines = [];
+    for (const el of chart.getZr().storage.getDisplayList(true)) {
+      if (el.type !== "tspan" || el.invisible || !el.style || !el.style.text) continue;
+      const r = el.getBoundingRect();
+      const m = el.transform;
+      const corners = [[r.x, r.y], [r.x + r.width, r.y], [r.x + r.width, r.y + r.height], [r.x, r.y + r.height]]
+        .map(([x, y]) => (m ? [m[0] * x + m[2] * y + m[4], m[1] * x + m[3] * y + m[5]] : [x, y]));
+      const xs = corners.map((c) => c[0]), ys = corners.map((c) => c[1]);
+      lines.push({ text: String(el.style.text), corners: corners,
+                   box: [Math.min(...xs), Math.min(...ys), Math.max(...xs), Math.max(...ys)] });
+    }
+    const problems = [];
+    const shown = new Set();
+    for (const { text, box } of lines) {
+      if (box[0] < -tol || box[1] < -tol || box[2] > width + tol || box[3] > height + tol) {
+        problems.push({ text: text, why: "runs off the canvas" });
+      } else {
+        shown.add(text);
+      }
+    }
+    for (let i = 0; i < lines.length; i++) {
+      const a = lines[i].box;
+      for (let j = i + 1; j < lines.length; j++) {
+        const b = lines[j].box;
+        // Most pairs lie apart; the exact test only for those whose upright boxes meet.
+        if (a[2] - tol <= b[0] + tol || b[2] - tol <= a[0] + tol || a[3] - tol <= b[1] + tol || b[3] - tol <= a[1] + tol) continue;
+        if (overlaps(lines[i].corners, lines[j].corners, tol)) {
+          problems.push({ text: lines[i].text, why: "overlaps " + JSON.stringify(lines[j].text) });
+        }
+      }
+    }
+    for (const text of required || []) {
+      if (!shown.has(String(text))) problems.push({ text: String(text), why: "is not drawn in full" });
+    }
+    return problems;
+  }
+
+  // Separating-axis test of two convex quadrilaterals, each shrunk by `tol` px along every axis.
+  function overlaps(a, b, tol) {
+    for (const poly of [a, b]) {
+      for (let k = 0; k < 4; k++) {
+        const p = poly[k], q = poly[(k + 1) % 4];
+        const len = Math.hypot(q[0] - p[0], q[1] - p[1]);
+        if (len === 0) continue;
+        const nx = (p[1] - q[1]) / len, ny = (q[0] - p[0]) / len;
+        const proj = (pts) => pts.map((c) => c[0] * nx + c[1] * ny);
+        const pa = proj(a), pb = proj(b);
+        if (Math.max(...pa) - tol <= Math.min(...pb) + tol || Math.max(...pb) - tol <= Math.min(...pa) + tol) return false;
+      }
+    }
+    return true;
   }
 
   function safeAttribute(name, value) {
@@ -101,7 +170,8 @@
                        (e) => done({ ok: false, error: String(e) }));
     },
 
-    renderEchart(option, width, height, background) {
+    // `required`: strings the target names, each of which must be drawn in full on the canvas.
+    renderEchart(option, width, height, background, required) {
       if (typeof echarts === "undefined") return { error: "echarts not loaded" };
       if (!chart || chartSize[0] !== width || chartSize[1] !== height) {
         if (chart) chart.dispose();
@@ -112,16 +182,29 @@
         chartSize = [width, height];
       }
       option.animation = false;
+      option.backgroundColor = background || "#ffffff";
+      // notMerge alone rebuilds the model but reuses the views of series that look alike, and those
+      // keep state: the same option drawn twice in a row gave other pixels. clear() drops every view.
       chart.clear();
       try {
         chart.setOption(option, { notMerge: true, lazyUpdate: false, silent: true });
       } catch (e) {
         return { error: "setOption failed: " + String(e) };
       }
-      // What getDataURL does, keeping the canvas so the blank check reads the very pixels returned.
-      const opts = { pixelRatio: 1, backgroundColor: background || "#ffffff" };
-      const canvas = chart.renderToCanvas ? chart.renderToCanvas(opts) : chart.getRenderedCanvas(opts);
-      return { url: canvas.toDataURL("image/png"), ink: inkFraction(canvas) };
+      // setOption has painted the chart, background included, on zrender's canvas. With that one layer,
+      // it holds the very pixels getDataURL would return (getDataURL repaints the whole chart into a fresh
+      // canvas first: an eighth of the cost of a chart).
+      const painter = chart.getZr().painter;
+      const layers = painter.getLayers ? painter.getLayers() : {};
+      const keys = Object.keys(layers);
+      const canvas = keys.length === 1 && layers[keys[0]].__builtin__ && layers[keys[0]].dom
+        ? layers[keys[0]].dom
+        : chart.renderToCanvas({ pixelRatio: 1, backgroundColor: option.backgroundColor });
+      return {
+        url: canvas.toDataURL("image/png"),
+        ink: inkFraction(canvas),
+        text: textProblems(chart, width, height, required),
+      };
     },
 
     renderMath(mathml, fontPx, color, background, padding) {
