@@ -1,11 +1,12 @@
 """Render throughput per kind: our generator against the raw library loop, measured in the same run.
 
     python benchmarks/render.py [--n 30] [--kinds document,pdf] [--out docs/render-benchmarks.md]
+    python -m benchmarks.render_<kind> [n]      # one kind, rows printed, nothing written
 
 Runs every `benchmarks/render_<kind>.py` module present (or those named by --kinds); each exposes
-`bench(n) -> list[dict]` rows {"kind", "ours_per_s", "raw_per_s", "raw_label", "goal", ...}. Figures are
-samples per CPU-second of this process and its renderers (`cpu_seconds`), i.e. per core. Results are merged by module into
-`<out>.json` (a run of a few kinds keeps the others' last figures) and the Markdown table is rewritten.
+`bench(n) -> list[dict]` rows {"kind", "ours_per_s", "raw_per_s", "raw_label", "goal", ...}. Figures
+are samples per CPU-second of this process and its renderers (`cpu_seconds`), i.e. per core. Results
+are merged by module into `<out>.json` (a run of a few kinds keeps the others' last figures) and the Markdown table is rewritten.
 """
 from __future__ import annotations
 
