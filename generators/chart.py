@@ -56,7 +56,7 @@ def load_corpora(corpus: str | dict[str, str] | None, lang: str, reader: Callabl
 
 class ChartGenerator(Generator):
     kind = "chart"
-    version = "1"
+    version = "2"
 
     def __init__(
         self,

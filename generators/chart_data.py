@@ -164,8 +164,16 @@ def sample_chart_data(rng: np.random.Generator, corpus: Corpus, chart_type: str,
         if chart_type in ("line", "area"):
             # A random walk reads like a real time series more than independent draws do.
             steps = rng.normal(0, 0.15, len(categories))
-            vals = np.clip(0.5 + np.cumsum(steps), 0.05, 1.0) * magnitude
+            vals = _fold(0.5 + np.cumsum(steps), 0.05, 1.0) * magnitude
         else:
             vals = rng.uniform(0.1, 1.0, len(categories)) * magnitude
         series.append((name, [_round(v, decimals) for v in vals]))
     return ChartData(chart_type, lang, title, cat_title, val_title, categories, series, decimals, thousands)
+
+
+def _fold(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """`x` reflected back into [lo, hi] at each bound. Clipping would turn a walk that wanders out into a
+    flat run of values at the bound (six equal maxima in a row reads as a broken chart)."""
+    span = hi - lo
+    t = np.mod(x - lo, 2 * span)
+    return lo + np.where(t > span, 2 * span - t, t)
