@@ -20,7 +20,8 @@ _CJK = re.compile(r"[\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\u3000-
 
 def rasterize_page(page: Any, size: int = 1024, gray: bool | None = None, fill: int = 255) -> tuple[Image.Image, bool]:
     """The page scaled so its longer side is `size` pixels and padded to size×size, plus whether it is
-    grayscale. Rendering at the final scale avoids a resampling pass; `gray=None` renders in colour and
+    grayscale. `page` is a pymupdf Page or a DisplayList made from one. Rendering at the final
+    scale avoids a resampling pass; `gray=None` renders in colour and
     keeps one channel when the page has no colour (PNG encoding then costs half). A colour render costs
     about what a gray one does (MuPDF's time goes into glyphs, not pixels); a second, small render to
     probe for colour measured no cheaper than scanning the full one."""

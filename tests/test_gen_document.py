@@ -111,3 +111,69 @@ def test_chinese_lines_never_start_with_closing_punctuation():
                         starts.append(text[0])
     # The corpus is full of "，" and "。", so a breaker without the rule starts some lines with them.
     assert len(starts) > 200 and not set(starts) & set(NO_LINE_START), sorted(set(starts) & set(NO_LINE_START))
+
+
+def _lines_by_layout_column(page, sampled: dict) -> str:
+    """The page's text lines read the way the layout placed them: the title, then each column
+    (known from the sampled margins, gutter and column count) top to bottom."""
+    ml, mr, _, _ = sampled["margins"]
+    n, gutter = sampled["columns"], sampled["gutter"]
+    col_w = (page.rect.width - ml - mr - gutter * (n - 1)) / n
+    lines = [ln for b in page.get_text("dict")["blocks"] for ln in b.get("lines", [])]
+
+    def column(ln) -> int:
+        if abs(ln["spans"][0]["size"] - sampled["title_size"]) < 0.01:
+            return -1
+        return min(n - 1, max(0, int((ln["bbox"][0] - ml + gutter / 2) // (col_w + gutter))))
+
+    lines.sort(key=lambda ln: (column(ln), ln["bbox"][1], ln["bbox"][0]))
+    return "".join(span["text"] for ln in lines for span in ln["spans"])
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_targets_follow_the_columns_a_reader_reads(lang):
+    # Seed 2 holds the Chinese pages whose hanging punctuation narrows the gap between column
+    # text boxes below what the pdf kind's layout-blind gutter finder needs; read column by column
+    # they are exactly the target.
+    gen = get_generator("document", lang=lang, columns=[2, 3])
+    for index in range(6):
+        pdf, target, sampled, _ = gen.typeset(2, index)
+        with pymupdf.open("pdf", pdf) as doc:
+            assert _squash(_lines_by_layout_column(doc[0], sampled)) == _squash(target), (lang, index)
+
+
+def test_cut_paragraphs_keep_the_longest_run_of_sentences_that_fits():
+    from reportlab.lib.styles import ParagraphStyle
+    from reportlab.platypus import Paragraph
+
+    from generators.document import _longest_fitting_prefix, _measured_font
+
+    for lang, font in (("en", "Times-Roman"), ("en", "DejaVu Sans"), ("zh", "WenQuanYi Micro Hei")):
+        corpus = get_generator("document", lang=lang).corpus(lang)
+        style = ParagraphStyle("p", fontName=_measured_font(font), fontSize=10.3, leading=13.4, splitLongWords=0,
+                               wordWrap="CJK" if lang == "zh" else None)
+        for start in range(0, 60, 6):
+            sentences = corpus.sentences_[start:start + 6]
+            whole = Paragraph(corpus.joiner.join(sentences), style)
+            whole.wrap(170, 10_000)
+            heights = [Paragraph(corpus.joiner.join(sentences[:k]), style).wrap(170, 10_000)[1]
+                       for k in range(1, len(sentences))]
+            for room in (5.0, 13.4, 40.0, 100.0, 201.0, 400.0):
+                expected = sum(1 for h in heights if h <= room)  # heights grow with k
+                assert _longest_fitting_prefix(whole, sentences, room) == expected, (lang, font, start, room)
+
+
+def test_memo_fonts_measure_as_reportlab_does():
+    import random
+
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    from generators.document import FONT_PAIRS, _measured_font, _rl_font
+
+    rng = random.Random(0)
+    words = [w for s in get_generator("document", lang="en").corpus("en").sentences_[:300] for w in s.split()]
+    words += ["naïve", "café – “quoted”", "", "Ω≈ç"]  # outside printable ASCII: reportlab's own measure
+    for name in {f for pair in FONT_PAIRS["en"] for f in pair}:
+        for w in words:
+            size = round(rng.uniform(8.0, 26.0), 2)
+            assert stringWidth(w, _measured_font(name), size) == stringWidth(w, _rl_font(name), size), (name, w)
