@@ -91,7 +91,8 @@ def bench(n: int = 30) -> list[dict]:
                      "rejects": sum(1 for x in items if not hasattr(x, "image"))})
         if lang == "en":
             minimal = {"kind": "chart (en)", "ours_per_s": round(rates["ours"], 2), "raw_per_s": round(rates["minimal"], 2),
-                       "raw_label": "VARY.md minimal loop: one 1024² bar chart + savefig(png)", "goal": GOAL}
+                       "raw_label": "VARY.md minimal loop: one 1024² bar chart + savefig(png)",
+                       "goal": "(reference: a simpler chart than ours)"}
     return rows + [minimal]
 
 
