@@ -229,7 +229,7 @@ class FormulaGenerator(OwnsRenderers, Generator):
     dpi (range for faithful), batch (formulas per TeX run or per browser screenshot), timeout_s, degradations, prompt."""
 
     kind = "formula"
-    version = "1"
+    version = "2"
 
     def __init__(self, source: str | None = None, reader: Callable[[str], bytes] | None = None,
                  backend: str = "fast", size: int | None = None, font_px: tuple[int, int] = (24, 48),
@@ -279,7 +279,9 @@ class FormulaGenerator(OwnsRenderers, Generator):
             try:
                 latex, sampled = self._draw(rng, index)
                 font_px = int(rng.integers(self.font_px[0], self.font_px[1] + 1))
-                drawn[index] = (rng, latex, to_mathml(latex), dict(sampled, backend="fast", font_px=font_px))
+                mathml = to_mathml(latex)
+                _require_mathml_glyphs(mathml)
+                drawn[index] = (rng, latex, mathml, dict(sampled, backend="fast", font_px=font_px))
             except Reject as r:
                 drawn[index] = r
         good = [i for i in indices if not isinstance(drawn[i], Reject)]
@@ -381,6 +383,29 @@ def to_mathml(latex: str) -> str:
     if unknown:
         raise Reject("mathml_error", f"unknown command {unknown.group(1)}")
     return mathml
+
+
+# What the fast path's page can draw with: the math font, then the text fonts infra/setup.sh installs,
+# which Chromium falls back to (through fontconfig) for a glyph the math font lacks.
+FAST_PATH_FONTS = ("DejaVu Sans", "DejaVu Serif", "WenQuanYi Micro Hei")
+
+
+def _require_mathml_glyphs(mathml: str) -> None:
+    """Reject("font_coverage") for a character of the MathML's text that none of the fast path's fonts
+    draws: Chromium would show it as a box (tofu) while the target names it."""
+    import html
+
+    from generators import fonts
+    from generators.browser import MATH_FONT
+
+    text = html.unescape("".join(re.findall(r">([^<]+)<", mathml)))
+    missing = set(fonts.missing_glyphs(text, MATH_FONT))
+    for font in FAST_PATH_FONTS:
+        missing &= fonts.missing_glyphs("".join(missing), font)
+    if missing:
+        shown = "".join(sorted(missing)[:20])
+        raise Reject("font_coverage", f"no font of the fast path (Latin Modern Math, {', '.join(FAST_PATH_FONTS)}) "
+                                      f"draws {shown!r} ({', '.join(f'U+{ord(c):04X}' for c in sorted(missing)[:20])})")
 
 
 def _load_lines(source: str, reader: Callable[[str], bytes] | None) -> list[tuple[int, str]]:

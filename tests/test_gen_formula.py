@@ -153,3 +153,16 @@ def test_fast_batch_rejects_only_the_bad_formulas(tmp_path):
     assert reasons == [None, "mathml_error", None, "mathml_error", "unsafe_tex", "blank", None]
     assert [o.text for o in out if isinstance(o, Sample)] == [r"a+b", r"\sqrt{y}", r"e^{i\pi}"]
     assert [o.image for o in out if isinstance(o, Sample)] == lone
+
+
+def test_fast_backend_rejects_glyphs_no_font_draws_before_rendering(tmp_path):
+    # Chinese in \text falls back to WenQuanYi; a character no installed font of the fast path draws
+    # (U+1F9A0, Tangut U+17000) would be tofu, so it is a font_coverage reject naming the code point.
+    lines = ["\\text{速度}=\\frac{d}{t}", "\\text{\U0001F9A0}+1", "x+\\text{\U00017000}", "a^{2}"]
+    src = tmp_path / "f.txt"
+    src.write_text("\n".join(lines), encoding="utf-8")
+    with FormulaGenerator(source=str(src), order="sequential", backend="fast", batch=16) as gen:
+        out = list(gen.items(0, 0, len(lines)))
+    assert [o.reason if isinstance(o, Rejected) else None for o in out] == [None, "font_coverage", "font_coverage", None]
+    assert "U+1F9A0" in out[1].detail and "U+17000" in out[2].detail
+    assert out[0].text == "\\text{速度}=\\frac{d}{t}"
