@@ -32,7 +32,7 @@ class PdfGenerator(FileSourced, Generator):
     degradations, prompt."""
 
     kind = "pdf"
-    version = "1"
+    version = "2"
 
     def __init__(self, source: str | Sequence[str] | None = None, size: int = 1024, lang: str = "auto",
                  max_bytes: int = 64 * 2**20, max_pages: int = 500, time_limit_s: float = 60.0,
