@@ -12,7 +12,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from flows.common import list_location, read_location
+from flows.common import read_location
 
 # HEAD requests for a remote listing run this many at a time (each one is a round trip, not CPU work).
 REMOTE_STAT_THREADS = 16
@@ -40,13 +40,23 @@ def input_digest(kind: str, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def listing_digest(source: Any) -> dict[str, Any]:
-    """The files `source` stands for (the generator's own listing rules) and a digest of what each one is now."""
+    """The files `source` stands for (the generator's own listing rules) and a digest of what each one is now.
+    A remote prefix is listed once and its sizes and ETags come with the listing; only names that come from
+    elsewhere (a .txt list, a list of names) cost a HEAD each."""
     from generators.sources import is_remote, list_sources
+    from storage import Location
 
-    names = list_sources(source, read_location, list_location)
-    remote = [n for n in names if is_remote(n)]
+    listed: dict[str, tuple[int, str | None]] = {}
+
+    def lister(prefix: str) -> list[str]:
+        listed.update(Location.parse(prefix).listing())
+        return list(listed)
+
+    names = list_sources(source, read_location, lister)
+    remote = [n for n in names if is_remote(n) and n not in listed]
     with ThreadPoolExecutor(max_workers=REMOTE_STAT_THREADS) as pool:
         stats = dict(zip(remote, pool.map(_remote_stat, remote)))
+    stats.update((name, f"{size}\t{etag}") for name, (size, etag) in listed.items())
     sha = hashlib.sha256()
     for name in names:
         sha.update(f"{name}\t{stats[name] if name in stats else _local_stat(name)}\n".encode())
@@ -64,10 +74,6 @@ def _local_stat(name: str) -> str:
 
 def _remote_stat(name: str) -> str:
     from storage import Location
-    from storage.errors import NotFound
 
-    loc = Location.parse(name)
-    try:
-        return f"{loc.size()}\t{loc.etag()}"
-    except NotFound:
-        return "missing"
+    head = Location.parse(name).stat()
+    return "missing" if head is None else f"{head[0]}\t{head[1]}"

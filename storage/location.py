@@ -79,6 +79,9 @@ class Location:
     def etag(self) -> str | None: ...
     def delete(self) -> None: ...
     def list(self) -> list["Location"]: ...  # direct and nested objects under this prefix, sorted
+    def listing(self) -> dict[str, tuple[int, str | None]]: ...  # {uri: (size, ETag or None)}, one listing, no HEADs
+    def stat(self) -> tuple[int, str | None] | None: ...  # (size, ETag or None) in one request; None if absent
+
     def relative_to(self, base: "Location") -> str:
         prefix = base.uri.rstrip("/") + "/"
         if not self.uri.startswith(prefix):
@@ -161,13 +164,23 @@ class LocalLocation(Location):
     def etag(self) -> str | None:
         return None
 
+    def stat(self) -> tuple[int, str | None] | None:
+        try:
+            return self.path.stat().st_size, None
+        except FileNotFoundError:
+            return None
+
     def delete(self) -> None:
         _unlink_quietly(str(self.path))
 
     def list(self) -> list["Location"]:
+        return [LocalLocation(Path(uri)) for uri in self.listing()]
+
+    def listing(self) -> dict[str, tuple[int, str | None]]:
         if not self.path.is_dir():
-            return []
-        return [LocalLocation(p) for p in sorted(self.path.rglob("*")) if p.is_file() and not p.name.endswith(".tmp")]
+            return {}
+        return {str(p): (p.stat().st_size, None) for p in sorted(self.path.rglob("*"))
+                if p.is_file() and not p.name.endswith(".tmp")}
 
 
 def _unlink_quietly(path: str) -> None:
@@ -314,21 +327,30 @@ class S3Location(Location):
         head = self._head()
         return head["ETag"].strip('"') if head else None
 
+    def stat(self) -> tuple[int, str | None] | None:
+        head = self._head()
+        return (int(head["ContentLength"]), head["ETag"].strip('"')) if head else None
+
     def delete(self) -> None:
         self._call("delete", self.client.delete_object, Key=self.key)
 
     def list(self) -> list["Location"]:
+        root = f"s3://{self.bucket}/"
+        return [S3Location(self.bucket, uri[len(root):], self.endpoint_url) for uri in self.listing()]
+
+    def listing(self) -> dict[str, tuple[int, str | None]]:
         prefix = self.key.rstrip("/") + "/" if self.key else ""
-        out: list[Location] = []
+        out: dict[str, tuple[int, str | None]] = {}
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {"Prefix": prefix}
             if token:
                 kwargs["ContinuationToken"] = token
             resp = self._call("list", self.client.list_objects_v2, **kwargs)
-            out.extend(S3Location(self.bucket, obj["Key"], self.endpoint_url) for obj in resp.get("Contents", []))
+            for obj in resp.get("Contents", []):
+                out[f"s3://{self.bucket}/{obj['Key']}"] = (int(obj["Size"]), obj["ETag"].strip('"'))
             if not resp.get("IsTruncated"):
                 break
             token = resp["NextContinuationToken"]
-        return sorted(out, key=lambda loc: loc.uri)
+        return dict(sorted(out.items()))
 

@@ -212,3 +212,25 @@ def test_lineage_answers_both_questions(root, tmp_path):
     chart_shard = read_manifest(charts).shards[0].uri
     assert [r["checkpoint"] for r in checkpoints_of(chart_shard, root)] == [ck2.uri]
     assert read_lineage(ck2)["parents"] == [ck1.uri]
+
+
+def test_listing_carries_size_and_etag_and_a_prefix_digest_costs_no_head(root):
+    from flows.inputs import listing_digest
+
+    base = Location.parse(root) / "inputs"
+    for name, data in (("b.pdf", b"%PDF-1 bee"), ("a.pdf", b"%PDF-1 a"), ("c.pdf", b"%PDF-1 seeeee")):
+        (base / name).write_bytes(data)
+    listing = base.listing()
+    assert list(listing) == sorted(listing) == [loc.uri for loc in base.list()]
+    assert [size for size, _ in listing.values()] == [8, 10, 13]
+    for uri, (size, etag) in listing.items():
+        assert Location.parse(uri).stat() == (size, etag) and etag == Location.parse(uri).etag()
+    assert (base / "nope.pdf").stat() is None
+
+    heads = []
+    if root.startswith("s3://"):
+        base.client.meta.events.register("before-call.s3.HeadObject", lambda **kw: heads.append(kw))
+    first = listing_digest(base.uri)
+    assert first["files"] == 3 and heads == []
+    (base / "a.pdf").write_bytes(b"%PDF-1 A")  # same size, new content: the ETag (S3) or mtime (local) tells
+    assert listing_digest(base.uri) != first
