@@ -166,14 +166,18 @@ def order_blocks(boxes: list[tuple[float, float, float, float]], page_width: flo
 
 
 def _find_gutters(boxes: list[tuple[float, float, float, float]], page_width: float) -> list[float]:
-    """x positions of vertical gaps between text columns. Coverage is weighted by block height so one
-    short centred heading bridging a gutter does not hide it."""
+    """x positions of vertical gaps between text columns. Only blocks with another block beside them
+    count: a block alone in its horizontal strip (a title, a caption or figure across the columns, a
+    footer, an indented quotation on a one-column page) says nothing about whether there are columns
+    above or below it, however tall it is. Coverage is weighted by block height so one short centred
+    heading bridging a gutter beside column text does not hide it."""
     x0 = min(b[0] for b in boxes)
     x1 = max(b[2] for b in boxes)
     width = x1 - x0
     if width <= 0:
         return []
-    narrow = [b for b in boxes if (b[2] - b[0]) < 0.6 * width]
+    has_neighbour = _beside_another(boxes)
+    narrow = [b for b, near in zip(boxes, has_neighbour) if near and (b[2] - b[0]) < 0.6 * width]
     if len(narrow) < 2:
         return []
     n = int(np.ceil(width)) + 1
@@ -198,6 +202,18 @@ def _find_gutters(boxes: list[tuple[float, float, float, float]], page_width: fl
                     gutters.append(mid)
             run_start = None
     return gutters
+
+
+def _beside_another(boxes: list[tuple[float, float, float, float]]) -> list[bool]:
+    """For each box, whether some other box sits beside it: overlapping it vertically (by more than a
+    point, so stacked lines whose boxes touch do not count) and clear of it horizontally."""
+    b = np.asarray(boxes, dtype=np.float64)
+    x0, y0, x1, y1 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    overlap = np.minimum(y1[:, None], y1[None, :]) - np.maximum(y0[:, None], y0[None, :]) > 1
+    np.fill_diagonal(overlap, False)
+    # 1 pt of slack: boxes of neighbouring columns may touch across a narrow gutter.
+    apart = (x1[None, :] <= x0[:, None] + 1) | (x0[None, :] >= x1[:, None] - 1)
+    return (overlap & apart).any(axis=1).tolist()
 
 
 def join_lines(block_text: str) -> str:

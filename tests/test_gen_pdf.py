@@ -207,7 +207,9 @@ def test_typeset_document_pages_read_back_in_their_known_reading_order(lang):
 
     gen = DocumentGenerator(lang=lang)
     wrong, columns = [], set()
-    for seed, index in itertools.product(range(8), range(8)):
+    # Two pages further on have a title line about 30 pt tall centred across the gutter.
+    also = {"en": [(46, 7), (62, 1)], "zh": []}[lang]
+    for seed, index in [*itertools.product(range(8), range(8)), *also]:
         pdf, target, sampled, _ = gen.typeset(seed, index)
         columns.add(sampled["columns"])
         with pymupdf.open("pdf", pdf) as doc:
@@ -256,3 +258,33 @@ def test_a_lone_last_line_stays_with_its_column_and_a_page_number_stays_last():
     # The same short line set apart from its column, or not lined up with it, is a footer.
     assert order_blocks([*body, (230, 740, 390, 752)], 612) == [0, 1, 2, 3]
     assert order_blocks([*body, (262, 694, 332, 706)], 612) == [0, 1, 2, 3]
+
+
+def test_a_block_alone_in_its_strip_does_not_hide_the_gutter_it_spans():
+    # A centred title or caption bridging the gutter with no text beside it is no evidence against
+    # columns above or below it, however tall: 40 pt of title is over 3% of the page's block height.
+    from generators.pages import _find_gutters, order_blocks
+
+    columns = [
+        (60, 120, 290, 400),  # 0 left, top
+        (60, 410, 290, 700),  # 1 left, lower
+        (310, 120, 540, 400),  # 2 right, top
+        (310, 410, 540, 700),  # 3 right, lower
+    ]
+    title = (180, 60, 420, 100)
+    gutters = _find_gutters([*columns, title], 600)
+    assert len(gutters) == 1 and 290 < gutters[0] < 310
+    assert order_blocks([*columns, title], 600) == [4, 0, 1, 2, 3]
+    # A three-line caption across both columns in the middle of the page: it separates two bands.
+    caption = (170, 404, 430, 452)
+    upper = [(60, 120, 290, 250), (60, 260, 290, 400), (310, 120, 540, 250), (310, 260, 540, 400)]
+    lower = [(60, 456, 290, 700), (310, 456, 540, 700)]
+    assert order_blocks([*lower, caption, *upper], 600) == [3, 4, 5, 6, 2, 0, 1]
+    # A heading in one column has the other column's text beside it: it stays in its column.
+    heading = (60, 404, 160, 420)
+    assert order_blocks([*columns[2:], heading, *columns[:2]], 600) == [3, 2, 4, 0, 1]
+    # One column with an indented quotation and its attribution set right: nothing is beside anything,
+    # so the gap between the two is no gutter.
+    page = [(60, 390, 540, 600), (100, 310, 280, 380), (60, 100, 540, 300), (320, 610, 500, 640)]
+    assert _find_gutters(page, 600) == []
+    assert order_blocks(page, 600) == [2, 1, 0, 3]
