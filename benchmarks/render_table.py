@@ -1,10 +1,12 @@
-"""`table` (TeX backend) against the raw library loops, on the same tables, in the same run (one core).
+"""`table` (both backends) against the raw library loops, on the same tables, in the same run (one core).
 
-Raw loops, both given the generator's own tabulars and dpi so only the generator's work differs:
+TeX backend; raw loops given the generator's own tabulars and dpi so only the generator's work differs:
 - one pdflatex/xelatex run per table (preview-cropped page) + PyMuPDF rasterise + Pillow PNG;
 - the batched equivalent: every table of the range in one TeX run, then rasterise + PNG page by page.
-Samples per CPU-second (this process and its TeX runs: `benchmarks.render.cpu_seconds`), best of three
-alternating rounds. `bench(n)` -> rows for benchmarks/render.py.
+HTML backend; raw loop in the generator's own Chromium page, given its drawn cells and style: build a
+`<table>` with textContent (cells passed as WebDriver arguments), then a CDP screenshot clipped to it.
+Samples per CPU-second (this process, its TeX runs, chromedriver and Chromium:
+`benchmarks.render.cpu_seconds`), best of three alternating rounds. `bench(n)` -> rows for benchmarks/render.py.
 """
 from __future__ import annotations
 
@@ -32,6 +34,71 @@ def _jobs(n: int, lang: str, seed: int = 0) -> tuple[str, str, list[tuple[str, i
             jobs.append((to_latex(table, sampled["style"]), dpi))
     engine, preamble = tex_preamble(lang)
     return engine, preamble, jobs
+
+
+def _html_jobs(n: int, lang: str, seed: int = 0) -> list[tuple[list, dict]]:
+    """[(rows, style)] for the first n indices, drawn exactly as the html backend draws them."""
+    from generators.base import Reject
+    from generators.table import TableGenerator
+
+    jobs = []
+    with TableGenerator(backend="html", lang=lang) as gen:
+        for index in range(n):
+            try:
+                _, _, table, _, style = gen.draw_html(seed, index)
+            except Reject:
+                continue
+            jobs.append((table.to_html_dict()["rows"], style))
+    return jobs
+
+
+# What renderTable (generators/assets/render.js) lays out for these styles, written the plain way:
+# default padding 4px 8px, centred nowrap cells, 1px black rules, bold header cells.
+_RAW_TABLE_JS = """
+const [rows, style] = arguments;
+let host = document.getElementById('vf-raw');
+if (!host) {
+  host = document.body.appendChild(document.createElement('div'));
+  host.id = 'vf-raw';
+  host.style.cssText = 'position:absolute;left:0;top:0;z-index:1;background:#ffffff';
+}
+const t = document.createElement('table');
+t.style.borderCollapse = 'collapse';
+t.style.fontSize = style.font_px + 'px';
+t.style.fontFamily = style.font_family;
+const rule = '1px solid #000000';
+if (style.border !== 'all') { t.style.borderTop = rule; t.style.borderBottom = rule; }
+for (const row of rows) {
+  const tr = t.insertRow();
+  for (const cell of row) {
+    const c = tr.appendChild(document.createElement(cell.header ? 'th' : 'td'));
+    c.textContent = cell.text;
+    c.rowSpan = cell.rowspan;
+    c.colSpan = cell.colspan;
+    c.style.cssText = 'padding:4px 8px;text-align:center;white-space:nowrap;font-weight:' + (cell.header ? 'bold' : 'normal');
+    if (style.border === 'all') c.style.border = rule;
+    else if (style.border === 'horizontal' || cell.header) c.style.borderBottom = rule;
+  }
+}
+host.replaceChildren(t);
+const r = t.getBoundingClientRect();
+return [r.left, r.top, r.right, r.bottom];
+"""
+
+
+def raw_html(driver, jobs: list[tuple[list, dict]]) -> int:
+    import base64
+    import math
+
+    for rows, style in jobs:
+        left, top, right, bottom = driver.execute_script(_RAW_TABLE_JS, rows, style)
+        x, y = int(left), int(top)
+        clip = {"x": x, "y": y, "width": math.ceil(right) - x, "height": math.ceil(bottom) - y, "scale": 1}
+        shot = driver.execute_cdp_cmd("Page.captureScreenshot", {"format": "png", "clip": clip,
+                                                                 "fromSurface": True, "optimizeForSpeed": True})
+        base64.b64decode(shot["data"])
+    driver.execute_script("document.getElementById('vf-raw').remove()")  # uncover the generator's stage
+    return len(jobs)
 
 
 def _png(page, dpi: int) -> bytes:
@@ -96,6 +163,17 @@ def bench(n: int = 30) -> list[dict]:
                      "raw_label": f"{engine}, all tables in one run + PyMuPDF + PNG", "goal": GOAL})
         rows.append({"kind": f"table[tex] ({lang})", "ours_per_s": mine, "raw_per_s": round(rates["per_table"], 1),
                      "raw_label": f"{engine} run per table + PyMuPDF + PNG", "goal": ">= 2x raw (batched TeX)"})
+    for lang in ("en", "zh"):
+        jobs = _html_jobs(n, lang)
+        with TableGenerator(backend="html", lang=lang) as gen:
+            list(gen.items(1, 0, 2))  # Chromium started, fonts loaded, outside the timing
+            driver = gen._browser._driver
+            raw_html(driver, jobs[:2])
+            rates = best_rates({"raw": lambda: raw_html(driver, jobs), "ours": lambda: len(list(gen.items(0, 0, n)))})
+        rows.append({"kind": f"table[html] ({lang})", "ours_per_s": round(rates["ours"], 1),
+                     "raw_per_s": round(rates["raw"], 1),
+                     "raw_label": "same cells and style, <table> via textContent + CDP screenshot clipped to it, "
+                                  "one open Chromium page (Chromium's RGB PNG kept as is)", "goal": GOAL})
     return rows
 
 

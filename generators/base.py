@@ -166,6 +166,21 @@ def encode_png(img: Any, compress_level: int = 1, grayscale: bool | None = None)
     return buf.getvalue()
 
 
+def decode_png(png: bytes, mode: str = "RGB") -> Any:
+    """A PIL image in `mode` of PNG bytes a renderer returned. pyspng decodes ~1.5x faster than Pillow
+    (VARY.md §7); the pixels are the same, Pillow is the fallback."""
+    from PIL import Image
+
+    try:
+        import pyspng
+    except ImportError:
+        img = Image.open(io.BytesIO(png))
+    else:
+        arr = pyspng.load(png)
+        img = Image.fromarray(np.ascontiguousarray(arr[..., :3]) if arr.ndim == 3 else arr)
+    return img if img.mode == mode else img.convert(mode)
+
+
 def is_grayscale(img: Any, tolerance: int = 2) -> bool:
     """True when an RGB image carries no colour worth keeping."""
     arr = np.asarray(img.convert("RGB"), dtype=np.int16)

@@ -22,6 +22,7 @@ from generators.base import (
     PROMPT_CHART,
     Generator,
     Sample,
+    decode_png,
     encode_png,
     sample_id,
     sample_rng,
@@ -203,7 +204,7 @@ class EChartGenerator(Generator):
         # degradation needs them.
         applied: list[dict] = []
         if self.degradations:
-            img, applied = degrade_mod.degrade(_decode(png), sample_rng(seed, index, stream=1), self.degradations)
+            img, applied = degrade_mod.degrade(decode_png(png), sample_rng(seed, index, stream=1), self.degradations)
             if applied:
                 png = encode_png(img)
         meta = self.base_meta(seed, index, lang=lang, chart_type=chart_type, data=data.to_meta(), style=style,
@@ -236,19 +237,3 @@ def target_texts(data: ChartData) -> list[str]:
         return [data.title, *data.categories]
     out = [data.title, *(t for t in (data.x_title, data.y_title) if t), *(name for name, _ in data.series)]
     return out + list(data.categories)
-
-
-def _decode(png: bytes):
-    """RGB image of the browser's PNG (pyspng decodes ~1.5x faster than Pillow, VARY.md §7)."""
-    from PIL import Image
-
-    try:
-        import pyspng
-
-        arr = pyspng.load(png)
-        img = Image.fromarray(np.ascontiguousarray(arr[..., :3]) if arr.ndim == 3 else arr)
-    except ImportError:
-        import io
-
-        img = Image.open(io.BytesIO(png))
-    return img.convert("RGB") if img.mode != "RGB" else img

@@ -7,7 +7,6 @@ merges) it is the LaTeX tabular itself. `meta.sampled.target_format` says which.
 """
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -15,7 +14,7 @@ import numpy as np
 
 from generators.base import (
     PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample,
-    sample_id, sample_rng,
+    decode_png, sample_id, sample_rng,
 )
 from generators.degrade import check_spec
 from generators.tex import ESCAPE_PREAMBLE, OwnsRenderers, escape_text
@@ -275,22 +274,23 @@ class TableGenerator(OwnsRenderers, Generator):
         return self.finish_sample(seed, index, img, rng, lang=lang, text=text, sampled=sampled, size=self.size,
                                   degradations=self.degradations)
 
-    def _render_html(self, seed: int, index: int) -> Sample:
-        from PIL import Image
-
+    def draw_html(self, seed: int, index: int) -> tuple[np.random.Generator, str, Table, dict[str, Any], dict[str, Any]]:
+        """`draw` plus the html backend's draws: (rng, lang, table, sampled, style for `render_table`)."""
         rng, lang, table, sampled = self.draw(seed, index)
         font_px = int(rng.integers(self.font_px[0], self.font_px[1] + 1))
+        family = "WenQuanYi Micro Hei, sans-serif" if lang == "zh" else str(
+            rng.choice(["serif", "sans-serif", "DejaVu Serif", "DejaVu Sans"]))
+        style = {"font_px": font_px, "border": _HTML_BORDER[sampled["style"]], "font_family": family}
+        return rng, lang, table, dict(sampled, backend="html", font_px=font_px, font_family=family), style
+
+    def _render_html(self, seed: int, index: int) -> Sample:
+        rng, lang, table, sampled, style = self.draw_html(seed, index)
         if self._browser is None:
             from generators.browser import BrowserRenderer
 
             self._browser = BrowserRenderer()
-        family = "WenQuanYi Micro Hei, sans-serif" if lang == "zh" else str(
-            rng.choice(["serif", "sans-serif", "DejaVu Serif", "DejaVu Sans"]))
-        style = {"font_px": font_px, "border": _HTML_BORDER[sampled["style"]], "font_family": family}
-        png = self._browser.render_table(table.to_html_dict(), style)
-        img = Image.open(io.BytesIO(png)).convert("L")
-        return self._finish(seed, index, img, rng, lang, self.target(table, sampled["style"]),
-                            dict(sampled, backend="html", font_px=font_px, font_family=family))
+        img = decode_png(self._browser.render_table(table.to_html_dict(), style), "L")
+        return self._finish(seed, index, img, rng, lang, self.target(table, sampled["style"]), sampled)
 
     def _tex_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
         from generators.tex import TexRenderer, rasterise_page, render_batch
