@@ -1,6 +1,6 @@
-"""A real `prefect server start` (SQLite, loopback) serving the render deployment: run it through the API,
-check the run and its artifacts, then open the UI's flow-run page in headless Chromium, save a screenshot
-under test-output/ and check the page shows the run."""
+"""A real `prefect server start` (SQLite, loopback): `prefect deploy --all` registers prefect.yaml on it; a
+served render deployment is run through the API, its run and artifacts checked, and the UI's flow-run page
+opened in headless Chromium (a screenshot under test-output/) to check it shows the run."""
 from __future__ import annotations
 
 import os
@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output"
@@ -49,9 +50,10 @@ def _stop(proc: subprocess.Popen) -> None:
             proc.wait()
 
 
-@pytest.fixture
-def prefect_server(tmp_path):
+@pytest.fixture(scope="module")
+def prefect_server(tmp_path_factory):
     port = _free_port()
+    tmp_path = tmp_path_factory.mktemp("prefect-server")
     home = tmp_path / "prefect-home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(PREFECT_HOME=str(home), DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -68,6 +70,44 @@ def prefect_server(tmp_path):
     finally:
         _stop(proc)
         log.close()
+
+
+def test_prefect_yaml_deploys_to_a_live_server(prefect_server):
+    """What `prefect deploy --all` registers: the server validates the work pools' job templates (the GPU
+    one is refused when a template variable is undeclared) and every deployment's pool and parameters."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    url, env = prefect_server
+    env = dict(env, PREFECT_API_URL=f"{url}/api")
+    prefect = str(Path(sys.executable).with_name("prefect"))
+
+    def cli(*args: str) -> str:
+        out = subprocess.run([prefect, "--no-prompt", *args], cwd=REPO, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, (args, out.stdout[-3000:], out.stderr[-3000:])
+        return out.stdout
+
+    cli("work-pool", "create", "cpu", "--type", "process")
+    cli("work-pool", "create", "gpu", "--type", "kubernetes", "--base-job-template",
+        str(REPO / "infra/k8s/gpu-base-job-template.json"))
+    cli("deploy", "--all")
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
+    with temporary_settings({PREFECT_API_URL: f"{url}/api"}), get_client(sync_client=True) as client:
+        flows = {f.id: f.name for f in client.read_flows()}
+        live = {f"{flows[d.flow_id]}/{d.name}": d for d in client.read_deployments()}
+        assert {d["name"] for d in spec} == {name.split("/", 1)[1] for name in live}
+        for d in spec:
+            (dep,) = [v for k, v in live.items() if k.endswith("/" + d["name"])]
+            assert dep.work_pool_name == d["work_pool"]["name"]
+            assert dep.parameters == d.get("parameters", {})
+            assert [s.schedule.cron for s in dep.schedules] == [c["cron"] for c in d.get("schedules", [])]
+        gpu = client.read_work_pool("gpu")
+        assert gpu.base_job_template["variables"]["properties"]["gpus"]["default"] == 8
+        # the trigger that starts training when a render completes is an automation on the server
+        names = {a.name for a in client.read_automations()}
+        assert any("vocabulary" in n for n in names), names
 
 
 @pytest.mark.slow
