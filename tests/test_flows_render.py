@@ -180,3 +180,17 @@ def test_shard_rows_zero_is_an_error_and_the_default_is_storages(capsys):
     assert DEFAULT_SHARD_ROWS == STORAGE_DEFAULT
     assert main(["render", "document", "--count", "4", "--shard-rows", "0"]) == 1
     assert "--shard-rows must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_dask_runner_renders_the_same_shards_as_the_process_pool(prefect_api, tmp_path):
+    """`runner="dask"` (a local Dask cluster here; `runner_address` for a real one) spreads the shard tasks
+    over Dask workers and gives byte-identical shards to the default process pool."""
+    from flows.render import render
+    from storage import read_manifest
+
+    kw = dict(kind="chart", count=4, seed=2, shard_rows=2, workers=2, gallery=0)
+    by_dask = render(out=str(tmp_path / "dask"), runner="dask", **kw)
+    by_pool = render(out=str(tmp_path / "pool"), runner="process", **kw)
+    assert by_dask["rows"] == 4 and by_dask["shards"] == 2
+    assert [s.sha256 for s in read_manifest(by_dask["manifest"]).shards] == \
+        [s.sha256 for s in read_manifest(by_pool["manifest"]).shards]
