@@ -85,6 +85,11 @@ def _clip(rect: dict[str, float]) -> tuple[int, int, int, int]:
     return x, y, max(1, math.ceil(rect["x"] + rect["width"]) - x), max(1, math.ceil(rect["y"] + rect["height"]) - y)
 
 
+def _table_args(table: dict[str, Any], style: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The JSON arguments of the page's table renderers: the rows, and `style` over the table's own."""
+    return {"rows": table.get("rows", [])}, dict(table.get("style") or {}, **(style or {}))
+
+
 class BrowserRenderer:
     """A headless Chromium with the renderer page open; calls are serialised by a lock.
 
@@ -103,6 +108,7 @@ class BrowserRenderer:
         self._pgid: int | None = None
         self._profile: str | None = None
         self.restarts = 0
+        self.screenshots = 0
         self._start()
 
     def _start(self) -> None:
@@ -213,6 +219,7 @@ class BrowserRenderer:
                 "optimizeForSpeed": True,
             },
         )
+        self.screenshots += 1
         return base64.b64decode(shot["data"])
 
     # -- public API -------------------------------------------------------------------------------
@@ -317,14 +324,50 @@ class BrowserRenderer:
         font_family, color, background, page_background, margin_px, cell_padding_px, border ("all" |
         "booktabs" | "horizontal" | "box" | "none"), rule_px, rule_color, align, header_bold,
         header_background, stripe_background. Cell text is set with textContent: never parsed as HTML."""
-        style = dict(table.get("style") or {}, **(style or {}))
         with self._guard():
             res = self._driver.execute_script(
-                "return window.vf.renderTable(arguments[0], arguments[1])", {"rows": table.get("rows", [])}, style
+                "return window.vf.renderTable(arguments[0], arguments[1])", *_table_args(table, style)
             )
             if "error" in res:
                 raise Reject("render_error", res["error"])
             return self._capture(res["rect"])
+
+    def render_table_many(
+        self,
+        tables: Sequence[dict[str, Any]],
+        styles: Sequence[dict[str, Any] | None] | None = None,
+        mode: str = "RGB",
+    ) -> list[Any]:
+        """`render_table` for a batch: the tables are packed into viewport-sized sheets, one layout for all
+        and one screenshot per sheet (the screenshot is most of the cost of a lone table), each sheet
+        decoded once and cropped per table. Returns, per input, a PIL image in `mode` with the pixels of
+        `render_table`'s PNG, or the `Reject` that table earned; one bad table never sinks the batch.
+        `styles` holds one style per table (None: each table's own "style")."""
+        from generators.base import decode_png
+
+        styles = list(styles) if styles is not None else [None] * len(tables)
+        if len(styles) != len(tables):
+            raise ValueError(f"{len(styles)} styles for {len(tables)} tables")
+        args = [_table_args(t, st) for t, st in zip(tables, styles)]
+        with self._guard():
+            res = self._driver.execute_script(
+                "return window.vf.renderTableMany(arguments[0], arguments[1], arguments[2], arguments[3])",
+                [a[0] for a in args], [a[1] for a in args], self._window[0], self._window[1],
+            )
+            shots = []
+            for k, sheet in enumerate(res["sheets"]):
+                if k:
+                    self._driver.execute_script("return window.vf.showSheet(arguments[0])", k)
+                shots.append(self._capture({"x": 0, "y": 0, **sheet}))
+        sheets = [decode_png(png, mode) for png in shots]
+        out: list[Any] = []
+        for r in res["items"]:
+            if r is None or "error" in r:
+                out.append(Reject("render_error", (r or {}).get("error", "table was not laid out")))
+                continue
+            x, y, w, h = _clip(r["rect"])
+            out.append(sheets[r["sheet"]].crop((x, y, x + w, y + h)))
+        return out
 
     def page_state(self, expression: str) -> Any:
         """Evaluate a trusted expression in the page — tests use it to check that nothing ran. Never pass

@@ -1,7 +1,8 @@
 """`table`: tables with header rows, numeric and text cells and some merged cells.
 
 Backends: "tex" (tabular + booktabs/multirow, all indices of an `items()` range in one TeX run, one
-table per page) and "html" (the persistent Chromium, `BrowserRenderer.render_table`). The target is
+table per page) and "html" (the persistent Chromium: every index of an `items()` batch laid out in one
+page and taken in a screenshot per viewport-sized sheet, `BrowserRenderer.render_table_many`). The target is
 markdown when the table has one header row and no merged cells; otherwise (markdown cannot express
 merges) it is the LaTeX tabular itself. `meta.sampled.target_format` says which.
 """
@@ -14,7 +15,7 @@ import numpy as np
 
 from generators.base import (
     PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample,
-    decode_png, sample_id, sample_rng,
+    sample_id, sample_rng,
 )
 from generators.degrade import check_spec
 from generators.tex import ESCAPE_PREAMBLE, OwnsRenderers, escape_text
@@ -283,14 +284,42 @@ class TableGenerator(OwnsRenderers, Generator):
         style = {"font_px": font_px, "border": _HTML_BORDER[sampled["style"]], "font_family": family}
         return rng, lang, table, dict(sampled, backend="html", font_px=font_px, font_family=family), style
 
-    def _render_html(self, seed: int, index: int) -> Sample:
-        rng, lang, table, sampled, style = self.draw_html(seed, index)
+    def _html_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
+        drawn: dict[int, Any] = {}
+        for index in indices:
+            try:
+                drawn[index] = self.draw_html(seed, index)
+            except Reject as r:
+                drawn[index] = r
+        good = [i for i in indices if not isinstance(drawn[i], Reject)]
+        placed = dict(zip(good, self._html_images([drawn[i][2].to_html_dict() for i in good],
+                                                  [drawn[i][4] for i in good])))
+        for index in indices:
+            outcome = drawn[index] if isinstance(drawn[index], Reject) else placed[index]
+            try:
+                if isinstance(outcome, Reject):
+                    raise outcome
+                rng, lang, table, sampled, _ = drawn[index]
+                yield self._finish(seed, index, outcome, rng, lang, self.target(table, sampled["style"]), sampled)
+            except Reject as r:
+                yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
+
+    def _html_images(self, tables: list[dict[str, Any]], styles: list[dict[str, Any]]) -> list[Any]:
+        """One greyscale PIL image or Reject per table. A table's pixels do not depend on its batch (tested
+        in test_browser_containment), so `render` and `items` agree byte for byte."""
+        if not tables:
+            return []
         if self._browser is None:
             from generators.browser import BrowserRenderer
 
-            self._browser = BrowserRenderer()
-        img = decode_png(self._browser.render_table(table.to_html_dict(), style), "L")
-        return self._finish(seed, index, img, rng, lang, self.target(table, sampled["style"]), sampled)
+            self._browser = BrowserRenderer(timeout_s=self.timeout_s)
+        try:
+            return self._browser.render_table_many(tables, styles, mode="L")
+        except Reject as r:
+            if len(tables) == 1:
+                return [r]
+        # The whole call failed (a timeout, a crashed page): render one by one, so only the culprit is rejected.
+        return [img for t, st in zip(tables, styles) for img in self._html_images([t], [st])]
 
     def _tex_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
         from generators.tex import TexRenderer, rasterise_page, render_batch
@@ -330,16 +359,13 @@ class TableGenerator(OwnsRenderers, Generator):
                 yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
 
     def render(self, seed: int, index: int) -> list[Sample]:
-        if self.backend == "html":
-            return [self._render_html(seed, index)]
-        (out,) = list(self._tex_batch(seed, [index]))
+        batch = self._html_batch if self.backend == "html" else self._tex_batch
+        (out,) = list(batch(seed, [index]))
         if isinstance(out, Rejected):
             raise Reject(out.reason, out.detail, out.source)
         return [out]
 
     def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
-        if self.backend == "html":
-            yield from super().items(seed, start, stop)
-            return
+        batch = self._html_batch if self.backend == "html" else self._tex_batch
         for lo in range(start, stop, self.batch):
-            yield from self._tex_batch(seed, list(range(lo, min(stop, lo + self.batch))))
+            yield from batch(seed, list(range(lo, min(stop, lo + self.batch))))

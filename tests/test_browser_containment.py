@@ -174,3 +174,48 @@ def test_mathml_batch_gives_the_pixels_of_lone_renders(browser):
     # A formula's pixels do not depend on what else is in its batch.
     alone = browser.render_mathml_many([formulas[2]], font_px=30)[0]
     assert np.array_equal(np.asarray(alone), lone[2])
+
+
+def _table(n_rows: int, n_cols: int, word: str) -> dict:
+    header = [{"text": f"{word} {c}", "header": True} for c in range(n_cols)]
+    return {"rows": [header] + [[{"text": f"{r * c}.{c}"} for c in range(n_cols)] for r in range(n_rows)]}
+
+
+def test_table_batch_gives_the_pixels_of_lone_renders(server):
+    import numpy as np
+
+    evil = hostile(server)
+    merged = {"rows": [[{"text": "组 group", "header": True, "colspan": 2}, {"text": "x", "header": True, "rowspan": 2}],
+                       [{"text": "a", "header": True}, {"text": "b", "header": True}],
+                       [{"text": "1"}, {"text": "2"}, {"text": "3"}]]}
+    tables = [_table(3, 3, "alpha"), {"rows": [[{"text": e} for e in evil]]}, merged, _table(6, 4, "beta"),
+              _table(2, 40, "wide"),  # wider than the viewport: a sheet of its own, captured beyond it
+              _table(12, 2, "tall"), _table(1, 2, "tiny"), _table(4, 5, "gamma")]
+    borders = ["all", "booktabs", "horizontal", "box", "all", "none", "all", "booktabs"]
+    families = ["serif", "sans-serif", "WenQuanYi Micro Hei, sans-serif", "DejaVu Serif"] * 2
+    backgrounds = ["#ffffff", "#f4f4f4", "#ffffff", "#ffffee"] * 2
+    styles = [{"border": b, "font_px": f, "font_family": fam, "margin_px": m, "page_background": bg}
+              for b, f, fam, m, bg in zip(borders, [14, 17, 22, 15, 16, 19, 13, 21], families, [0, 3, 0, 5, 0, 1, 0, 2],
+                                          backgrounds)]
+    # A small viewport, so the batch needs several sheets and a shelf holds more than one table.
+    with BrowserRenderer(window=(600, 400)) as b:
+        lone = [np.asarray(decode(b.render_table(t, s)).convert("RGB")) for t, s in zip(tables, styles)]
+        assert lone[4].shape[1] > 600
+        shots = b.screenshots
+        batch = b.render_table_many(tables, styles)
+        assert len(batch) == len(tables)
+        assert 3 <= b.screenshots - shots < len(tables)  # several sheets, fewer shots than tables
+        for single, img in zip(lone, batch):
+            assert np.array_equal(single, np.asarray(img))
+        # Cells in a batch are text too, and nothing ran or was fetched.
+        cells = b.page_state("Array.from(document.querySelectorAll('#stage td')).map(c => c.textContent)")
+        assert all(e in cells for e in evil)
+        markup = "document.querySelectorAll('#stage img, #stage script, #stage iframe, #stage link').length"
+        assert b.page_state(markup) == 0
+        assert b.page_state("window.__pwned === undefined")
+        # A table's pixels do not depend on what else is in its batch, nor where it lands.
+        alone = b.render_table_many(tables[3:4], styles[3:4], mode="L")[0]
+        reordered = b.render_table_many(tables[::-1], styles[::-1], mode="L")
+        assert np.array_equal(np.asarray(alone), np.asarray(decode(b.render_table(tables[3], styles[3])).convert("L")))
+        assert np.array_equal(np.asarray(alone), np.asarray(reordered[len(tables) - 4]))
+    assert settle_and_count() == 0

@@ -119,3 +119,38 @@ def test_preloaded_preamble_gives_the_same_pages_and_still_names_the_bad_table()
             continue
         pa, pb = (p.doc[p.page].get_pixmap(dpi=150) for p in (a, b))
         assert pa.samples == pb.samples and pa.width == pb.width
+
+
+def test_html_render_gives_the_bytes_of_items():
+    # items() lays a whole batch out in one page; render() draws one table alone: same samples.
+    with TableGenerator(backend="html", lang="mixed", batch=5, degradations={"p": 0.5}) as gen:
+        batch = list(gen.items(11, 0, 7))
+        assert all(isinstance(s, Sample) for s in batch)
+        assert {s.lang for s in batch} == {"en", "zh"}
+        assert gen._browser.screenshots < 7  # the batches really share screenshots
+        for index in (0, 3, 6):
+            (alone,) = gen.render(11, index)
+            assert alone == batch[index]
+
+
+_HANG_ON_BATCH = """(() => {
+  const one = window.vf.renderTableMany;
+  window.vf.renderTableMany = function (tables, ...rest) {
+    if (tables.length > 1) { while (true) {} }
+    return one.call(this, tables, ...rest);
+  };
+  return true;
+})()"""
+
+
+def test_html_batch_that_hangs_falls_back_to_one_table_at_a_time():
+    with TableGenerator(backend="html", lang="en", timeout_s=3) as ref:
+        expected = list(ref.items(2, 0, 4))
+    with TableGenerator(backend="html", lang="en", timeout_s=3) as gen:
+        list(gen.items(2, 0, 1))  # the browser is up
+        # A page that hangs on any multi-table layout (a stand-in for a runaway page or crash): the batch
+        # call times out, the browser restarts without the hook, and every table is drawn on its own.
+        assert gen._browser.page_state(_HANG_ON_BATCH)
+        out = list(gen.items(2, 0, 4))
+        assert gen._browser.restarts == 1
+    assert [s.image for s in out] == [s.image for s in expected]

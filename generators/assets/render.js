@@ -261,9 +261,8 @@
       return { box: box };
   }
 
-  Object.assign(window.vf, {
-    renderTable(table, style) {
-      const s = clearStage();
+  // One table in its own box (margin, page background), built from JSON with textContent only.
+  function tableBox(table, style) {
       style = style || {};
       const t = document.createElement("table");
       applyStyle(t, style, [["font_family", "fontFamily"], ["color", "color"], ["background", "backgroundColor"]]);
@@ -273,11 +272,12 @@
       const rule = (Number(style.rule_px) || 1) + "px solid " + (style.rule_color || "#000000");
       if (border === "booktabs" || border === "horizontal") { t.style.borderTop = rule; t.style.borderBottom = rule; }
       if (border === "box") t.style.border = rule;
-      const rows = Array.isArray(table.rows) ? table.rows : [];
+      const rows = table && Array.isArray(table.rows) ? table.rows : [];
       rows.forEach((row, ri) => {
         const tr = document.createElement("tr");
         if (style.stripe_background && ri % 2 === 1) tr.style.backgroundColor = String(style.stripe_background);
         (Array.isArray(row) ? row : []).forEach((cell) => {
+          cell = cell || {};
           const c = document.createElement(cell.header ? "th" : "td");
           c.textContent = String(cell.text === undefined || cell.text === null ? "" : cell.text);
           const rs = Math.trunc(Number(cell.rowspan) || 1), cs = Math.trunc(Number(cell.colspan) || 1);
@@ -299,11 +299,92 @@
       });
       const box = document.createElement("div");
       box.style.display = "inline-block";
+      // Laid out at its own width wherever it sits: the same box alone or in a batch.
+      box.style.width = "max-content";
       box.style.padding = (Number(style.margin_px) || 0) + "px";
       box.style.backgroundColor = String(style.page_background || "#ffffff");
       box.appendChild(t);
-      s.appendChild(box);
-      return { rect: rectOf(box) };
+      return box;
+  }
+
+  // Sheets of a table batch; one is shown at a time, each fits the viewport (a capture beyond it costs 2x).
+  let tableSheets = [];
+
+  Object.assign(window.vf, {
+    renderTable(table, style) {
+      const res = this.renderTableMany([table], [style], 1 << 30, 1 << 30);
+      return res.items[0];
+    },
+
+    // Many tables, each in its own absolutely placed box at a whole-pixel offset, so its pixels are those
+    // of a lone render. Boxes are shelf-packed (tallest first) into sheets of at most sheetW x sheetH px
+    // (a box bigger than that gets a sheet of its own); sheet 0 is shown, `showSheet` shows another.
+    // Returns {items: [{rect, sheet} | {error}], sheets: [{width, height}]}.
+    renderTableMany(tables, styles, sheetW, sheetH) {
+      const s = clearStage();
+      const gap = 2;
+      const out = [], boxes = [];
+      (Array.isArray(tables) ? tables : []).forEach((table, i) => {
+        try {
+          const box = tableBox(table, Array.isArray(styles) ? styles[i] : styles);
+          box.style.position = "absolute";
+          box.style.left = "0px";
+          box.style.top = "0px";
+          s.appendChild(box);
+          boxes.push(box);
+          out.push(null);
+        } catch (e) {
+          boxes.push(null);
+          out.push({ error: String(e && e.message || e) });
+        }
+      });
+      // Measure every box in one layout, then place them all.
+      const size = boxes.map((b) => {
+        if (!b) return null;
+        const r = b.getBoundingClientRect();
+        return [Math.ceil(r.width), Math.ceil(r.height)];
+      });
+      const order = boxes.map((_, i) => i).filter((i) => boxes[i]).sort((a, b) => size[b][1] - size[a][1] || a - b);
+      const sheets = [];
+      let x = 0, y = 0, shelf = 0;
+      for (const i of order) {
+        const [w, h] = size[i];
+        if (sheets.length && x > 0 && x + w > sheetW) { x = 0; y += shelf + gap; shelf = 0; }
+        if (!sheets.length || (y > 0 && y + h > sheetH)) {
+          const el = document.createElement("div");
+          el.style.position = "absolute";
+          el.style.left = "0px";
+          el.style.top = "0px";
+          s.appendChild(el);
+          sheets.push({ el: el, members: [] });
+          x = 0; y = 0; shelf = 0;
+        }
+        const sh = sheets[sheets.length - 1];
+        boxes[i].style.left = x + "px";
+        boxes[i].style.top = y + "px";
+        sh.el.appendChild(boxes[i]);
+        sh.members.push(i);
+        x += w + gap;
+        shelf = Math.max(shelf, h);
+      }
+      const dims = sheets.map((sh, k) => {
+        let width = 0, height = 0;
+        for (const i of sh.members) {
+          const r = rectOf(boxes[i]);
+          out[i] = { sheet: k, rect: r };
+          width = Math.max(width, Math.ceil(r.x + r.width));
+          height = Math.max(height, Math.ceil(r.y + r.height));
+        }
+        return { width: width, height: height };
+      });
+      tableSheets = sheets.map((sh) => sh.el);
+      this.showSheet(0);
+      return { items: out, sheets: dims };
+    },
+
+    showSheet(k) {
+      tableSheets.forEach((el, j) => { el.style.display = j === k ? "block" : "none"; });
+      return true;
     },
   });
 })();
