@@ -20,7 +20,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -46,6 +46,14 @@ def cpu_seconds() -> float:
         except psutil.Error:  # ended between listing and reading
             pass
     return total
+
+
+def samples(items: Iterable[object]) -> int:
+    """How many of `items` are samples: a reject is work done, not a sample made, and the raw loops render
+    only what our generator accepted."""
+    from generators.base import Sample
+
+    return sum(isinstance(x, Sample) for x in items)
 
 
 def best_rates(loops: dict[str, Callable[[], int]], rounds: int = 3) -> dict[str, float]:

@@ -71,7 +71,7 @@ def _raw_minimal(n: int) -> int:
 
 
 def bench(n: int = 30) -> list[dict]:
-    from benchmarks.render import best_rates
+    from benchmarks.render import best_rates, samples
     from generators.chart import ChartGenerator
 
     rows = []
@@ -80,7 +80,7 @@ def bench(n: int = 30) -> list[dict]:
         jobs = _jobs(n, lang)
         list(gen.items(1, 10_000, 10_002))  # warm: fonts, figure, corpus
         _raw_same_charts(gen, jobs[:2])
-        loops = {"raw": lambda: _raw_same_charts(gen, jobs), "ours": lambda: len(list(gen.items(1, 0, n)))}
+        loops = {"raw": lambda: _raw_same_charts(gen, jobs), "ours": lambda: samples(gen.items(1, 0, n))}
         if lang == "en":
             loops["minimal"] = lambda: _raw_minimal(n)
         rates = best_rates(loops)

@@ -48,7 +48,7 @@ def raw_per_page(sources: list[tuple[str, str]], size: int = 1024) -> int:
 
 
 def bench(n: int = 24) -> list[dict]:
-    from benchmarks.render import best_rates
+    from benchmarks.render import best_rates, samples
     from generators.latex_page import LatexPageGenerator
 
     rows = []
@@ -58,8 +58,8 @@ def bench(n: int = 24) -> list[dict]:
             for gen in (batched, single):
                 gen.render(1, 0)  # corpus, work dir, font caches outside the timing
             rates = best_rates({"raw": lambda: raw_per_page(sources),
-                                "64": lambda: len(list(batched.items(0, 0, count))),
-                                "1": lambda: len(list(single.items(0, 0, count)))})
+                                "64": lambda: samples(batched.items(0, 0, count)),
+                                "1": lambda: samples(single.items(0, 0, count))})
         for batch, goal in ((64, GOAL), (1, "–")):
             rows.append({"kind": f"latex_page ({lang}, batch {batch})", "ours_per_s": round(rates[str(batch)], 2),
                          "raw_per_s": round(rates["raw"], 2), "raw_label": RAW_LABEL, "goal": goal})

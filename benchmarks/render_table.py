@@ -14,6 +14,7 @@ import io
 import os
 import subprocess
 import tempfile
+from typing import Any
 
 GOAL = ">= 0.9x raw"
 
@@ -86,7 +87,7 @@ return [r.left, r.top, r.right, r.bottom];
 """
 
 
-def raw_html(driver, jobs: list[tuple[list, dict]]) -> int:
+def raw_html(driver: Any, jobs: list[tuple[list, dict]]) -> int:
     import base64
     import math
 
@@ -145,7 +146,7 @@ def raw_batched(engine: str, preamble: str, jobs: list[tuple[str, int]]) -> int:
 
 
 def bench(n: int = 30) -> list[dict]:
-    from benchmarks.render import best_rates
+    from benchmarks.render import best_rates, samples
     from generators.table import TableGenerator
 
     rows = []
@@ -156,7 +157,7 @@ def bench(n: int = 30) -> list[dict]:
             rates = best_rates({
                 "per_table": lambda: raw_per_table(engine, preamble, jobs[: max(4, n // 4)]),
                 "batched": lambda: raw_batched(engine, preamble, jobs),
-                "ours": lambda: len(list(gen.items(0, 0, n))),
+                "ours": lambda: samples(gen.items(0, 0, n)),
             })
         mine = round(rates["ours"], 1)
         rows.append({"kind": f"table[tex] ({lang})", "ours_per_s": mine, "raw_per_s": round(rates["batched"], 1),
@@ -169,7 +170,7 @@ def bench(n: int = 30) -> list[dict]:
             list(gen.items(1, 0, 2))  # Chromium started, fonts loaded, outside the timing
             driver = gen._browser._driver
             raw_html(driver, jobs[:2])
-            rates = best_rates({"raw": lambda: raw_html(driver, jobs), "ours": lambda: len(list(gen.items(0, 0, n)))})
+            rates = best_rates({"raw": lambda: raw_html(driver, jobs), "ours": lambda: samples(gen.items(0, 0, n))})
         rows.append({"kind": f"table[html] ({lang})", "ours_per_s": round(rates["ours"], 1),
                      "raw_per_s": round(rates["raw"], 1),
                      "raw_label": "same cells and style, <table> via textContent + CDP screenshot clipped to it, "

@@ -25,7 +25,7 @@ import threading
 from pathlib import Path
 from typing import Any, Sequence
 
-from generators.base import GeneratorError, Reject
+from generators.base import GeneratorError, Reject, decode_png
 
 CHROMIUM = os.environ.get("VARYFLOW_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("VARYFLOW_CHROMEDRIVER", "/usr/bin/chromedriver")
@@ -323,7 +323,9 @@ class BrowserRenderer:
         "colspan", "align"?}, ...], ...], "style"?: {...}}; `style` (or table["style"]) keys: font_px,
         font_family, color, background, page_background, margin_px, cell_padding_px, border ("all" |
         "booktabs" | "horizontal" | "box" | "none"), rule_px, rule_color, align, header_bold,
-        header_background, stripe_background. Cell text is set with textContent: never parsed as HTML."""
+        header_background, stripe_background. Cell text is set with textContent: never parsed as HTML.
+        The generator renders through `render_table_many`; this one-table path is the reference its
+        batches are tested against."""
         with self._guard():
             res = self._driver.execute_script(
                 "return window.vf.renderTable(arguments[0], arguments[1])", *_table_args(table, style)
@@ -343,7 +345,6 @@ class BrowserRenderer:
         decoded once and cropped per table. Returns, per input, a PIL image in `mode` with the pixels of
         `render_table`'s PNG, or the `Reject` that table earned; one bad table never sinks the batch.
         `styles` holds one style per table (None: each table's own "style")."""
-        from generators.base import decode_png
 
         styles = list(styles) if styles is not None else [None] * len(tables)
         if len(styles) != len(tables):

@@ -214,7 +214,7 @@ class EChartGenerator(Generator):
 
 
 @functools.lru_cache(maxsize=64)
-def _font(family: str, px: int):
+def _font(family: str, px: int) -> Any:
     from PIL import ImageFont
 
     return ImageFont.truetype(fonts.font_path(family), px)

@@ -191,6 +191,15 @@ def test_truncated_legend_entry_is_rejected(browser):
     assert "'Mean monthly rainfall in millimetres' is not drawn in full" in r.detail
 
 
+def test_a_hidden_label_is_not_covered_by_a_legend_entry_of_the_same_name(browser):
+    # The series is named like a category: the legend shows "south" once, the hidden axis label does not.
+    option = bar_option(["north", "south"], series="south")
+    browser.render_echart(option, 1024, 1024, "#ffffff", required_text=["south", "north", "south"])
+    option["xAxis"]["axisLabel"]["show"] = False
+    r = overflow_of(browser, option, required=["south", "north", "south"])
+    assert "'north' is not drawn in full" in r.detail and "'south' is not drawn in full" in r.detail
+
+
 def test_generator_rejects_text_that_cannot_fit(browser, tmp_path):
     words = ["Internationalisationsmisunderstandingscharacteristically", "Counterrevolutionariesoverintellectualising"]
     corpus = tmp_path / "long.txt"

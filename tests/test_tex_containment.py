@@ -58,8 +58,13 @@ def secret(tmp_path):
 class _PreloadingRenderer(TexRenderer):
     """Compiles every document on a format with its preamble preloaded (`TexRenderer.preamble_format`)."""
 
+    preloaded_runs = 0
+
     def compile(self, source, engine="pdflatex", preload=True):
-        return super().compile(source, engine, preload)
+        try:
+            return super().compile(source, engine, preload)
+        finally:  # TeX's banner names the format a run started from
+            self.preloaded_runs += "preloaded format=vf" in self.read_text("job.log").split("\n", 1)[0]
 
 
 @pytest.fixture(params=[TexRenderer, _PreloadingRenderer], ids=["plain", "preloaded"])
@@ -68,7 +73,7 @@ def tex(request):
     with request.param(timeout_s=5) as t:
         yield t
         if request.param is _PreloadingRenderer:
-            assert t.preamble_format(_doc(""), "pdflatex") is not None  # the runs above did use a format
+            assert t.preloaded_runs > 0  # the runs above did start from a preloaded format
 
 
 def _assert_secret_absent(tex: TexRenderer, body: str) -> None:
@@ -115,6 +120,22 @@ def test_tex_cannot_write_outside_workdir(tex, tmp_path):
     with pytest.raises(TexError):
         tex.compile(_doc(body))
     assert not target.exists()
+
+
+def test_runs_cannot_write_into_the_preloaded_formats():
+    # A poisoned format would reach every later run of the process; the formats' directory is not the work dir.
+    import os
+
+    with TexRenderer(timeout_s=5) as tex:
+        fmt = tex.preamble_format(_doc(""), "pdflatex")
+        assert fmt is not None
+        before = {n: os.path.getmtime(os.path.join(os.path.dirname(fmt), n)) for n in os.listdir(os.path.dirname(fmt))}
+        for target in (fmt + ".fmt", os.path.join(os.path.dirname(fmt), "evil.tex")):
+            body = f"\\newwrite\\w\\immediate\\openout\\w={target}\\immediate\\write\\w{{x}}\\immediate\\closeout\\w"
+            with pytest.raises(TexError):
+                tex.compile(_doc(body), preload=True)
+        after = {n: os.path.getmtime(os.path.join(os.path.dirname(fmt), n)) for n in os.listdir(os.path.dirname(fmt))}
+        assert after == before
 
 
 def test_infinite_loop_is_killed_as_timeout():
