@@ -332,7 +332,8 @@ class FormulaGenerator(OwnsRenderers, Generator):
             dpi = int(rng.integers(self.dpi[0], self.dpi[1] + 1))
             drawn[index] = (rng, latex, dict(sampled, backend="faithful", engine="pdflatex", dpi=dpi))
         good = [i for i in indices if not isinstance(drawn[i], Reject)]
-        pages = render_batch(self._tex_renderer(), FORMULA_PREAMBLE, [f"$\\displaystyle {drawn[i][1]}$" for i in good])
+        pages = render_batch(self._tex_renderer(), FORMULA_PREAMBLE, [f"$\\displaystyle {drawn[i][1]}$" for i in good],
+                             preload=True)
         placed = dict(zip(good, pages))
         for index in indices:
             sid = sample_id(self.kind, seed, index)
