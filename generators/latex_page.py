@@ -322,7 +322,7 @@ class LatexPageGenerator(OwnsRenderers, Generator):
 
         source = group_source(self._templates[name], lang, [d.blocks[: d.keep] for d in drafts])
         try:
-            out = self._tex.compile(source, drafts[0].engine)
+            out = self._tex.compile(source, drafts[0].engine, preload=True)
         except TexError as e:
             if len(drafts) > 1:
                 return [self._compile_group(name, lang, [d])[0] for d in drafts]
