@@ -1,6 +1,8 @@
 """`pdf` generator vs the raw PyMuPDF loop, in the same run (one core).
 
-Input: one-page PDFs typeset by the `document` generator (1-3 columns, English), written to a temp dir.
+Input: one-page PDFs typeset by the `document` generator (1-3 columns), written to a temp dir: one set in
+English, one in Chinese (embedded CJK TrueType font; its closing marks take the line-level path of
+reading order), each measured against the same raw loops.
 Raw loops: (a) tuned — `get_text("blocks")` sorted by position, page rendered straight to 1024 px, kept
 gray when it has no colour (the same output as ours: same colour handling, same PNG settings), padded,
 PNG level 1; (b) the same rendered gray unconditionally (no colour detection; a cheaper job than ours);
@@ -16,14 +18,14 @@ from pathlib import Path
 GOAL = ">= 0.9x raw"
 
 
-def _make_pdfs(n: int, folder: Path) -> list[str]:
+def _make_pdfs(n: int, folder: Path, lang: str = "en") -> list[str]:
     from generators.document import DocumentGenerator
 
-    gen = DocumentGenerator(lang="en")
+    gen = DocumentGenerator(lang=lang)
     names = []
     for i in range(n):
         pdf, *_ = gen.typeset(0, i)
-        path = folder / f"doc{i:04d}.pdf"
+        path = folder / f"{lang}{i:04d}.pdf"
         path.write_bytes(pdf)
         names.append(str(path))
     return names
@@ -64,16 +66,20 @@ def _ours(names: list[str]) -> int:
 
 
 def bench(n: int = 30) -> list[dict]:
+    return [row for lang in ("en", "zh") for row in _bench_lang(n, lang)]
+
+
+def _bench_lang(n: int, lang: str) -> list[dict]:
     from benchmarks.render import best_rates
 
     with tempfile.TemporaryDirectory() as tmp:
-        names = _make_pdfs(n, Path(tmp))
+        names = _make_pdfs(n, Path(tmp), lang)
         _raw(names[:2], "tuned")
         _ours(names[:2])  # warm
         rates = best_rates({mode: (lambda mode=mode: _raw(names, mode)) for mode in ("tuned", "gray", "naive")}
                            | {"ours": lambda: _ours(names)})
     ours = rates["ours"]
-    row = {"kind": "pdf (en)", "ours_per_s": round(ours, 2)}
+    row = {"kind": f"pdf ({lang})", "ours_per_s": round(ours, 2)}
     return [
         {**row, "raw_per_s": round(rates["tuned"], 2), "goal": GOAL,
          "raw_label": "PyMuPDF blocks sorted by (y, x) + RGB render 1024 + colour check + pad + PNG L1 (gray when no colour)"},

@@ -56,7 +56,8 @@ def no_colour(arr: np.ndarray, tolerance: int = 2) -> bool:
 
 def reading_order_text(page: Any) -> str:
     """The page's text in reading order: blocks grouped into columns (found from gaps in the blocks'
-    horizontal coverage), columns read left to right within each band between full-width blocks.
+    horizontal coverage), columns read left to right within each band between full-width blocks and
+    rows across the columns (an author grid, a table astride the gutter; read left to right).
     Lines of a block are joined with a space (none between CJK characters or after a line-end
     hyphen); blocks are separated by a blank line."""
     textpage = page.get_textpage(flags=TEXT_FLAGS)
@@ -147,30 +148,86 @@ def order_blocks(boxes: list[tuple[float, float, float, float]], page_width: flo
                 return False
         return True
 
-    spanning = sorted((i for i in range(len(boxes)) if breaks_band(i)), key=lambda i: boxes[i][1])
+    # A block across a gutter with blocks beside it is a row (an author grid, a table row whose middle
+    # cell straddles the gutter): it and the blocks level with it are read as one band, left to right.
+    rows = _rows(boxes, [i for i, near in enumerate(_beside_another(boxes)) if near and cols[i] is None])
+    in_row = {i for row in rows for i in row}
+    units = sorted([*([i] for i in range(len(boxes)) if i not in in_row and breaks_band(i)), *rows],
+                   key=lambda u: min(boxes[i][1] for i in u))
+    separate = in_row.union(*units)
     out: list[int] = []
     placed: set[int] = set()
     band_top = -np.inf
-    for s in [*spanning, None]:
-        band_bottom = boxes[s][1] if s is not None else np.inf
-        band = [i for i, b in enumerate(boxes) if i not in placed and i not in spanning and band_top <= b[1] < band_bottom]
+    for unit in [*units, None]:
+        band_bottom = min(boxes[i][1] for i in unit) if unit is not None else np.inf
+        band = [i for i, b in enumerate(boxes) if i not in placed and i not in separate and band_top <= b[1] < band_bottom]
         band.sort(key=lambda i: (cols[i], boxes[i][1], boxes[i][0]))
         out.extend(band)
         placed.update(band)
-        if s is not None:
-            out.append(s)
-            placed.add(s)
-            band_top = boxes[s][1]
+        if unit is not None:
+            out.extend(unit)
+            placed.update(unit)
+            band_top = band_bottom
     out.extend(i for i in range(len(boxes)) if i not in placed)  # defensive: never lose a block
     return out
+
+
+def _rows(boxes: list[tuple[float, float, float, float]], crossing: list[int]) -> list[list[int]]:
+    """Rows around the blocks in `crossing`, each in reading order. A row is the crossing blocks that
+    overlap vertically (by more than a point) and every block that lies within their height, give or
+    take half of it: column text beside a short crossing heading reaches far beyond it and stays in
+    its column. Within a row, blocks stacked over each other (an author's name over the affiliation,
+    split by MuPDF into two blocks) are read together, the stacks left to right."""
+    rows: list[list[int]] = []
+    for group in _strips_of(boxes, crossing):
+        top, bottom = min(boxes[i][1] for i in group), max(boxes[i][3] for i in group)
+        tol = 0.5 * (bottom - top)
+        members = [j for j, b in enumerate(boxes) if b[1] >= top - tol and b[3] <= bottom + tol
+                   and min(b[3], bottom) - max(b[1], top) > 1]
+        stacks: list[list[int]] = []
+        for j in sorted(members, key=lambda j: boxes[j][0]):
+            for st in stacks:
+                if any(min(boxes[j][2], boxes[k][2]) - max(boxes[j][0], boxes[k][0]) > 0 for k in st):
+                    st.append(j)
+                    break
+            else:
+                stacks.append([j])
+        rows.append([j for st in stacks for j in sorted(st, key=lambda j: boxes[j][1])])
+    # Rows that came to share a block are one row.
+    merged: list[list[int]] = []
+    for row in rows:
+        if merged and set(row) & set(merged[-1]):
+            merged[-1] = [*merged[-1], *(j for j in row if j not in merged[-1])]
+        else:
+            merged.append(row)
+    return merged
+
+
+def _strips_of(boxes: list[tuple[float, float, float, float]], indices: list[int]) -> list[list[int]]:
+    """`indices` of `boxes` split into runs that overlap vertically (by more than a point), top down."""
+    groups: list[list[int]] = []
+    bottom = -np.inf
+    for i in sorted(indices, key=lambda i: boxes[i][1]):
+        if groups and boxes[i][1] < bottom - 1:
+            groups[-1].append(i)
+            bottom = max(bottom, boxes[i][3])
+        else:
+            groups.append([i])
+            bottom = boxes[i][3]
+    return groups
 
 
 def _find_gutters(boxes: list[tuple[float, float, float, float]], page_width: float) -> list[float]:
     """x positions of vertical gaps between text columns. Only blocks with another block beside them
     count: a block alone in its horizontal strip (a title, a caption or figure across the columns, a
     footer, an indented quotation on a one-column page) says nothing about whether there are columns
-    above or below it, however tall it is. Coverage is weighted by block height so one short centred
-    heading bridging a gutter beside column text does not hide it."""
+    above or below it, however tall it is.
+
+    The rest is judged strip by strip (a strip: blocks joined by overlapping vertically). Within a
+    strip, coverage is weighted by block height, so one short centred heading bridging a gutter beside
+    column text does not hide it. Across strips, each strip votes with its height: a row of blocks
+    across the gutter (an author grid under a title, a table whose middle cells straddle the gutter)
+    is a short strip of its own and cannot hide the gutter of the tall column strips around it."""
     x0 = min(b[0] for b in boxes)
     x1 = max(b[2] for b in boxes)
     width = x1 - x0
@@ -181,11 +238,16 @@ def _find_gutters(boxes: list[tuple[float, float, float, float]], page_width: fl
     if len(narrow) < 2:
         return []
     n = int(np.ceil(width)) + 1
-    cover = np.zeros(n, dtype=np.float64)
-    for b in narrow:
-        cover[int(b[0] - x0): int(np.ceil(b[2] - x0)) + 1] += b[3] - b[1]
-    total = sum(b[3] - b[1] for b in narrow)
-    empty = cover <= 0.03 * total
+    against = np.zeros(n, dtype=np.float64)
+    total = 0.0
+    for strip in ([narrow[i] for i in g] for g in _strips_of(narrow, list(range(len(narrow))))):
+        cover = np.zeros(n, dtype=np.float64)
+        for b in strip:
+            cover[int(b[0] - x0): int(np.ceil(b[2] - x0)) + 1] += b[3] - b[1]
+        height = max(b[3] for b in strip) - min(b[1] for b in strip)
+        against += height * (cover > 0.03 * sum(b[3] - b[1] for b in strip))
+        total += height
+    empty = against <= total / 3
     gutters: list[float] = []
     margin = int(0.1 * width)
     run_start = None

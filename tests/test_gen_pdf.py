@@ -288,3 +288,74 @@ def test_a_block_alone_in_its_strip_does_not_hide_the_gutter_it_spans():
     page = [(60, 390, 540, 600), (100, 310, 280, 380), (60, 100, 540, 300), (320, 610, 500, 640)]
     assert _find_gutters(page, 600) == []
     assert order_blocks(page, 600) == [2, 1, 0, 3]
+
+
+def _body(c: Canvas, x: float, y: float, tag: str, paragraphs: int) -> list[str]:
+    """Column text: paragraphs of five lines, 10 pt gaps between them (one block each)."""
+    texts = []
+    for p in range(paragraphs):
+        lines = [f"{tag} paragraph {p} line {k} of the column." for k in range(5)]
+        y = _lines(c, x, y, lines, step=12) - 10
+        texts.append(" ".join(lines))
+    return texts
+
+
+def _paper(path: Path, across: str) -> list[str]:
+    """A two-column paper with a row of blocks across the gutter — `across` "authors": three author
+    blocks under the title, the middle one straddling the gutter; "table": a 4x3 table between two
+    bands of columns, its middle cells straddling the gutter, drawn column by column so each cell is a
+    block of its own. The right column is drawn first. Returns the page's blocks in reading order."""
+    c = Canvas(str(path), pagesize=A4)
+    mid = A4[0] / 2
+    c.setFont("Helvetica-Bold", 16)
+    c.drawCentredString(mid, 790, "A Paper With Two Columns")
+    order = ["A Paper With Two Columns"]
+    c.setFont("Helvetica", 10)
+    if across == "authors":
+        for cx, who in [(150, "Ann Left"), (mid, "Bo Middle"), (A4[0] - 150, "Cy Right")]:
+            lines = [who, f"{who.split()[1]} University", "Main Street"]
+            for k, t in enumerate(lines):
+                c.drawCentredString(cx, 760 - 12 * k, t)
+            order.append(" ".join(lines))
+        right = _body(c, 310, 700, "Right", 3)
+        order += _body(c, 60, 700, "Left", 3) + right
+    else:
+        right = _body(c, 310, 760, "Right upper", 3)
+        order += _body(c, 60, 760, "Left upper", 3) + right
+        cells = {(r, k): f"row {r} cell {k}" for r in range(4) for k in range(3)}
+        for k, cx in enumerate([110, mid, 480]):
+            for r in range(4):
+                c.drawCentredString(cx, 560 - 24 * r, cells[r, k])
+        order += [cells[r, k] for r in range(4) for k in range(3)]  # row by row
+        right = _body(c, 310, 450, "Right lower", 2)
+        order += _body(c, 60, 450, "Left lower", 2) + right
+    c.showPage()
+    c.save()
+    return order
+
+
+@pytest.mark.parametrize("across", ["authors", "table"])
+def test_a_row_of_blocks_across_the_gutter_is_read_as_a_row_between_the_columns(tmp_path: Path, across: str):
+    # The middle block of the row covers the gutter; the columns above and below must still be read
+    # one after the other, not interleaved paragraph by paragraph, and the row left to right.
+    path = tmp_path / f"{across}.pdf"
+    order = _paper(path, across)
+    [s] = get_generator("pdf", source=[str(path)]).render(0, 0)
+    # MuPDF may split an author's lines into two blocks: the order of the words is what counts.
+    assert s.text.split() == " ".join(order).split()
+    with pymupdf.open(path) as doc:  # the middle of the row really is one block astride the gutter
+        middle = [b for b in doc[0].get_text("blocks") if b[4].startswith(("Bo Middle", "row 0 cell 1"))]
+    assert len(middle) == 1 and middle[0][0] < A4[0] / 2 - 10 < A4[0] / 2 + 10 < middle[0][2]
+
+
+def test_a_short_row_votes_against_a_gutter_only_with_its_own_height():
+    from generators.pages import _find_gutters, order_blocks
+
+    authors = [(100, 60, 200, 96), (250, 60, 350, 96), (400, 60, 500, 96)]
+    columns = [(60, 120, 290, 300), (60, 310, 290, 420), (310, 120, 540, 300), (310, 310, 540, 420)]
+    gutters = _find_gutters([*columns, *authors], 600)
+    assert len(gutters) == 1 and 290 < gutters[0] < 310
+    assert order_blocks([*columns, *authors], 600) == [4, 5, 6, 0, 1, 2, 3]
+    # A table as tall as the columns beside it outvotes them: no gutter, the page is read by rows.
+    table = [(60, 430, 200, 700), (250, 430, 350, 700), (400, 430, 540, 700)]
+    assert _find_gutters([*columns, *table], 600) == []
