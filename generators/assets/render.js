@@ -27,12 +27,14 @@
     return { x: r.left + window.scrollX, y: r.top + window.scrollY, width: r.width, height: r.height };
   }
 
-  // The share of pixels far from the background grey level (the median), on a 256x256 reduction of the
+  // The share of pixels far from the background grey level (the median), on a 128x128 reduction of the
   // canvas: the rule of generators.base.check_not_blank (PIL's integer grey weights, median and count
-  // from the histogram), without shipping pixels to Python.
+  // from the histogram), without shipping pixels to Python. 128 rather than 256: Chromium's 1/4 downscale
+  // plus its readback cost a millisecond a chart (a twentieth of it), and on a sweep of 400 charts (seed 7,
+  // en and zh) both sizes gave the same blank/not-blank verdict for every one (least ink 0.0047 vs 0.0049).
   let inkCanvas = null;
   function inkFraction(canvas) {
-    const n = 256;
+    const n = 128;
     if (!inkCanvas) {
       inkCanvas = document.createElement("canvas");
       inkCanvas.width = n; inkCanvas.height = n;
@@ -87,17 +89,22 @@
         shown.set(text, (shown.get(text) || 0) + 1);
       }
     }
-    for (let i = 0; i < lines.length; i++) {
-      const a = lines[i].box;
-      for (let j = i + 1; j < lines.length; j++) {
-        const b = lines[j].box;
-        // Most pairs lie apart; the exact test only for those whose upright boxes meet.
-        if (a[2] - tol <= b[0] + tol || b[2] - tol <= a[0] + tol || a[3] - tol <= b[1] + tol || b[3] - tol <= a[1] + tol) continue;
-        if (overlaps(lines[i].corners, lines[j].corners, tol)) {
-          problems.push({ text: lines[i].text, why: "overlaps " + JSON.stringify(lines[j].text) });
-        }
+    // Most pairs lie apart: a sweep along x meets only the lines whose upright boxes overlap in x, and the
+    // exact test runs only for those whose boxes meet. Pairs are reported in display-list order.
+    const byLeft = lines.map((_, i) => i).sort((i, j) => lines[i].box[0] - lines[j].box[0]);
+    const pairs = [];
+    for (let s = 0; s < byLeft.length; s++) {
+      const a = lines[byLeft[s]].box;
+      for (let t = s + 1; t < byLeft.length; t++) {
+        const b = lines[byLeft[t]].box;
+        if (a[2] - tol <= b[0] + tol) break;  // this one and all after it start right of a's end
+        if (b[2] - tol <= a[0] + tol || a[3] - tol <= b[1] + tol || b[3] - tol <= a[1] + tol) continue;
+        const i = Math.min(byLeft[s], byLeft[t]), j = Math.max(byLeft[s], byLeft[t]);
+        if (overlaps(lines[i].corners, lines[j].corners, tol)) pairs.push([i, j]);
       }
     }
+    pairs.sort((p, q) => p[0] - q[0] || p[1] - q[1]);
+    for (const [i, j] of pairs) problems.push({ text: lines[i].text, why: "overlaps " + JSON.stringify(lines[j].text) });
     for (const text of required || []) {
       // Counted, so a hidden label is not covered by another element showing the same string (a legend
       // entry named like a category).
