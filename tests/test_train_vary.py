@@ -179,23 +179,29 @@ def test_killed_run_resumes_with_identical_losses(docs, tmp_path):
     assert losses == whole.losses
 
 
-def test_two_deepspeed_cpu_ranks_write_one_checkpoint(docs, tmp_path):
+def test_two_deepspeed_cpu_ranks_write_one_checkpoint_and_resume_with_exact_counts(docs, tmp_path):
+    # ZeRO-3: the weights are partitioned across the ranks and consolidated into one saved model.
     out = tmp_path / "ds"
     env = dict(os.environ, DS_ACCELERATOR="cpu", PYTHONUNBUFFERED="1")
     launcher = str(REPO / ".venv" / "bin" / "deepspeed")
-    run = subprocess.run([launcher, "--num_gpus", "2", "--master_port", "29533", "--module", "training",
-                          *_cli(out, docs, 2, "--deepspeed", "zero2")],
-                         cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
-    assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+
+    def launch(steps: int) -> None:
+        run = subprocess.run([launcher, "--num_gpus", "2", "--master_port", "29533", "--module", "training",
+                              *_cli(out, docs, steps, "--deepspeed", "zero3")],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+        assert run.returncode == 0, (run.stdout[-3000:], run.stderr[-3000:])
+
+    launch(2)
     ckpt = out / "checkpoint-000002"
     state = json.loads((ckpt / "trainer_state.json").read_text())
-    assert state["world_size"] == 2 and len(state["losses"]) == 2
+    assert state["world_size"] == 2 and len(state["losses"]) == 2 and state["samples"] == 2 * 2 * 2
     assert all((ckpt / f"data-rank{r}.json").is_file() for r in (0, 1))  # each rank's reader position
     assert (ckpt / "deepspeed").is_dir()
     from training.modeling import load_model
 
-    model = load_model(ckpt)  # one set of weights, loadable without DeepSpeed
+    model = load_model(ckpt)  # one set of weights, consolidated from the partitions, loadable without DeepSpeed
     assert sum(p.numel() for p in model.parameters()) > 0
+    assert all(p.numel() > 0 for p in model.parameters())  # no empty ZeRO-3 placeholders were saved
     expected = set()
     for rank in (0, 1):
         for i, row in enumerate(StreamingReader([docs], rank=rank, world_size=2)):
@@ -203,3 +209,11 @@ def test_two_deepspeed_cpu_ranks_write_one_checkpoint(docs, tmp_path):
                 break
             expected.add(row["_shard"])
     assert set(state["shards_read"]) == expected
+
+    # Resumed to step 4, the run counts what both ranks read once: the totals saved at step 2 are not
+    # loaded into every rank and summed again.
+    launch(4)
+    state = json.loads((out / "checkpoint-000004" / "trainer_state.json").read_text())
+    assert len(state["losses"]) == 4 and state["samples"] == 2 * 4 * 2
+    lineage_doc = json.loads((out / "checkpoint-000004" / "lineage.json").read_text())
+    assert lineage_doc["metrics"]["samples"] == 16

@@ -320,7 +320,13 @@ class Trainer:
                                 f"not {self.d.world_size}")
         self.step, self.losses = state["step"], state["losses"]
         self.shards_read = set(state["shards_read"])
-        self.skipped, self.truncated, self.samples = state["skipped"], state["truncated"], state["samples"]
+        # Each rank goes on from its own counts; the state's totals would be summed again at the next save.
+        mine = ckpt / f"counts-rank{self.d.rank}.json"
+        if mine.is_file():
+            counts = json.loads(mine.read_text())
+        else:  # a checkpoint from before per-rank counts: rank 0 carries the totals, so sums stay right
+            counts = state if self.d.main else {"skipped": [], "truncated": 0, "samples": 0}
+        self.skipped, self.truncated, self.samples = counts["skipped"], counts["truncated"], counts["samples"]
         self.parents = state.get("parents", self.parents)
         self.data_state = json.loads((ckpt / f"data-rank{self.d.rank}.json").read_text())
         if self.engine is not None:
@@ -354,6 +360,8 @@ class Trainer:
                 torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
                 torch.save(self.scheduler.state_dict(), tmp / "scheduler.pt")
         (tmp / f"data-rank{self.d.rank}.json").write_text(json.dumps(self.data_state))
+        (tmp / f"counts-rank{self.d.rank}.json").write_text(json.dumps(
+            {"skipped": self.skipped, "truncated": self.truncated, "samples": self.samples}))
         torch.save(_rng_state(), tmp / f"rng-rank{self.d.rank}.pt")
         all_shards = set().union(*self.d.gather(sorted(self.shards_read)))
         all_skipped = [s for part in self.d.gather(self.skipped) for s in part]
@@ -371,17 +379,18 @@ class Trainer:
             }, indent=1))
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
-            self._record_lineage(final, sorted(all_shards), all_skipped, samples)
+            self._record_lineage(final, sorted(all_shards), all_skipped, samples, truncated)
             self._prune()
         self.d.barrier()
         self.shards_read = all_shards
         return final
 
-    def _record_lineage(self, ckpt: Path, shards: list[str], skipped: list[dict[str, str]], samples: int) -> dict:
+    def _record_lineage(self, ckpt: Path, shards: list[str], skipped: list[dict[str, str]], samples: int,
+                        truncated: int) -> dict:
         from storage import lineage
 
         metrics = {"step": self.step, "loss": self.losses[-1] if self.losses else None, "samples": samples,
-                   "skipped": len(skipped), "truncated": self.truncated}
+                   "skipped": len(skipped), "truncated": truncated}
         config = dict(self.cfg.to_dict(), world_size=self.d.world_size)
         return lineage.record_checkpoint(
             str(ckpt), stage=self.cfg.stage, manifests=list(self.cfg.manifests), parents=list(self.parents),
@@ -452,14 +461,15 @@ class Trainer:
                 last = self.save()
         if last is None:  # resumed at the final step: the newest checkpoint is the result
             last = self.resume_dir
-        if self.d.main and self.truncated > 0:
+        skipped = [s for part in self.d.gather(self.skipped) for s in part]  # all ranks' counts
+        truncated = sum(self.d.gather(self.truncated))
+        if self.d.main and truncated > 0:
             logger.warning("%d training rows had their target truncated (and lost its stop token) at --max-length "
-                           "%d; raise --max-length so the model learns where texts end", self.truncated,
-                           cfg.max_length)
+                           "%d; raise --max-length so the model learns where texts end", truncated, cfg.max_length)
         lineage_doc = _read_lineage(last)
         metrics = {"steps": self.step, "final_loss": self.losses[-1] if self.losses else None,
-                   "samples": sum(self.d.gather(self.samples)), "skipped": len(self.skipped),
-                   "skipped_rows": self.skipped, "truncated": self.truncated, "world_size": self.d.world_size,
+                   "samples": sum(self.d.gather(self.samples)), "skipped": len(skipped),
+                   "skipped_rows": skipped, "truncated": truncated, "world_size": self.d.world_size,
                    "deepspeed": self.engine is not None, "bf16": self.bf16}
         return TrainResult(checkpoint=str(last), losses=list(self.losses), metrics=metrics, lineage=lineage_doc)
 
