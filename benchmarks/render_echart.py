@@ -41,10 +41,8 @@ document.head.appendChild(s);
 
 def bench(n: int = 40) -> list[dict]:
     from benchmarks.render import best_rates, samples
-    from generators.base import Sample, sample_rng
+    from generators.base import Sample
     from generators.browser import ASSETS, BrowserRenderer, echarts_js_path
-    from generators.chart import pick_lang
-    from generators.chart_data import sample_chart_data
     from generators.echart import EChartGenerator
 
     def raw(options: list, js: str = _RAW_JS) -> int:
@@ -66,13 +64,7 @@ def bench(n: int = 40) -> list[dict]:
         for lang in ("en", "zh"):
             gen = EChartGenerator(lang=lang, renderer=browser)
             list(gen.items(1, 10_000, 10_003))  # warm: echarts loaded, fonts cached
-            options = []
-            for i in range(n):
-                rng = sample_rng(1, i)
-                lg = pick_lang(rng, gen.lang)
-                ct = gen.chart_types[int(rng.integers(len(gen.chart_types)))]
-                data = sample_chart_data(rng, gen.corpora[lg], ct, lg)
-                options.append(gen.build_option(data, gen._sample_style(rng, data)))
+            options = [gen.build_option(*gen.draw(1, i)[3:]) for i in range(n)]
             items = list(gen.items(1, 0, n))
             accepted = [opt for opt, item in zip(options, items) if isinstance(item, Sample)]  # what raw draws
             raw(options[:1])

@@ -54,7 +54,25 @@ def load_corpora(corpus: str | dict[str, str] | None, lang: str, reader: Callabl
     return {lg: Corpus.load(specs.get(lg), lg, reader=reader) for lg in langs}
 
 
-class ChartGenerator(Generator):
+class DrawsCharts:
+    """The sampling `chart` and `echart` share: language, chart type, data, then the kind's own style."""
+
+    lang: str
+    chart_types: list[str]
+    corpora: dict[str, Any]
+
+    def _sample_style(self, rng: np.random.Generator, data: ChartData) -> dict[str, Any]: ...
+
+    def draw(self, seed: int, index: int) -> tuple[np.random.Generator, str, str, ChartData, dict[str, Any]]:
+        """(rng, lang, chart_type, data, style) of sample `index`, drawn in the order `render` draws them."""
+        rng = sample_rng(seed, index)
+        lang = pick_lang(rng, self.lang)
+        chart_type = self.chart_types[int(rng.integers(len(self.chart_types)))]
+        data = sample_chart_data(rng, self.corpora[lang], chart_type, lang)
+        return rng, lang, chart_type, data, self._sample_style(rng, data)
+
+
+class ChartGenerator(DrawsCharts, Generator):
     kind = "chart"
     version = "2"
 
@@ -178,11 +196,7 @@ class ChartGenerator(Generator):
         return img
 
     def render(self, seed: int, index: int) -> list[Sample]:
-        rng = sample_rng(seed, index)
-        lang = pick_lang(rng, self.lang)
-        chart_type = self.chart_types[int(rng.integers(len(self.chart_types)))]
-        data = sample_chart_data(rng, self.corpora[lang], chart_type, lang)
-        style = self._sample_style(rng, data)
+        _, lang, chart_type, data, style = self.draw(seed, index)
         fonts.require_coverage("".join(data.texts()), style["font"])
         img = self._draw(data, style)
         check_not_blank(img.reduce(4))  # the ink fraction survives a 4x box reduction; 5x cheaper

@@ -27,16 +27,15 @@ from generators.base import (
     sample_id,
     sample_rng,
 )
-from generators.chart import BACKGROUNDS, PALETTES, ZH_FONT, load_corpora
-from generators.corpus import pick_lang
-from generators.chart_data import ChartData, check_chart_params, sample_chart_data
+from generators.chart import BACKGROUNDS, PALETTES, ZH_FONT, DrawsCharts, load_corpora
+from generators.chart_data import ChartData, check_chart_params
 
 EN_FONTS = ("DejaVu Sans", "DejaVu Serif")
 LEGEND_POS = ("top", "bottom", "right")
 SYMBOLS = ("circle", "rect", "triangle", "diamond", "emptyCircle", "none")
 
 
-class EChartGenerator(Generator):
+class EChartGenerator(DrawsCharts, Generator):
     kind = "echart"
     version = "2"
 
@@ -191,11 +190,7 @@ class EChartGenerator(Generator):
 
     # -- rendering --------------------------------------------------------------------------------
     def render(self, seed: int, index: int) -> list[Sample]:
-        rng = sample_rng(seed, index)
-        lang = pick_lang(rng, self.lang)
-        chart_type = self.chart_types[int(rng.integers(len(self.chart_types)))]
-        data = sample_chart_data(rng, self.corpora[lang], chart_type, lang)
-        style = self._sample_style(rng, data)
+        _, lang, chart_type, data, style = self.draw(seed, index)
         fonts.require_coverage("".join(data.texts()), style["font"])
         option = self.build_option(data, style)
         png = self._renderer().render_echart(option, self.size, self.size, background=style["background"],
