@@ -295,7 +295,7 @@ class TexRenderer:
             return ""
 
     def close(self) -> None:
-        if self._dir is not None:
+        if getattr(self, "_dir", None) is not None:  # __init__ may have failed before setting it
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
