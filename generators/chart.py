@@ -61,6 +61,13 @@ class DrawsCharts:
     chart_types: list[str]
     corpora: dict[str, Any]
 
+    def _init_charts(self, lang: str, chart_types: list[str] | None, corpus: str | dict[str, str] | None, size: int,
+                     degradations: dict | None, prompt: str, reader: Callable[[str], bytes] | None) -> None:
+        self.lang, self.chart_types, self.size = check_chart_params(lang, chart_types, size, degradations)
+        self.degradations = degradations
+        self.prompt = prompt
+        self.corpora = load_corpora(corpus, self.lang, reader)
+
     def _sample_style(self, rng: np.random.Generator, data: ChartData) -> dict[str, Any]: ...
 
     def draw(self, seed: int, index: int) -> tuple[np.random.Generator, str, str, ChartData, dict[str, Any]]:
@@ -87,10 +94,7 @@ class ChartGenerator(DrawsCharts, Generator):
         reader: Callable[[str], bytes] | None = None,
     ):
         super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, size=size, degradations=degradations, prompt=prompt)
-        self.lang, self.chart_types, self.size = check_chart_params(lang, chart_types, size, degradations)
-        self.degradations = degradations
-        self.prompt = prompt
-        self.corpora = load_corpora(corpus, self.lang, reader)
+        self._init_charts(lang, chart_types, corpus, size, degradations, prompt, reader)
         self._fig = None
         self._canvas = None
         self._families: dict[str, str] = {}

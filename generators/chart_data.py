@@ -91,6 +91,13 @@ class ChartData:
         d["series"] = [[name, [list(v) if isinstance(v, tuple) else v for v in vals]] for name, vals in self.series]
         return d
 
+    @classmethod
+    def from_meta(cls, meta: dict[str, Any]) -> "ChartData":
+        """The data a sample's `meta["sampled"]["data"]` records (`to_meta` reversed)."""
+        d = dict(meta)
+        d["series"] = [(name, [tuple(v) if isinstance(v, list) else v for v in vals]) for name, vals in d["series"]]
+        return cls(**d)
+
 
 def check_chart_types(types: Any) -> tuple[str, ...]:
     types = tuple(types or CHART_TYPES)

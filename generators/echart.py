@@ -27,8 +27,8 @@ from generators.base import (
     sample_id,
     sample_rng,
 )
-from generators.chart import BACKGROUNDS, PALETTES, ZH_FONT, DrawsCharts, load_corpora
-from generators.chart_data import ChartData, check_chart_params
+from generators.chart import BACKGROUNDS, PALETTES, ZH_FONT, DrawsCharts
+from generators.chart_data import ChartData
 
 EN_FONTS = ("DejaVu Sans", "DejaVu Serif")
 LEGEND_POS = ("top", "bottom", "right")
@@ -51,10 +51,7 @@ class EChartGenerator(DrawsCharts, Generator):
         renderer: Any = None,
     ):
         super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, size=size, degradations=degradations, prompt=prompt)
-        self.lang, self.chart_types, self.size = check_chart_params(lang, chart_types, size, degradations)
-        self.degradations = degradations
-        self.prompt = prompt
-        self.corpora = load_corpora(corpus, self.lang, reader)
+        self._init_charts(lang, chart_types, corpus, size, degradations, prompt, reader)
         # A caller may share one browser between generators; then it also closes it.
         self._browser = renderer
         self._own_browser = renderer is None

@@ -11,19 +11,7 @@ from PIL import Image
 from generators import get_generator
 from generators.base import PROMPT_CHART, GeneratorError, Rejected, Sample
 from generators.chart_data import CHART_TYPES, ChartData
-
-
-def chart_data_from_meta(meta: dict) -> ChartData:
-    d = dict(meta["sampled"]["data"])
-    d["series"] = [(name, [tuple(v) if isinstance(v, list) else v for v in vals]) for name, vals in d["series"]]
-    return ChartData(**d)
-
-
-def first_sample(gen, seed: int = 7, start: int = 0, tries: int = 6) -> Sample:
-    for item in gen.items(seed, start, start + tries):
-        if isinstance(item, Sample):
-            return item
-    raise AssertionError("no sample in a row of indices")
+from tests.gen_support import first_sample
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +43,7 @@ def test_target_is_the_data_drawn(gens, lang, chart_type):
     s = first_sample(gen)
     assert (s.kind, s.lang, s.prompt, s.width, s.height) == ("chart", lang, PROMPT_CHART, 1024, 1024)
     target = ast.literal_eval(s.text)
-    data = chart_data_from_meta(s.meta)
+    data = ChartData.from_meta(s.meta["sampled"]["data"])
     assert s.meta["sampled"]["chart_type"] == chart_type == target["type"]
 
     # Draw the recorded chart again and read what matplotlib actually put on the canvas.
@@ -99,7 +87,7 @@ def test_cjk_uses_a_font_that_covers_every_character(gens):
     s = first_sample(gen, seed=3)
     style = s.meta["sampled"]["style"]
     assert style["font"] == "WenQuanYi Micro Hei"
-    data = chart_data_from_meta(s.meta)
+    data = ChartData.from_meta(s.meta["sampled"]["data"])
     assert any(ord(ch) > 0x2E80 for ch in s.text)  # the target holds Chinese
     assert fonts.missing_glyphs("".join(data.texts()), style["font"]) == set()
     # matplotlib resolves the family to that very file, so no fallback font draws boxes.

@@ -14,19 +14,7 @@ from generators import get_generator
 from generators.base import PROMPT_CHART, Reject, Rejected, Sample
 from generators.browser import BrowserRenderer
 from generators.chart_data import CHART_TYPES, ChartData
-
-
-def chart_data_from_meta(meta: dict) -> ChartData:
-    d = dict(meta["sampled"]["data"])
-    d["series"] = [(name, [tuple(v) if isinstance(v, list) else v for v in vals]) for name, vals in d["series"]]
-    return ChartData(**d)
-
-
-def first_sample(gen, seed: int = 7, start: int = 0, tries: int = 6) -> Sample:
-    for item in gen.items(seed, start, start + tries):
-        if isinstance(item, Sample):
-            return item
-    raise AssertionError("no sample in a row of indices")
+from tests.gen_support import first_sample
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +36,7 @@ def test_target_is_the_option_drawn(browser, lang, chart_type):
     assert (s.kind, s.lang, s.prompt, s.width, s.height) == ("echart", lang, PROMPT_CHART, 1024, 1024)
     assert Image.open(io.BytesIO(s.image)).size == (1024, 1024)
     target = ast.literal_eval(s.text)
-    option = gen.build_option(chart_data_from_meta(s.meta), s.meta["sampled"]["style"])
+    option = gen.build_option(ChartData.from_meta(s.meta["sampled"]["data"]), s.meta["sampled"]["style"])
     # The recorded option is what was drawn: rendering it again gives the sample's bytes.
     assert browser.render_echart(option, 1024, 1024, s.meta["sampled"]["style"]["background"]) == s.image
 
@@ -98,8 +86,8 @@ def test_cjk_font_covers_text_and_is_in_the_browser(browser):
     style = s.meta["sampled"]["style"]
     assert style["font"] == "WenQuanYi Micro Hei"
     assert any(ord(ch) > 0x2E80 for ch in s.text)
-    assert fonts.missing_glyphs("".join(chart_data_from_meta(s.meta).texts()), style["font"]) == set()
-    option = gen.build_option(chart_data_from_meta(s.meta), style)
+    assert fonts.missing_glyphs("".join(ChartData.from_meta(s.meta["sampled"]["data"]).texts()), style["font"]) == set()
+    option = gen.build_option(ChartData.from_meta(s.meta["sampled"]["data"]), style)
     assert option["textStyle"]["fontFamily"] == "WenQuanYi Micro Hei"
     # Chromium has that family locally (fontconfig), so the canvas text is drawn with it, not a fallback.
     assert browser.page_state("document.fonts.check(\"16px 'WenQuanYi Micro Hei'\", '中文')")
