@@ -8,7 +8,7 @@ ROOT=$(pwd)
 PY=${PYTHON:-python3}
 export DEBIAN_FRONTEND=noninteractive DO_NOT_TRACK=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
-APT_PACKAGES=(chromium chromium-driver texlive-latex-base texlive-latex-recommended texlive-fonts-recommended
+APT_PACKAGES=(chromium chromium-driver texlive-latex-base texlive-latex-recommended texlive-fonts-recommended cm-super
               texlive-latex-extra texlive-xetex texlive-lang-chinese dvipng fonts-wqy-microhei fonts-lmodern
               preview-latex-style fonts-dejavu-core)
 missing=()
