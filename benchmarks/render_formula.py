@@ -34,7 +34,7 @@ def raw_tex_per_formula(formulas: list[str]) -> int:
 
 
 def bench(n: int = 100) -> list[dict]:
-    formulas = [random_formula(sample_rng(0, i)) for i in range(n)]
+    formulas = [random_formula(sample_rng(0, i, kind="formula")) for i in range(n)]
     with FormulaGenerator(backend="fast") as fast, FormulaGenerator(backend="faithful") as faithful:
         for gen in (fast, faithful):
             list(gen.items(1, 0, 2))  # start the browser / TeX work dir outside the timing

@@ -77,10 +77,29 @@ class GeneratorError(Exception):
     """A problem with the generator's set-up (missing tool, bad parameter), not with one sample."""
 
 
-def sample_rng(seed: int, index: int, stream: int = 0) -> np.random.Generator:
-    """The random stream of one sample: independent of every other index, so any shard can be
-    re-rendered alone and yields the same bytes."""
-    return np.random.default_rng([int(seed), int(index), int(stream)])
+def as_reject(error: Exception) -> Reject:
+    """What an exception raised while making one sample means for that sample. A `Reject` is itself; any
+    other exception (a renderer's parser choking on hostile text, a library bug on odd data) is the
+    sample's `render_error`, named with its type and message, so it never ends the run. Only a
+    `GeneratorError` (a set-up problem: every sample would fail alike) is raised again."""
+    if isinstance(error, GeneratorError):
+        raise error
+    if isinstance(error, Reject):
+        return error
+    return Reject("render_error", f"{type(error).__name__}: {error}"[:500])
+
+
+def kind_key(kind: str) -> int:
+    """A stable 64-bit number for a kind's name (sha256, so it never changes with Python's hash seed)."""
+    return int.from_bytes(hashlib.sha256(kind.encode("utf-8")).digest()[:8], "little")
+
+
+def sample_rng(seed: int, index: int, stream: int = 0, *, kind: str) -> np.random.Generator:
+    """The random stream of one sample of `kind`: independent of every other index, so any shard can be
+    re-rendered alone and yields the same bytes, and of every other kind, so two kinds rendered at one
+    seed (the pipeline renders all at seed 0) never draw the same numbers — `chart` and `echart` sample
+    their data by one function and would otherwise hold the same charts."""
+    return np.random.default_rng([kind_key(kind), int(seed), int(index), int(stream)])
 
 
 def sample_id(kind: str, seed: int, index: int, suffix: str = "") -> str:
@@ -110,13 +129,24 @@ class Generator:
     def render(self, seed: int, index: int) -> list[Sample]:
         raise NotImplementedError
 
+    def rng(self, seed: int, index: int, stream: int = 0) -> np.random.Generator:
+        """`sample_rng` of this generator's kind."""
+        return sample_rng(seed, index, stream, kind=self.kind)
+
     def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
         """Samples and rejects for indices [start, stop), in order. One bad index never stops the rest."""
         for index in range(start, stop):
             try:
-                yield from self.render(seed, index)
-            except Reject as r:
-                yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
+                samples = self.render(seed, index)
+            except Exception as e:
+                yield self.rejected(seed, index, e)
+                continue
+            yield from samples
+
+    def rejected(self, seed: int, index: int, error: Exception, suffix: str = "") -> Rejected:
+        """The `Rejected` of one index that raised `error` (see `as_reject`)."""
+        r = as_reject(error)
+        return Rejected(sample_id(self.kind, seed, index, suffix), self.kind, r.reason, r.detail, r.source)
 
     def base_meta(self, seed: int, index: int, **sampled: Any) -> dict[str, Any]:
         return {

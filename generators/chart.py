@@ -22,7 +22,6 @@ from generators.base import (
     encode_png,
     fit_and_pad,
     sample_id,
-    sample_rng,
 )
 from generators.chart_data import ChartData, check_chart_params, sample_chart_data
 from generators.corpus import Corpus, pick_lang
@@ -72,7 +71,7 @@ class DrawsCharts:
 
     def draw(self, seed: int, index: int) -> tuple[np.random.Generator, str, str, ChartData, dict[str, Any]]:
         """(rng, lang, chart_type, data, style) of sample `index`, drawn in the order `render` draws them."""
-        rng = sample_rng(seed, index)
+        rng = self.rng(seed, index)
         lang = pick_lang(rng, self.lang)
         chart_type = self.chart_types[int(rng.integers(len(self.chart_types)))]
         data = sample_chart_data(rng, self.corpora[lang], chart_type, lang)
@@ -81,7 +80,7 @@ class DrawsCharts:
 
 class ChartGenerator(DrawsCharts, Generator):
     kind = "chart"
-    version = "2"
+    version = "3"
 
     def __init__(
         self,
@@ -169,6 +168,9 @@ class ChartGenerator(DrawsCharts, Generator):
             "font.size": st["tick_pt"],
             "axes.unicode_minus": False,
             "svg.fonttype": "none",
+            # Every string is drawn as written: "from $5 to $9" is text, not mathtext (which would draw
+            # "from 5 to 9" in italics, or raise on an unbalanced "$\frac{$"), as the target has it.
+            "text.parse_math": False,
         }
         with rc_context(rc):
             ax = fig.add_subplot()
@@ -205,7 +207,7 @@ class ChartGenerator(DrawsCharts, Generator):
         img = self._draw(data, style)
         check_not_blank(img.reduce(4))  # the ink fraction survives a 4x box reduction; 5x cheaper
         img = fit_and_pad(img, self.size)
-        img, applied = degrade_mod.degrade(img, sample_rng(seed, index, stream=1), self.degradations)
+        img, applied = degrade_mod.degrade(img, self.rng(seed, index, stream=1), self.degradations)
         meta = self.base_meta(seed, index, lang=lang, chart_type=chart_type, data=data.to_meta(), style=style,
                               degradations=applied)
         return [Sample(sample_id(self.kind, seed, index), encode_png(img), img.width, img.height, self.kind, lang,

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from generators.base import (PROMPT_OCR, Generator, GeneratorError, Reject, Sample, check_not_blank, encode_png,
-                             sample_id, sample_rng)
+                             sample_id)
 from generators.corpus import Corpus, pick_lang
 from generators.degrade import check_spec, degrade
 from generators.fonts import BASE14, font_path, require_coverage
@@ -150,7 +150,7 @@ class DocumentGenerator(Generator):
     prompt (default the OCR prompt), columns (list of allowed column counts, default [1, 2, 3])."""
 
     kind = "document"
-    version = "1"
+    version = "2"
 
     def __init__(self, lang: str = "en", size: int = 1024, corpus: str | dict[str, str] | None = None,
                  reader: Callable[[str], bytes] | None = None, degradations: dict | None = None,
@@ -176,7 +176,7 @@ class DocumentGenerator(Generator):
     def typeset(self, seed: int, index: int) -> tuple[bytes, str, dict[str, Any], np.random.Generator]:
         """The one-page PDF of sample `index`, its target text, the sampled layout, and the sample's rng
         (positioned after layout, for what follows). Exposed so tests and tools can inspect the PDF."""
-        rng = sample_rng(seed, index)
+        rng = self.rng(seed, index)
         lang = pick_lang(rng, self.lang)
         corpus = self.corpus(lang)
         s = self._sample_style(rng, lang)

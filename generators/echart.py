@@ -25,7 +25,6 @@ from generators.base import (
     decode_png,
     encode_png,
     sample_id,
-    sample_rng,
 )
 from generators.chart import BACKGROUNDS, PALETTES, ZH_FONT, DrawsCharts
 from generators.chart_data import ChartData
@@ -37,7 +36,7 @@ SYMBOLS = ("circle", "rect", "triangle", "diamond", "emptyCircle", "none")
 
 class EChartGenerator(DrawsCharts, Generator):
     kind = "echart"
-    version = "2"
+    version = "3"
 
     def __init__(
         self,
@@ -196,7 +195,7 @@ class EChartGenerator(DrawsCharts, Generator):
         # degradation needs them.
         applied: list[dict] = []
         if self.degradations:
-            img, applied = degrade_mod.degrade(decode_png(png), sample_rng(seed, index, stream=1), self.degradations)
+            img, applied = degrade_mod.degrade(decode_png(png), self.rng(seed, index, stream=1), self.degradations)
             if applied:
                 png = encode_png(img)
         meta = self.base_meta(seed, index, lang=lang, chart_type=chart_type, data=data.to_meta(), style=style,

@@ -25,13 +25,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from generators.base import (
-    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample,
-    sample_id, sample_rng,
-)
+from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, as_reject, sample_id
 from generators.degrade import check_spec
 from generators.sources import read_setup_file
-from generators.tex import BatchPage, OwnsRenderers, TexRenderer, check_untrusted, rasterise_page, render_batch
+from generators.tex import (BatchPage, OwnsRenderers, TexRenderer, brace_problem, check_untrusted, rasterise_page,
+                            render_batch)
 
 BACKENDS = ("fast", "faithful")
 
@@ -82,6 +80,132 @@ def normalize_latex(latex: str) -> str:
         out.append(tok)
         i += 1
     return "".join(out).strip()
+
+
+# -- structure -------------------------------------------------------------------------------------
+# Commands that take arguments, by how many they need (an optional [..] of \sqrt aside).
+_ARITY: dict[str, int] = {
+    **dict.fromkeys(("\\frac", "\\dfrac", "\\tfrac", "\\cfrac", "\\binom", "\\dbinom", "\\tbinom", "\\overset",
+                     "\\underset", "\\stackrel"), 2),
+    **dict.fromkeys(("\\sqrt", "\\hat", "\\bar", "\\vec", "\\tilde", "\\dot", "\\ddot", "\\check", "\\breve", "\\acute",
+                     "\\grave", "\\widehat", "\\widetilde", "\\overline", "\\underline", "\\overbrace", "\\underbrace",
+                     "\\overrightarrow", "\\overleftarrow", "\\mathbf", "\\mathrm", "\\mathcal", "\\mathbb", "\\mathit",
+                     "\\mathsf", "\\mathtt", "\\mathfrak", "\\mathscr", "\\boldsymbol", "\\operatorname", "\\pmb"), 1),
+    **dict.fromkeys(_TEXT_MODE, 1),
+}
+# What cannot be an argument (of a command, `^` or `_`): the end of a group, row or environment.
+_NOT_ARGUMENT = frozenset({"}", "&", "^", "_", "\\\\", "\\right", "\\middle", "\\end"})
+
+
+def structure_problem(latex: str) -> str | None:
+    """Why `latex` is not a well-formed formula, or None. Both backends check this before rendering, so
+    they agree on what is a formula: TeX stops at these mistakes, while latex2mathml quietly draws
+    something for most of them (`\\frac{a}{b` as a fraction, `}}}}` as nothing), whose target would
+    then be the broken string. Checked: balanced braces, `\\begin`/`\\end` pairs, `\\left`/`\\right`
+    pairs, the arguments of `^`, `_` and of the commands in `_ARITY`, no double script, `&` only directly
+    inside an environment, no bare `#` and no lone backslash."""
+    problem = brace_problem(latex)
+    if problem:
+        return problem
+    try:
+        _Structure([t for t in _TOKEN.findall(latex) if not t.isspace()]).check()
+    except _Malformed as e:
+        return str(e)
+    except RecursionError:
+        return "groups nested too deep"
+    return None
+
+
+class _Structure:
+    """A recursive walk over a formula's tokens; raises `_Malformed` at the first mistake."""
+
+    def __init__(self, tokens: list[str]):
+        self.t = tokens
+
+    def check(self) -> None:
+        i = self.seq(0, None, align=False)
+        if i < len(self.t):
+            raise _Malformed(f"unexpected {self.t[i]}")
+
+    def expect(self, i: int, closer: str, opened: str) -> int:
+        if i >= len(self.t) or self.t[i] != closer:
+            raise _Malformed(f"{opened} without {closer}")
+        return i + 1
+
+    def seq(self, i: int, closer: str | None, align: bool) -> int:
+        """Walk a run of atoms up to `closer` (not consumed); `align`: `&` is allowed at this level."""
+        scripts: set[str] = set()  # the scripts the current atom already carries
+        while i < len(self.t) and self.t[i] != closer:
+            tok = self.t[i]
+            if tok in ("^", "_"):
+                if tok in scripts:
+                    raise _Malformed(f"double {'superscript' if tok == '^' else 'subscript'}")
+                scripts.add(tok)
+                i = self.argument(i + 1, f"'{tok}'")
+                continue
+            scripts = set()
+            i = self.atom(i, align)
+        return i
+
+    def atom(self, i: int, align: bool) -> int:
+        tok = self.t[i]
+        if tok == "{":
+            return self.expect(self.seq(i + 1, "}", align=False), "}", "{")
+        if tok == "\\begin":
+            name, j = self.env_name(i)
+            j = self.seq(j, "\\end", align=True)
+            if j >= len(self.t):
+                raise _Malformed(f"\\begin{{{name}}} without \\end")
+            closing, j = self.env_name(j)
+            if closing != name:
+                raise _Malformed(f"\\begin{{{name}}} closed by \\end{{{closing}}}")
+            return j
+        if tok == "\\left":
+            j = self.seq(self.delimiter(i), "\\right", align=False)
+            if j >= len(self.t):
+                raise _Malformed("\\left without \\right")
+            return self.delimiter(j)
+        if tok == "\\middle":
+            return self.delimiter(i)
+        if tok in ("}", "\\right", "\\end"):
+            raise _Malformed(f"{tok} without its opening")
+        if tok == "&" and not align:
+            raise _Malformed("'&' outside an environment's rows")
+        if tok == "\\":
+            raise _Malformed("a lone backslash")
+        if tok == "#":
+            raise _Malformed("macro parameter character '#' (write \\# for the sign)")
+        i += 1
+        if tok in _ARITY:
+            if tok == "\\sqrt" and i < len(self.t) and self.t[i] == "[":
+                i = self.expect(self.seq(i + 1, "]", align=False), "]", "\\sqrt[")
+            for k in range(_ARITY[tok]):
+                i = self.argument(i, f"{tok} (argument {k + 1} of {_ARITY[tok]})")
+        return i
+
+    def argument(self, i: int, what: str) -> int:
+        if i >= len(self.t) or self.t[i] in _NOT_ARGUMENT:
+            raise _Malformed(f"{what} lacks an argument")
+        return self.atom(i, align=False)
+
+    def env_name(self, i: int) -> tuple[str, int]:
+        """The environment name after `\\begin`/`\\end` at token i, and the index after its closing brace."""
+        if i + 1 < len(self.t) and self.t[i + 1] == "{" and "}" in self.t[i + 2:]:
+            close = self.t.index("}", i + 2)
+            name = "".join(self.t[i + 2: close])
+            if re.fullmatch(r"[A-Za-z]+\*?", name):
+                return name, close + 1
+        raise _Malformed(f"{self.t[i]} without an environment name")
+
+    def delimiter(self, i: int) -> int:
+        """The index after the delimiter that follows `\\left`, `\\middle` or `\\right` at token i."""
+        if i + 1 >= len(self.t) or self.t[i + 1] in ("{", "}", "&", "^", "_"):
+            raise _Malformed(f"{self.t[i]} without a delimiter")
+        return i + 2
+
+
+class _Malformed(Exception):
+    pass
 
 
 # -- the procedural grammar ------------------------------------------------------------------------
@@ -229,7 +353,7 @@ class FormulaGenerator(OwnsRenderers, Generator):
     dpi (range for faithful), batch (formulas per TeX run or per browser screenshot), timeout_s, degradations, prompt."""
 
     kind = "formula"
-    version = "2"
+    version = "3"
 
     def __init__(self, source: str | None = None, reader: Callable[[str], bytes] | None = None,
                  backend: str = "fast", size: int | None = None, font_px: tuple[int, int] = (24, 48),
@@ -264,6 +388,9 @@ class FormulaGenerator(OwnsRenderers, Generator):
         if not latex:
             raise Reject("empty_formula", "formula is empty after normalisation", src)
         check_untrusted(latex, src)
+        problem = structure_problem(latex)
+        if problem:
+            raise Reject("malformed_formula", problem, src)
         return latex, {"origin": "corpus", "line": line_no}
 
     def _finish(self, seed: int, index: int, img: Any, rng: np.random.Generator, latex: str,
@@ -275,15 +402,15 @@ class FormulaGenerator(OwnsRenderers, Generator):
     def _fast_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
         drawn: dict[int, Any] = {}
         for index in indices:
-            rng = sample_rng(seed, index)
+            rng = self.rng(seed, index)
             try:
                 latex, sampled = self._draw(rng, index)
                 font_px = int(rng.integers(self.font_px[0], self.font_px[1] + 1))
                 mathml = to_mathml(latex)
                 _require_mathml_glyphs(mathml)
                 drawn[index] = (rng, latex, mathml, dict(sampled, backend="fast", font_px=font_px))
-            except Reject as r:
-                drawn[index] = r
+            except Exception as e:
+                drawn[index] = as_reject(e)
         good = [i for i in indices if not isinstance(drawn[i], Reject)]
         images = self._mathml_images([drawn[i][2] for i in good], [drawn[i][3]["font_px"] for i in good])
         placed = dict(zip(good, images))
@@ -294,8 +421,8 @@ class FormulaGenerator(OwnsRenderers, Generator):
                     raise outcome
                 rng, latex, _, sampled = drawn[index]
                 yield self._finish(seed, index, outcome.convert("L"), rng, latex, sampled)
-            except Reject as r:
-                yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
+            except Exception as e:
+                yield self.rejected(seed, index, e)
 
     def _mathml_images(self, mathmls: list[str], sizes: list[int]) -> list[Any]:
         """One PIL image or Reject per formula. A formula's pixels do not depend on its batch (tested in
@@ -323,11 +450,11 @@ class FormulaGenerator(OwnsRenderers, Generator):
     def _faithful_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
         drawn: dict[int, Any] = {}
         for index in indices:
-            rng = sample_rng(seed, index)
+            rng = self.rng(seed, index)
             try:
                 latex, sampled = self._draw(rng, index)
-            except Reject as r:
-                drawn[index] = r
+            except Exception as e:
+                drawn[index] = as_reject(e)
                 continue
             dpi = int(rng.integers(self.dpi[0], self.dpi[1] + 1))
             drawn[index] = (rng, latex, dict(sampled, backend="faithful", engine="pdflatex", dpi=dpi))
@@ -346,8 +473,8 @@ class FormulaGenerator(OwnsRenderers, Generator):
             try:
                 img = rasterise_page(outcome.doc, outcome.page, sampled["dpi"])
                 yield self._finish(seed, index, img, rng, latex, sampled)
-            except Reject as r:
-                yield Rejected(sid, self.kind, r.reason, r.detail, r.source)
+            except Exception as e:
+                yield self.rejected(seed, index, e)
 
     # -- the contract ----------------------------------------------------------------------------------
     def render(self, seed: int, index: int) -> list[Sample]:

@@ -17,9 +17,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from generators.base import (
-    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, sample_id, sample_rng,
-)
+from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, as_reject
 from generators.degrade import check_spec
 from generators.formula import _Grammar, normalize_latex, random_formula
 from generators.table import CJK_FONT, STYLES, check_text_coverage, random_table, to_latex, to_markdown
@@ -235,7 +233,7 @@ class LatexPageGenerator(OwnsRenderers, Generator):
     does not depend on what else shares its run: `render(seed, i)` and `items()` agree byte for byte."""
 
     kind = "latex_page"
-    version = "2"
+    version = "3"
 
     def __init__(self, lang: str = "en", corpus: str | None = None, reader: Callable[[str], bytes] | None = None,
                  templates: list[str] | None = None, size: int = 1024, timeout_s: float = 60.0,
@@ -270,7 +268,7 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         return self._corpora[lang]
 
     def _draft(self, seed: int, index: int) -> _Draft:
-        rng = sample_rng(seed, index)
+        rng = self.rng(seed, index)
         lang = self.lang if self.lang != "mixed" else str(rng.choice(["en", "zh"]))
         name = self.template_names[int(rng.integers(len(self.template_names)))]
         narrow = any(m in self._templates[name] for m in TWO_COLUMN_MARKERS)
@@ -291,8 +289,8 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         for index in indices:
             try:
                 open_.append(self._draft(seed, index))
-            except Reject as r:
-                out[index] = r
+            except Exception as e:
+                out[index] = as_reject(e)
         while open_:
             groups: dict[tuple[str, str], list[_Draft]] = {}
             for d in open_:
@@ -381,5 +379,5 @@ class LatexPageGenerator(OwnsRenderers, Generator):
                     if isinstance(outcome, Reject):
                         raise outcome
                     yield self._sample(seed, outcome)
-                except Reject as r:
-                    yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
+                except Exception as e:
+                    yield self.rejected(seed, index, e)

@@ -6,7 +6,7 @@ import io
 from typing import Any, Sequence
 
 from generators.base import (NEGATIVE_SENTENCES, PROMPT_OCR, Generator, GeneratorError, Reject, Sample, encode_png,
-                             fit_and_pad, sample_id, sample_rng)
+                             fit_and_pad, sample_id)
 from generators.corpus import pick_lang
 from generators.degrade import check_spec, degrade
 from generators.pages import no_colour
@@ -22,7 +22,7 @@ class NegativeGenerator(FileSourced, Generator):
     are Vary's English ones), sentences (override NEGATIVE_SENTENCES), max_bytes, degradations, prompt."""
 
     kind = "negative"
-    version = "1"
+    version = "2"
 
     def __init__(self, source: str | Sequence[str] | None = None, size: int = 1024, lang: str = "en",
                  sentences: Sequence[str] = NEGATIVE_SENTENCES, max_bytes: int = 32 * 2**20,
@@ -55,7 +55,7 @@ class NegativeGenerator(FileSourced, Generator):
             raise
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
             raise Reject("corrupt_image", f"{name}: {type(e).__name__}: {e}", source=name) from None
-        rng = sample_rng(seed, index)
+        rng = self.rng(seed, index)
         lang = pick_lang(rng, self.lang)
         sentence = self.sentences[int(rng.integers(len(self.sentences)))]
         original = img.size

@@ -4,6 +4,7 @@ rasterise a page straight to the square input size, and read its text in reading
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -54,20 +55,132 @@ def no_colour(arr: np.ndarray, tolerance: int = 2) -> bool:
     return bool((np.maximum(r, g) - np.minimum(r, g)).max() <= tolerance and (np.maximum(g, b) - np.minimum(g, b)).max() <= tolerance)
 
 
+@dataclass(frozen=True)
+class PageText:
+    """A page's text in reading order and what says whether it can be read once the page is 1024²."""
+
+    text: str
+    chars: int  # non-space characters
+    glyph_pt: float  # the font size most of the characters have (character-weighted median), in points
+
+
 def reading_order_text(page: Any) -> str:
+    """`page_text(page).text`."""
+    return page_text(page).text
+
+
+def page_text(page: Any) -> PageText:
     """The page's text in reading order: blocks grouped into columns (found from gaps in the blocks'
     horizontal coverage), columns read left to right within each band between full-width blocks and
     rows across the columns (an author grid, a table astride the gutter; read left to right).
     Lines of a block are joined with a space (none between CJK characters or after a line-end
-    hyphen); blocks are separated by a blank line."""
+    hyphen); blocks are separated by a blank line. Within a block, a run of lines set in another font
+    size or weight (a heading MuPDF put in its paragraph's block) is a block of its own. The text is
+    normalised by `normalize_text` (NFC, spacing accents recombined, ligatures as letters)."""
     textpage = page.get_textpage(flags=TEXT_FLAGS)
-    blocks = [b for b in textpage.extractBLOCKS() if b[6] == 0 and b[4].strip()]
-    boxes = [(b[0], b[1], b[2], b[3]) for b in blocks]
-    if any(_HANGING_AT_LINE_END.search(b[4]) for b in blocks):
-        # Only then pay for line-level extraction (about 0.5 ms a page; most Latin pages skip it).
-        boxes = _without_hanging_marks(textpage.extractDICT()["blocks"], [b[5] for b in blocks], boxes)
+    blocks, lines = [], []
+    for b in textpage.extractDICT()["blocks"]:
+        if b.get("type") == 0:
+            texts = [_line_text(ln) for ln in b["lines"]]
+            if any(t.strip() for t in texts):
+                blocks.append(b)
+                lines.append(texts)
+    boxes = [tuple(b["bbox"]) for b in blocks]
+    if any(_HANGING_AT_LINE_END.search(t) for texts in lines for t in texts):
+        boxes = _without_hanging_marks(blocks, [b["number"] for b in blocks], boxes)
     ordered = order_blocks(boxes, page.rect.width)
-    return "\n\n".join(t for t in (join_lines(blocks[i][4]) for i in ordered) if t)
+    parts = [t for i in ordered for t in _block_parts(blocks[i], lines[i])]
+    sizes: list[tuple[float, int]] = [(sp["size"], len(sp["text"]) - len(_SPACE.findall(sp["text"])))
+                                      for b in blocks for ln in b["lines"] for sp in ln["spans"]]
+    return PageText(normalize_text("\n\n".join(parts)), sum(n for _, n in sizes), _weighted_median(sizes))
+
+
+def _line_text(line: dict) -> str:
+    return "".join(sp["text"] for sp in line["spans"])
+
+
+def _line_font(line: dict) -> tuple[float, bool]:
+    """(size, bold) of the most characters of a line."""
+    weight: dict[tuple[float, bool], int] = {}
+    for sp in line["spans"]:
+        n = len(sp["text"].strip())
+        if n:
+            key = (round(sp["size"], 1), bool(sp["flags"] & 16) or "bold" in sp["font"].lower())
+            weight[key] = weight.get(key, 0) + n
+    return max(weight, key=lambda k: (weight[k], k)) if weight else (0.0, False)
+
+
+def _block_parts(block: dict, texts: list[str]) -> list[str]:
+    """The texts of a block (`texts`: its lines'), split where the lines change font size (by over a
+    tenth) or weight."""
+    if len({(sp["size"], sp["flags"], sp["font"]) for ln in block["lines"] for sp in ln["spans"]}) == 1:
+        return [t for t in (join_lines("\n".join(texts)),) if t]  # one font throughout: most blocks
+    runs: list[list[str]] = []
+    last: tuple[float, bool] | None = None
+    for line, text in zip(block["lines"], texts):
+        if not text.strip():
+            continue
+        font = _line_font(line)
+        if last is None or abs(font[0] - last[0]) > 0.1 * max(font[0], last[0]) or font[1] != last[1]:
+            runs.append([])
+        runs[-1].append(text)
+        last = font
+    return [t for t in (join_lines("\n".join(r)) for r in runs) if t]
+
+
+def _weighted_median(pairs: list[tuple[float, int]]) -> float:
+    pairs = sorted(p for p in pairs if p[1] > 0)
+    total = sum(n for _, n in pairs)
+    seen = 0
+    for value, n in pairs:
+        seen += n
+        if 2 * seen >= total:
+            return float(value)
+    return 0.0
+
+
+# Spacing accents as older TeX PDFs extract them (OT1 `\\"u` is a diaeresis glyph, then the letter) and
+# the combining mark each stands for. "`" (U+0060) is a grave accent only inside a word: elsewhere it is
+# a backquote. A cedilla or ogonek comes before its letter too (TeX), or after it.
+_SPACING_ACCENTS = {
+    "\u00a8": "\u0308", "\u00b4": "\u0301", "\u02c6": "\u0302", "\u02dc": "\u0303", "\u00af": "\u0304",
+    "\u02d8": "\u0306", "\u02d9": "\u0307", "\u02da": "\u030a", "\u02dd": "\u030b", "\u02c7": "\u030c",
+    "`": "\u0300", "\u00b8": "\u0327", "\u02db": "\u0328",
+}
+_BELOW = {"\u00b8": "\u0327", "\u02db": "\u0328"}
+_ACCENT_THEN_LETTER = re.compile("(?P<pre>\\w?)(?P<acc>[" + "".join(_SPACING_ACCENTS) + "])(?P<letter>[^\\W\\d_])")
+_LETTER_THEN_BELOW = re.compile("(?P<letter>[^\\W\\d_])(?P<acc>[" + "".join(_BELOW) + "])")
+_LIGATURES = {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"}
+
+
+def _compose(letter: str, mark: str) -> str | None:
+    """The one precomposed character of `letter` + combining `mark`, or None."""
+    import unicodedata
+
+    composed = unicodedata.normalize("NFC", ("i" if letter == "\u0131" else letter) + mark)  # \"\i: dotless i
+    return composed if len(composed) == 1 else None
+
+
+def normalize_text(text: str) -> str:
+    """Text as a reader types it: ligatures as their letters, a spacing accent before a letter (TeX's
+    OT1 accents extract as "f\u00a8ur") joined with it ("f\u00fcr") where Unicode has the accented
+    letter, and NFC (decomposed letters composed)."""
+    import unicodedata
+
+    for lig, letters in _LIGATURES.items():
+        text = text.replace(lig, letters)
+
+    def above(m: re.Match) -> str:
+        if m.group("acc") == "`" and not m.group("pre"):
+            return m.group(0)
+        composed = _compose(m.group("letter"), _SPACING_ACCENTS[m.group("acc")])
+        return m.group("pre") + composed if composed else m.group(0)
+
+    def below(m: re.Match) -> str:
+        return _compose(m.group("letter"), _BELOW[m.group("acc")]) or m.group(0)
+
+    text = _LETTER_THEN_BELOW.sub(below, _ACCENT_THEN_LETTER.sub(above, text))
+    return unicodedata.normalize("NFC", text)
 
 
 def _without_hanging_marks(dict_blocks: list[dict], numbers: list[int],

@@ -18,9 +18,9 @@ from __future__ import annotations
 import time
 from typing import Any, Iterator, Sequence
 
-from generators.base import PROMPT_OCR, Generator, GeneratorError, Reject, Rejected, Sample, encode_png, sample_id, sample_rng
+from generators.base import PROMPT_OCR, Generator, GeneratorError, Reject, Rejected, Sample, encode_png, sample_id
 from generators.degrade import check_spec, degrade
-from generators.pages import rasterize_page, reading_order_text, text_lang
+from generators.pages import PageText, rasterize_page, page_text, text_lang
 from generators.sources import FileSourced, Lister, Reader, SourceFiles, describe_source, read_source
 
 
@@ -29,18 +29,21 @@ class PdfGenerator(FileSourced, Generator):
     prefix needs `lister`), size (1024), lang ('auto' detects per page; 'en'/'zh' labels every page),
     max_bytes (per file: larger files are rejected), max_pages (per file: later pages are not
     rendered), time_limit_s (per file, checked after each page; past it the whole file is rejected),
-    degradations, prompt."""
+    min_glyph_px and min_ink_per_char (a page whose text would be unreadable at `size`² is rejected as
+    `illegible`: see `_illegible`), degradations, prompt."""
 
     kind = "pdf"
-    version = "2"
+    version = "3"
 
     def __init__(self, source: str | Sequence[str] | None = None, size: int = 1024, lang: str = "auto",
                  max_bytes: int = 64 * 2**20, max_pages: int = 500, time_limit_s: float = 60.0,
                  degradations: dict | None = None, prompt: str = PROMPT_OCR,
-                 reader: Reader | None = None, lister: Lister | None = None):
+                 reader: Reader | None = None, lister: Lister | None = None,
+                 min_glyph_px: float = 5.0, min_ink_per_char: float = 2.0):
         super().__init__(source=describe_source(source), size=size,
                          lang=lang, max_bytes=max_bytes, max_pages=max_pages, time_limit_s=time_limit_s,
-                         degradations=degradations, prompt=prompt)
+                         degradations=degradations, prompt=prompt, min_glyph_px=min_glyph_px,
+                         min_ink_per_char=min_ink_per_char)
         if lang not in ("auto", "mixed", "en", "zh"):
             raise GeneratorError(f"lang must be 'auto', 'en' or 'zh' for pdf, not {lang!r}")
         if int(max_bytes) < 1 or int(max_pages) < 1 or not float(time_limit_s) > 0:
@@ -50,6 +53,7 @@ class PdfGenerator(FileSourced, Generator):
         self.size, self.lang, self.prompt, self.degradations = int(size), lang, prompt, degradations
         self.max_bytes, self.max_pages, self.time_limit_s = int(max_bytes), int(max_pages), float(time_limit_s)
         self.sources = SourceFiles(source, reader, lister)
+        self.min_glyph_px, self.min_ink_per_char = float(min_glyph_px), float(min_ink_per_char)
 
     def render(self, seed: int, index: int) -> list[Sample]:
         """The samples of file `index`; pages without text are left out (use `items()` to count them)."""
@@ -59,8 +63,8 @@ class PdfGenerator(FileSourced, Generator):
         for index in range(start, stop):
             try:
                 yield from self._file_items(seed, index)
-            except Reject as r:
-                yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
+            except Exception as e:
+                yield self.rejected(seed, index, e)
 
     def _file_items(self, seed: int, index: int) -> list[Sample | Rejected]:
         """Every page outcome of file `index`, or Reject for the whole file. Pages are collected before any
@@ -93,13 +97,17 @@ class PdfGenerator(FileSourced, Generator):
         sid = sample_id(self.kind, seed, index, f"-p{pno:04d}")
         try:
             page = doc.load_page(pno)
-            text = reading_order_text(page)
+            read = page_text(page)
+            text = read.text
             if not text.strip():
                 return Rejected(sid, self.kind, "no_text", f"{name}: page {pno} has no text", name)
             img, gray = rasterize_page(page, self.size)
         except Exception as e:  # a damaged page object; the other pages may still be fine
             return Rejected(sid, self.kind, "corrupt_page", f"{name}: page {pno}: {e}", name)
-        rng = sample_rng(seed, index, stream=pno + 1)
+        problem = self._illegible(page, read, img)
+        if problem:
+            return Rejected(sid, self.kind, "illegible", f"{name}: page {pno}: {problem}", name)
+        rng = self.rng(seed, index, stream=pno + 1)
         img, applied = degrade(img, rng, self.degradations)
         lang = text_lang(text) if self.lang in ("auto", "mixed") else self.lang
         meta = self.base_meta(seed, index, file=name, page=pno, pages=doc.page_count, truncated=truncated, lang=lang,
@@ -107,6 +115,28 @@ class PdfGenerator(FileSourced, Generator):
                               degradations=applied)
         return Sample(id=sid, image=encode_png(img, 1, grayscale=gray), width=img.width, height=img.height,
                       kind=self.kind, lang=lang, prompt=self.prompt, text=text, meta=meta)
+
+
+    def _illegible(self, page: Any, read: PageText, img: Any) -> str | None:
+        """Why the text of a page cannot be read once it is `size`² (a poster-sized page shrinks its glyphs
+        to dots: the target would name text the image does not show), or None. Two signs: the glyphs
+        the most text is set in come out under `min_glyph_px` tall, or the page shows less ink than
+        `min_ink_per_char` pixels per character (invisible text, text under an image, hairline glyphs)."""
+        import numpy as np
+
+        scale = self.size / max(page.rect.width, page.rect.height)
+        glyph_px = read.glyph_pt * scale
+        if glyph_px < self.min_glyph_px:
+            return (f"glyphs {glyph_px:.1f} px tall at {self.size}² (most text {read.glyph_pt:.1f} pt on a "
+                    f"{page.rect.width:.0f}x{page.rect.height:.0f} pt page; min_glyph_px {self.min_glyph_px})")
+        # Ink: pixels far from the background (the median), as check_not_blank counts them.
+        hist = np.asarray((img if img.mode == "L" else img.convert("L")).histogram(), dtype=np.int64)
+        background = int(np.searchsorted(np.cumsum(hist), hist.sum() // 2 + 1))
+        ink = int(hist[np.abs(np.arange(256) - background) > 40].sum())
+        if read.chars and ink < self.min_ink_per_char * read.chars:
+            return (f"{ink} px of ink for {read.chars} characters at {self.size}² "
+                    f"(min_ink_per_char {self.min_ink_per_char})")
+        return None
 
 
 def _check_pdf_bytes(name: str, data: bytes) -> None:

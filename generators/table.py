@@ -13,10 +13,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from generators.base import (
-    PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample,
-    sample_id, sample_rng,
-)
+from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, as_reject, sample_id
 from generators.degrade import check_spec
 from generators.tex import ESCAPE_PREAMBLE, OwnsRenderers, escape_text
 
@@ -225,7 +222,7 @@ class TableGenerator(OwnsRenderers, Generator):
     dpi range (tex), font_px range (html), batch, timeout_s, degradations, prompt."""
 
     kind = "table"
-    version = "1"
+    version = "2"
 
     def __init__(self, backend: str = "tex", lang: str = "en", corpus: str | None = None,
                  reader: Callable[[str], bytes] | None = None, size: int | None = None,
@@ -254,7 +251,7 @@ class TableGenerator(OwnsRenderers, Generator):
 
     def draw(self, seed: int, index: int) -> tuple[np.random.Generator, str, Table, dict[str, Any]]:
         """The sample's rng (positioned after the draw), language, table and sampled parameters."""
-        rng = sample_rng(seed, index)
+        rng = self.rng(seed, index)
         lang = self.lang if self.lang != "mixed" else str(rng.choice(["en", "zh"]))
         corpus = self._corpus(lang)
         table, sampled = random_table(rng, lambda n: corpus.words(rng, n), corpus.joiner)
@@ -289,8 +286,8 @@ class TableGenerator(OwnsRenderers, Generator):
         for index in indices:
             try:
                 drawn[index] = self.draw_html(seed, index)
-            except Reject as r:
-                drawn[index] = r
+            except Exception as e:
+                drawn[index] = as_reject(e)
         good = [i for i in indices if not isinstance(drawn[i], Reject)]
         placed = dict(zip(good, self._html_images([drawn[i][2].to_html_dict() for i in good],
                                                   [drawn[i][4] for i in good])))
@@ -301,8 +298,8 @@ class TableGenerator(OwnsRenderers, Generator):
                     raise outcome
                 rng, lang, table, sampled, _ = drawn[index]
                 yield self._finish(seed, index, outcome, rng, lang, self.target(table, sampled["style"]), sampled)
-            except Reject as r:
-                yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
+            except Exception as e:
+                yield self.rejected(seed, index, e)
 
     def _html_images(self, tables: list[dict[str, Any]], styles: list[dict[str, Any]]) -> list[Any]:
         """One greyscale PIL image or Reject per table. A table's pixels do not depend on its batch (tested
@@ -330,8 +327,8 @@ class TableGenerator(OwnsRenderers, Generator):
         for index in indices:
             try:
                 rng, lang, table, sampled = self.draw(seed, index)
-            except Reject as r:
-                drawn[index] = r
+            except Exception as e:
+                drawn[index] = as_reject(e)
                 continue
             dpi = int(rng.integers(self.dpi[0], self.dpi[1] + 1))
             engine = tex_preamble(lang)[0]
@@ -355,8 +352,8 @@ class TableGenerator(OwnsRenderers, Generator):
             try:
                 img = rasterise_page(outcome.doc, outcome.page, sampled["dpi"])
                 yield self._finish(seed, index, img, rng, lang, self.target(table, sampled["style"], tabular), sampled)
-            except Reject as r:
-                yield Rejected(sample_id(self.kind, seed, index), self.kind, r.reason, r.detail, r.source)
+            except Exception as e:
+                yield self.rejected(seed, index, e)
 
     def render(self, seed: int, index: int) -> list[Sample]:
         batch = self._html_batch if self.backend == "html" else self._tex_batch

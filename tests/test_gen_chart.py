@@ -142,3 +142,23 @@ def test_both_chart_kinds_check_their_parameters_by_one_rule(kind):
     for size in (256, 4096):  # both ends are allowed; nothing renders until the first sample
         with get_generator(kind, size=size, chart_types=["pie"]) as gen:
             assert gen.size == size and gen.chart_types == ("pie",)
+
+
+def test_user_text_is_drawn_as_written_never_as_mathtext(tmp_path):
+    # "$" in titles and series names is a dollar sign; mathtext would draw "from 5 to 9" in italics (the
+    # target keeps the dollars) and the unbalanced "$\frac{$" would raise inside matplotlib.
+    corpus = tmp_path / "dollars.txt"
+    corpus.write_text("\n".join(f"Costs rose from $5 to $9 and $\\frac{{$ broke {w} with $x$ here." for w in
+                                ("prices", "margins", "rents", "wages", "fares", "taxes", "loans", "bonds")))
+    with get_generator("chart", lang="en", corpus=str(corpus), chart_types=["bar", "line", "pie"]) as gen:
+        items = list(gen.items(0, 0, 6))
+        samples = [i for i in items if isinstance(i, Sample)]
+        assert len(samples) >= 4, [(i.reason, i.detail) for i in items if isinstance(i, Rejected)]
+        assert any("$" in s.text for s in samples)
+        for s in samples:
+            gen._draw(ChartData.from_meta(s.meta["sampled"]["data"]), s.meta["sampled"]["style"])
+            ax = gen._fig.axes[0]
+            texts = [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.get_legend().get_texts()]
+            assert ax.get_title() == ast.literal_eval(s.text)["title"]
+            for t in texts:
+                assert t._preprocess_math(t.get_text()) == (t.get_text(), False), t.get_text()

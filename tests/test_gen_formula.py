@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from generators.base import GeneratorError, Reject, Rejected, Sample, sample_rng
-from generators.formula import FormulaGenerator, normalize_latex, random_formula, to_mathml
+from generators.formula import FormulaGenerator, normalize_latex, random_formula, structure_problem, to_mathml
 
 FEATURES = (r"\frac", r"\sqrt", r"\sum", r"\int", r"\lim", r"\begin{cases}", "matrix}", r"\alpha", "^{", "_{")
 
@@ -27,11 +27,12 @@ def test_normalize_latex(raw, norm):
 
 
 def test_procedural_formulas_cover_the_grammar_and_are_normalised():
-    formulas = [random_formula(sample_rng(3, i)) for i in range(300)]
+    formulas = [random_formula(sample_rng(3, i, kind="formula")) for i in range(300)]
     assert all(normalize_latex(f) == f for f in formulas)
     for feature in FEATURES:
         assert any(feature in f for f in formulas), feature
     assert len(set(formulas)) > 280
+    assert [f for f in formulas if structure_problem(f)] == []  # the checks both backends apply pass them all
 
 
 def _check(sample: Sample) -> np.ndarray:
@@ -52,7 +53,7 @@ def test_backends_render_procedural_formulas(backend):
         _check(s)
         assert s.meta["sampled"]["backend"] == backend and s.meta["seed"] == 7
     # the target is drawn before the backend's own parameters: both backends agree on it
-    assert [s.text for s in out] == [random_formula(sample_rng(7, i)) for i in range(4)]
+    assert [s.text for s in out] == [random_formula(sample_rng(7, i, kind="formula")) for i in range(4)]
 
 
 def test_faithful_batch_rejects_only_the_bad_formula(tmp_path):
@@ -64,7 +65,7 @@ def test_faithful_batch_rejects_only_the_bad_formula(tmp_path):
         out = list(gen.items(0, 0, len(lines)))
         runs = gen._tex.runs
     reasons = [o.reason if isinstance(o, Rejected) else None for o in out]
-    assert reasons == [None, None, "compile_error", None, "blank", None, "compile_error", None]
+    assert reasons == [None, None, "compile_error", None, "blank", None, "malformed_formula", None]
     assert "Undefined control sequence" in out[2].detail
     assert [o.text for o in out if isinstance(o, Sample)] == [r"a+b", r"\frac{1}{x}", r"\sqrt{y}", r"e^{i\pi}", r"\sum_{k=1}^{n}k"]
     assert runs <= 2  # one batch run, one re-run without the formula TeX stopped at
@@ -78,7 +79,7 @@ def test_fast_backend_rejects_what_latex2mathml_cannot_convert(tmp_path):
         to_mathml(r"\nosuchmacro{x}")
     assert e.value.reason == "mathml_error"
     src = tmp_path / "f.txt"
-    src.write_text("x^{2}\n\\frac{a}{\n")
+    src.write_text("x^{2}\n\\nosuchmacro{x}\n")
     with FormulaGenerator(source=str(src), order="sequential", backend="fast") as gen:
         out = list(gen.items(0, 0, 2))
     assert isinstance(out[0], Sample) and isinstance(out[1], Rejected) and out[1].reason == "mathml_error"
@@ -149,8 +150,8 @@ def test_fast_batch_rejects_only_the_bad_formulas(tmp_path):
         out = list(gen.items(0, 0, len(lines)))
         lone = [gen.render(0, i)[0].image for i in (0, 2, 6)]
     reasons = [o.reason if isinstance(o, Rejected) else None for o in out]
-    # refused before drawing (no MathML, untrusted TeX) or after (nothing visible), each alone
-    assert reasons == [None, "mathml_error", None, "mathml_error", "unsafe_tex", "blank", None]
+    # refused before drawing (malformed, no MathML, untrusted TeX) or after (nothing visible), each alone
+    assert reasons == [None, "malformed_formula", None, "mathml_error", "unsafe_tex", "blank", None]
     assert [o.text for o in out if isinstance(o, Sample)] == [r"a+b", r"\sqrt{y}", r"e^{i\pi}"]
     assert [o.image for o in out if isinstance(o, Sample)] == lone
 
@@ -166,3 +167,35 @@ def test_fast_backend_rejects_glyphs_no_font_draws_before_rendering(tmp_path):
     assert [o.reason if isinstance(o, Rejected) else None for o in out] == [None, "font_coverage", "font_coverage", None]
     assert "U+1F9A0" in out[1].detail and "U+17000" in out[2].detail
     assert out[0].text == "\\text{速度}=\\frac{d}{t}"
+
+
+MALFORMED = [r"\frac{a}{b", r"}}}}", r"{a", r"x^", r"a_{}_", r"\frac{a}", r"x^2^3", r"x_1_2", r"\left(a", r"a\right)",
+             r"\begin{pmatrix}a", r"\begin{matrix}a\end{pmatrix}", r"a&b", r"\sqrt", r"\sqrt[3", r"a#b", "x\\",
+             r"\frac{\left(a}{b\right)}", r"{a&b}", r"\end{cases}", r"\begin{}x\end{}", "{" * 2000 + "}" * 2000]
+WELL_FORMED = [r"\frac12", r"\frac{a}{b}", r"x^{2}_{i}", r"x_i^2", r"\left(\frac{a}{b}\right)^{2}", r"\left.x\right|",
+               r"\begin{pmatrix}a&b\\c&d\end{pmatrix}", r"\sqrt[3]{x}", r"\text{if } x>0", r"a\&b\#c\{d\}",
+               r"f(x)=\begin{cases}1&x>0\\0&\text{otherwise}\end{cases}", r"\mathbf{v}\cdot\hat{n}", r"e^{i\pi}+1=0"]
+
+
+@pytest.mark.parametrize("latex", MALFORMED)
+def test_malformed_formulas_are_found(latex):
+    assert structure_problem(latex)
+
+
+@pytest.mark.parametrize("latex", WELL_FORMED)
+def test_well_formed_formulas_pass(latex):
+    assert structure_problem(latex) is None
+
+
+@pytest.mark.parametrize("backend", ["fast", "faithful"])
+def test_both_backends_reject_malformed_formulas_alike(tmp_path, backend):
+    # latex2mathml drew "\frac{a}{b" as a fraction and "}}}}" as nothing; the targets were the broken strings.
+    lines = [r"\frac{a}{b", r"}}}}", r"a+b", r"x^2^3", r"\left(a", r"\frac{a}{b}"]
+    src = tmp_path / "f.txt"
+    src.write_text("\n".join(lines))
+    with FormulaGenerator(source=str(src), order="sequential", backend=backend, batch=16) as gen:
+        out = list(gen.items(0, 0, len(lines)))
+    assert [o.reason if isinstance(o, Rejected) else None for o in out] == ["malformed_formula"] * 2 + [None] + \
+        ["malformed_formula"] * 2 + [None]
+    assert out[0].source == f"{src}:1" and "unclosed" in out[0].detail
+    assert [o.text for o in out if isinstance(o, Sample)] == [r"a+b", r"\frac{a}{b}"]

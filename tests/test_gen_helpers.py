@@ -136,3 +136,48 @@ def test_order_blocks_reads_columns_between_full_width_blocks():
     assert order_blocks(boxes, 600) == [1, 2, 4, 3, 0, 5]
     single = [(50, 300, 500, 320), (50, 100, 500, 200)]
     assert order_blocks(single, 600) == [1, 0]
+
+
+def test_random_streams_depend_on_the_kind():
+    from generators import get_generator
+    from generators.base import sample_rng
+
+    # Same kind, seed, index and stream: the same numbers; another kind: others.
+    draw = lambda kind: sample_rng(0, 1, kind=kind).integers(2**62, size=4).tolist()
+    assert draw("chart") == draw("chart")
+    assert len({tuple(draw(k)) for k in ("chart", "echart", "document", "latex_page", "table", "formula")}) == 6
+    # chart and echart sample their data by one function; the pipeline renders both at seed 0. They must not
+    # hold the same charts (no browser starts: draw() only samples).
+    with get_generator("chart", lang="mixed") as chart, get_generator("echart", lang="mixed") as echart:
+        a = [chart.draw(0, i)[3] for i in range(8)]
+        b = [echart.draw(0, i)[3] for i in range(8)]
+    assert not {x.target() for x in a} & {x.target() for x in b}
+
+
+def test_an_exception_in_one_sample_is_that_samples_reject_and_the_run_goes_on():
+    from generators.base import Generator, Rejected, Sample
+
+    class Fragile(Generator):
+        kind = "fragile"
+
+        def render(self, seed, index):
+            if index == 1:
+                raise ValueError("Expected '}' at position 7")  # e.g. a parser inside a renderer
+            if index == 3:
+                raise Reject("blank", "no ink")
+            return [Sample(f"fragile-{index}", b"", 1, 1, self.kind, "en", "", str(index))]
+
+    items = list(Fragile().items(0, 0, 5))
+    assert [type(i) for i in items] == [Sample, Rejected, Sample, Rejected, Sample]
+    assert (items[1].reason, items[1].detail) == ("render_error", "ValueError: Expected '}' at position 7")
+    assert items[1].id == "fragile-s0-000000001"
+    assert (items[3].reason, items[3].detail) == ("blank", "no ink")
+
+    class Broken(Generator):
+        kind = "broken"
+
+        def render(self, seed, index):
+            raise GeneratorError("pdflatex not found")  # set-up: every sample would fail alike
+
+    with pytest.raises(GeneratorError, match="pdflatex not found"):
+        list(Broken().items(0, 0, 2))

@@ -5,6 +5,7 @@ import io
 import itertools
 import json
 import types
+import unicodedata
 from pathlib import Path
 
 import pymupdf
@@ -359,3 +360,83 @@ def test_a_short_row_votes_against_a_gutter_only_with_its_own_height():
     # A table as tall as the columns beside it outvotes them: no gutter, the page is read by rows.
     table = [(60, 430, 200, 700), (250, 430, 350, 700), (400, 430, 540, 700)]
     assert _find_gutters([*columns, *table], 600) == []
+
+
+# -- pages whose text cannot be read at 1024² are rejects --------------------------------------------------
+
+def test_pages_whose_text_cannot_be_read_at_1024_are_rejected_with_a_reason(tmp_path: Path):
+    pdf = tmp_path / "sizes.pdf"
+    c = Canvas(str(pdf), pagesize=(14400, 14400))  # a 5 m poster: 12 pt text is under a pixel at 1024²
+    c.setFont("Helvetica", 12)
+    _lines(c, 72, 14000, ["Tiny words on an enormous page."] * 8)
+    c.showPage()
+    c.setPageSize(A4)
+    c.setFont("Helvetica", 12)
+    t = c.beginText(72, 760)
+    t.setTextRenderMode(3)  # invisible: the text layer of a scan without its picture
+    t.textLines(["Invisible words nobody can see.", "A second invisible line."])
+    c.drawText(t)
+    c.showPage()
+    c.setFont("Helvetica", 12)
+    c.drawString(72, 760, "An ordinary page that reads well.")
+    c.showPage()
+    c.save()
+    items = list(get_generator("pdf", source=[str(pdf)]).items(0, 0, 1))
+    assert [type(i) for i in items] == [Rejected, Rejected, Sample]
+    assert [i.reason for i in items[:2]] == ["illegible", "illegible"]
+    assert "glyphs 0.9 px tall" in items[0].detail and "sizes.pdf: page 0" in items[0].detail
+    assert ": 0 px of ink for 48 characters" in items[1].detail
+    assert items[2].text == "An ordinary page that reads well."
+    # Its 0.9 px glyphs leave next to no ink either: a lower glyph limit alone does not let it through.
+    poster = next(iter(get_generator("pdf", source=[str(pdf)], min_glyph_px=0.5).items(0, 0, 1)))
+    assert poster.reason == "illegible" and "px of ink for" in poster.detail
+    # The limits are parameters: a caller who wants the poster anyway gets it.
+    poster = next(iter(get_generator("pdf", source=[str(pdf)], min_glyph_px=0, min_ink_per_char=0).items(0, 0, 1)))
+    assert isinstance(poster, Sample)
+
+
+# -- text as a reader types it, headings as their own blocks ----------------------------------------------
+
+OT1_PAGE = r"""\documentclass{article}
+\pagestyle{empty}
+\begin{document}
+\noindent{\large\bfseries 4.1 Font definitions for cmex\par}
+\noindent The cmex10 option loads the font f\"ur M\"unchen at every size: na\"{\i}ve caf\'e, fa\c{c}ade,
+r\^ole, se\~nor, Li\`ege, \v{C}ech; the office finds affine flows, and the paragraph wraps over lines.
+
+\noindent{\bfseries A bold heading of the body size\par}
+\noindent A paragraph after a bold heading of the same size, long enough to wrap over more than one line.
+\end{document}
+"""
+
+
+def test_tex_pdf_text_has_composed_accents_and_headings_as_their_own_blocks(tmp_path: Path):
+    from generators.tex import TexRenderer
+
+    with TexRenderer() as tex:
+        pdf = tex.compile(OT1_PAGE, "pdflatex").pdf  # OT1: accents are glyphs of their own
+    (tmp_path / "ot1.pdf").write_bytes(pdf)
+    with pymupdf.open(stream=pdf, filetype="pdf") as doc:
+        raw = doc[0].get_text()
+        blocks = [b[4] for b in doc[0].get_text("blocks")]
+    assert "f\u00a8ur M\u00a8unchen" in raw  # what MuPDF extracts: a spacing diaeresis, then the letter
+    assert blocks[0].startswith("4.1 Font definitions for cmex\nThe cmex10")  # one block: heading + paragraph
+    [s] = get_generator("pdf", source=[str(tmp_path / "ot1.pdf")]).render(0, 0)
+    parts = s.text.split("\n\n")
+    assert parts[0] == "4.1 Font definitions for cmex"
+    assert parts[1].startswith("The cmex10 option loads the font für München at every size: naïve café, façade, "
+                               "rôle, señor, Liège, Čech; the office finds affine flows")
+    assert parts[2] == "A bold heading of the body size"
+    assert parts[3].startswith("A paragraph after a bold heading")
+    assert s.text == unicodedata.normalize("NFC", s.text) and "\u00a8" not in s.text
+
+
+@pytest.mark.parametrize("raw, text", [
+    ("f\u00a8ur M\u00a8unchen", "für München"), ("na\u00a8\u0131ve", "naïve"), ("fa\u00b8cade", "façade"),
+    ("Li`ege", "Liège"), ("`quoted' text", "`quoted' text"), ("\ufb01nd e\ufb00ect", "find effect"),
+    ("e\u0301te\u0301", "été"), ("x\u00a8 alone", "x\u00a8 alone"), ("r\u02c6ole \u02c7Cech", "rôle Čech"),
+])
+def test_normalize_text(raw, text):
+    from generators.pages import normalize_text
+
+    assert normalize_text(raw) == text
