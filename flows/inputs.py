@@ -77,3 +77,18 @@ def _remote_stat(name: str) -> str:
 
     head = Location.parse(name).stat()
     return "missing" if head is None else f"{head[0]}\t{head[1]}"
+
+
+def count_within_inputs(count: int, inputs: dict[str, Any], source: Any) -> tuple[int, str | None]:
+    """The number of sample indices to render and, when it differs from `count`, a note saying why.
+
+    A kind whose sample index is an input file (pdf, negative: their `inputs["source"]` is a listing digest)
+    has one index per file; indices beyond them would each be a `no_such_file` reject, and rejects are for
+    bad inputs. So a count beyond the files renders each file once, and says so."""
+    listing = inputs.get("source")
+    files = listing.get("files") if isinstance(listing, dict) else None
+    if files is None or count <= files:
+        return count, None
+    if files == 0:
+        raise ValueError(f"source {source} holds no input files")
+    return files, f"count {count} is more than the {files} input files of {source}: each file is rendered once"

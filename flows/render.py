@@ -35,7 +35,7 @@ from flows.common import (
     package_versions,
     thumbnail_data_uri,
 )
-from flows.inputs import input_digest
+from flows.inputs import count_within_inputs, input_digest
 from flows.runners import make_task_runner
 from storage import DEFAULT_SHARD_ROWS  # one default for every writer (storage/shards.py says why 512)
 
@@ -210,8 +210,11 @@ def render(
     root = out or default_root()
     dataset = dataset or kind
     params = dict(params or {})
-    ranges = shard_ranges(count, shard_rows)
     inputs = input_digest(kind, params)
+    count, note = count_within_inputs(count, inputs, params.get("source"))
+    if note:
+        logger.warning(note)
+    ranges = shard_ranges(count, shard_rows)
     fingerprint = render_fingerprint(kind, params, seed, shard_rows, inputs)
 
     done = _committed(root, dataset, fingerprint, count)

@@ -194,3 +194,24 @@ def test_dask_runner_renders_the_same_shards_as_the_process_pool(prefect_api, tm
     assert by_dask["rows"] == 4 and by_dask["shards"] == 2
     assert [s.sha256 for s in read_manifest(by_dask["manifest"]).shards] == \
         [s.sha256 for s in read_manifest(by_pool["manifest"]).shards]
+
+
+def test_a_count_beyond_the_input_files_renders_each_file_once(prefect_api, tmp_path):
+    # Rejects are for bad inputs: `--count 8` over 3 photos used to add 5 `no_such_file` rejects.
+    from PIL import Image
+
+    from flows.render import render
+    from storage import read_manifest
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i, colour in enumerate(("navy", "olive", "teal")):
+        Image.new("RGB", (96, 64), colour).save(photos / f"p{i}.png")
+    kw = dict(kind="negative", seed=0, out=str(tmp_path / "data"), shard_rows=2, workers=1, runner="thread", gallery=0,
+              params={"source": str(photos), "size": 256})
+    result = render(count=8, **kw)
+    assert (result["rows"], result["rejects"]) == (3, {})
+    assert read_manifest(result["manifest"]).facts["count"] == 3
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no input files"):
+        render(count=2, **{**kw, "params": {"source": str(tmp_path / "empty")}})
