@@ -80,7 +80,7 @@ class DrawsCharts:
 
 class ChartGenerator(DrawsCharts, Generator):
     kind = "chart"
-    version = "3"
+    version = "4"
 
     def __init__(
         self,
@@ -175,9 +175,9 @@ class ChartGenerator(DrawsCharts, Generator):
         with rc_context(rc):
             ax = fig.add_subplot()
             ax.set_facecolor(st["background"])
-            texts = _PLOTTERS[data.chart_type](ax, data, st, colors)
+            values = _PLOTTERS[data.chart_type](ax, data, st, colors)
             ax.set_title(data.title, fontsize=st["title_pt"], pad=12)
-            texts.append(ax.title)
+            texts = [*values, ax.title]
             if data.chart_type != "pie":
                 if data.x_title:
                     texts.append(ax.set_xlabel(data.x_title, fontsize=st["label_pt"]))
@@ -197,6 +197,9 @@ class ChartGenerator(DrawsCharts, Generator):
             _fit_margins(fig, ax, data, st, legend if outside else None, renderer)
             self._canvas.draw()
             _check_inside(fig, renderer, ax, texts, legend)
+            named = [t for t in texts[len(values):] if t not in legend.get_texts()]
+            if _gate_text(renderer, ax, values, named, legend, st, outside):
+                self._canvas.draw()  # the legend moved or value labels were hidden: draw what the gate decided
             w, h = self._canvas.get_width_height()
             img = Image.frombuffer("RGBA", (w, h), self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
         return img
@@ -286,6 +289,72 @@ def _check_inside(fig, renderer, ax, texts, legend) -> None:
         if bb.x0 < -0.5 or bb.y0 < -0.5 or bb.x1 > fw + 0.5 or bb.y1 > fh + 0.5:
             raise Reject("overflow", f"text {what[:40]!r} runs off the {fw}x{fh} canvas "
                          f"(box {bb.x0:.0f},{bb.y0:.0f},{bb.x1:.0f},{bb.y1:.0f})")
+
+
+# Where a legend inside the axes may go when the sampled place would hide text, in order of preference.
+_INSIDE_LOCS = ("upper right", "upper left", "lower right", "lower left", "upper center", "lower center",
+                "center right", "center left")
+
+
+def _boxes(texts: list, renderer) -> np.ndarray:
+    """(n, 4) x0, y0, x1, y1 of the texts' drawn extents, shrunk by half a pixel so that touching is not overlapping."""
+    if not texts:
+        return np.zeros((0, 4))
+    b = np.array([t.get_window_extent(renderer).extents for t in texts], dtype=float)
+    return b + np.array([0.5, 0.5, -0.5, -0.5])
+
+
+def _hits(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Which of `boxes` overlap `box`."""
+    if not len(boxes):
+        return np.zeros(0, dtype=bool)
+    return (boxes[:, 0] < box[2]) & (boxes[:, 2] > box[0]) & (boxes[:, 1] < box[3]) & (boxes[:, 3] > box[1])
+
+
+def _gate_text(renderer, ax, values: list, named: list, legend, st: dict[str, Any], outside: bool) -> bool:
+    """The text gate `echart`'s page applies, for matplotlib (runs after a draw, on its layout). `values`:
+    the value labels; `named`: the texts the target names (title, axis titles; the tick labels and legend
+    entries are taken from `ax` and `legend`).
+    - the named texts must not overlap each other: Reject("overlap") naming two of them;
+    - value labels are optional (the target holds the data either way): one that overlaps a named text or
+      an earlier value label is hidden, as ECharts' `hideOverlap` does;
+    - the legend must hide no text: it moves to the first place of `_INSIDE_LOCS` where it hides nothing
+      (`st["legend_loc"]` records where it went), or the chart is Reject("overlap") naming what it hides.
+    Returns whether anything changed (then the canvas must be drawn again)."""
+    named = [t for t in named if t.get_visible() and t.get_text()]
+    if ax.name != "polar" and ax.axison:
+        named += [t for t in _drawn_ticklabels(ax.xaxis) + _drawn_ticklabels(ax.yaxis) if t.get_text()]
+    boxes = _boxes(named, renderer)
+    for i in range(len(named)):
+        hit = _hits(boxes[i], boxes[i + 1:])
+        if hit.any():
+            other = named[i + 1 + int(np.argmax(hit))]
+            raise Reject("overlap", f"text {named[i].get_text()[:40]!r} overlaps {other.get_text()[:40]!r}")
+    changed = False
+    for t in values:
+        if not (t.get_visible() and t.get_text()):
+            continue
+        box = _boxes([t], renderer)
+        if _hits(box[0], boxes).any():
+            t.set_visible(False)
+            changed = True
+            continue
+        named.append(t)
+        boxes = np.vstack([boxes, box])
+    if outside:
+        return changed
+    first_hidden = ""
+    for loc in [st["legend_loc"], *(loc for loc in _INSIDE_LOCS if loc != st["legend_loc"])]:
+        if loc != st["legend_loc"]:
+            legend.set_loc(loc)
+        hidden = _hits(np.array(legend.get_window_extent(renderer).extents), boxes)
+        if not hidden.any():
+            if loc != st["legend_loc"]:
+                st["legend_loc"] = loc
+                changed = True
+            return changed
+        first_hidden = first_hidden or named[int(np.argmax(hidden))].get_text()
+    raise Reject("overlap", f"the legend hides {first_hidden[:40]!r} wherever it is placed inside the axes")
 
 
 def _value_labels(ax, container, data: ChartData, st: dict[str, Any], texts: list, **kw) -> None:

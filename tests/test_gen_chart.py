@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from generators import get_generator
-from generators.base import PROMPT_CHART, GeneratorError, Rejected, Sample
+from generators.base import PROMPT_CHART, GeneratorError, Reject, Rejected, Sample
 from generators.chart_data import CHART_TYPES, ChartData
 from tests.gen_support import first_sample
 
@@ -162,3 +162,57 @@ def test_user_text_is_drawn_as_written_never_as_mathtext(tmp_path):
             assert ax.get_title() == ast.literal_eval(s.text)["title"]
             for t in texts:
                 assert t._preprocess_math(t.get_text()) == (t.get_text(), False), t.get_text()
+
+
+# -- the text gate: what the target names is drawn in full, nothing hides it --------------------------------
+
+def _style(gen, data, **overrides) -> dict:
+    style = gen._sample_style(np.random.default_rng(0), data)
+    style.update(width=1024, height=768, **overrides)
+    return style
+
+
+def test_the_legend_moves_off_the_value_labels_it_would_hide(gens):
+    gen = gens(lang="en")
+    data = ChartData("line", "en", "Rainfall by month", "Month", "Rain (mm)", ["Jan", "Feb", "Mar", "Apr", "May"],
+                     [("North", [0.2, 0.3, 0.5, 0.7, 0.9]), ("South", [0.1, 0.15, 0.2, 0.25, 0.3])], 1, False)
+    style = _style(gen, data, legend_loc="upper right", show_values=True, marker="o", tick_rotation=0)
+    gen._draw(data, style)
+    ax = gen._fig.axes[0]
+    renderer = gen._canvas.get_renderer()
+    legend = ax.get_legend().get_window_extent(renderer)
+    labels = [t for t in ax.texts if t.get_visible()]
+    assert "0.9" in [t.get_text() for t in labels]  # the value under "upper right" is still drawn ...
+    assert not [t.get_text() for t in labels if legend.overlaps(t.get_window_extent(renderer))]  # ... and seen
+    assert style["legend_loc"] != "upper right"  # meta records where the legend went
+
+
+def test_overlapping_axis_labels_are_rejected_naming_them(gens):
+    gen = gens(lang="en")
+    cats = ["Internationalisation", "Counterrevolutionary", "Uncharacteristically", "Disproportionately",
+            "Incomprehensibility", "Telecommunications", "Misunderstandings", "Interdisciplinary"]
+    data = ChartData("bar", "en", "Long words", "Word", "Count", cats, [("Count", list(range(1, 9)))], 0, False)
+    with pytest.raises(Reject) as e:
+        gen._draw(data, _style(gen, data, tick_rotation=0, tick_pt=13.0))
+    assert e.value.reason == "overlap" and "overlaps" in e.value.detail
+    assert any(c in e.value.detail for c in cats)
+
+
+def test_no_sample_has_text_the_legend_or_another_text_hides(gens):
+    gen = gens(lang="mixed")
+    renderer = None
+    for item in gen.items(3, 0, 12):
+        if not isinstance(item, Sample):
+            assert item.reason in ("overlap", "overflow"), item
+            continue
+        gen._draw(ChartData.from_meta(item.meta["sampled"]["data"]), dict(item.meta["sampled"]["style"]))
+        ax = gen._fig.axes[0]
+        renderer = gen._canvas.get_renderer()
+        legend = ax.get_legend()
+        shown = [t for t in [*ax.texts, ax.title, ax.xaxis.label, ax.yaxis.label] if t.get_visible() and t.get_text()]
+        boxes = [t.get_window_extent(renderer).shrunk(0.99, 0.99) for t in shown]
+        if item.meta["sampled"]["style"]["legend_loc"] != "outside right":
+            box = legend.get_window_extent(renderer)
+            assert not [t.get_text() for t, b in zip(shown, boxes) if box.overlaps(b)], item.id
+        for i, b in enumerate(boxes):
+            assert not [shown[j].get_text() for j in range(i + 1, len(boxes)) if b.overlaps(boxes[j])], item.id
