@@ -35,6 +35,7 @@ from flows.common import (
     package_versions,
     thumbnail_data_uri,
 )
+from flows.checks import check_reject_rate, check_render
 from flows.inputs import count_within_inputs, input_digest
 from flows.runners import make_task_runner
 from storage import DEFAULT_SHARD_ROWS  # one default for every writer (storage/shards.py says why 512)
@@ -86,13 +87,14 @@ def shard_fingerprint(fingerprint: str, start: int, stop: int) -> str:
 
 
 def _storage_failure(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry only what a retry can fix: storage hiccups, not a broken generator."""
+    """Retry only what a retry can fix: storage hiccups (timeouts, 5xx), not a missing bucket, denied access,
+    a lost commit race or a broken generator."""
     from storage.errors import StorageError
 
     try:
         state.result(raise_on_failure=True)
-    except StorageError:
-        return True
+    except StorageError as e:
+        return e.retryable
     except Exception:
         return False
     return False
@@ -201,8 +203,11 @@ def render(
     runner: str = "process",
     runner_address: str | None = None,
     gallery: int = 6,
+    max_reject_rate: float | None = None,
 ) -> dict[str, Any]:
     """Render `count` samples of `kind` into a new version of `dataset` (default: the kind) under `out`.
+    `max_reject_rate` (0-1): when more of the sample indices than that were rejected, the run fails without
+    committing and names its top reject reasons.
 
     Returns {"dataset", "manifest", "rows", "shards", "rejects", "reused", "samples_per_s"}.
     """
@@ -210,6 +215,7 @@ def render(
     root = out or default_root()
     dataset = dataset or kind
     params = dict(params or {})
+    check_render(kind, params, root, list_source=False)  # unknown params, no source, unwritable root: fail now
     inputs = input_digest(kind, params)
     count, note = count_within_inputs(count, inputs, params.get("source"))
     if note:
@@ -266,6 +272,7 @@ def render(
         "flow_run_id": str(runtime_flow_run.id) if runtime_flow_run.id else None,
         "deployment": runtime_deployment.name,
     }
+    check_reject_rate(dataset, sum(r.info.rows for r in results), rejects, max_reject_rate)
     manifest_uri = commit_manifest(root, dataset, fingerprint, [r.info for r in results], facts)
     result = _summary(dataset, manifest_uri, [r.info for r in results], dict(rejects), reused=len(results) - len(rendered), rate=rate)
     logger.info("committed %s: %d rows in %d shards (%d reused), %d rejects, %.1f samples/s",

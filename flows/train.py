@@ -198,11 +198,25 @@ def _resolve_data(config: dict[str, Any], mixture: str | None, root: str) -> dic
     return {**config, "manifests": spec["manifests"], "weights": spec["weights"]}
 
 
+def newest_stage1(root: str) -> str:
+    """The newest vocabulary-generation checkpoint in the root's lineage index: where stage 2 starts when the
+    config names none (the integration deployment declares `init_from: null`)."""
+    from flows.retrain import newest_checkpoint
+
+    record = newest_checkpoint(root, "vocab")
+    if record is None:
+        raise ValueError(f"vocabulary integration starts from a vocabulary-generation checkpoint: none under {root}; "
+                         "set config.init_from")
+    return record["checkpoint"]
+
+
 def train_stage(stage: str, config: dict[str, Any], mixture: str | None, launch: dict[str, Any] | None,
                 eval_limit: int | None, eval_max_new_tokens: int, out: str | None) -> dict[str, Any]:
     logger = get_run_logger()
     root = out or default_root()
     cfg = _resolve_data(dict(config), mixture, root)
+    if stage == "integrate" and not cfg.get("init_from"):
+        cfg["init_from"] = newest_stage1(root)
     cfg.setdefault("model", STAGE_MODELS[stage])
     cfg.setdefault("index_root", root)
     cfg.setdefault("out", str(Path(root) / "checkpoints" / stage) if "://" not in root else f"checkpoints/{stage}")

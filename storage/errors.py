@@ -3,11 +3,23 @@ as one line."""
 
 
 class StorageError(Exception):
-    """Base class: an expected failure of a storage operation."""
+    """Base class: an expected failure of a storage operation. `retryable`: whether trying again can help
+    (a timeout, a 5xx, a throttled request); orchestration retries only those."""
+
+    retryable = True
 
 
 class LocationError(StorageError):
-    """A location that cannot be used: unknown scheme, missing bucket, no credentials, denied access."""
+    """A location that cannot be used: unknown scheme, missing bucket, no credentials, denied access. No
+    retry fixes these."""
+
+    retryable = False
+
+
+class EndpointUnreachable(LocationError):
+    """The S3 endpoint did not answer (down, restarting, a network blip): worth retrying."""
+
+    retryable = True
 
 
 class NotFound(StorageError, FileNotFoundError):
@@ -15,11 +27,16 @@ class NotFound(StorageError, FileNotFoundError):
 
 
 class CommitConflict(StorageError):
-    """Another writer committed the same manifest version first."""
+    """Another writer committed the same manifest version first (with other contents: see
+    `DatasetWriter.commit`). Retrying would commit the next version behind the winner's back."""
+
+    retryable = False
 
 
 class ManifestError(StorageError):
     """A manifest that is missing, malformed, or not a varyflow manifest."""
+
+    retryable = False
 
 
 class ShardCorrupt(StorageError):

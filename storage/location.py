@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from typing import Any, BinaryIO, ContextManager, Iterator
 from urllib.parse import urlparse
 
-from storage.errors import CommitConflict, LocationError, NotFound, StorageError
+from storage.errors import CommitConflict, EndpointUnreachable, LocationError, NotFound, StorageError
 
 DEFAULT_ROOT = "./varyflow-data"
 
@@ -81,6 +81,7 @@ class Location:
     def list(self) -> list["Location"]: ...  # direct and nested objects under this prefix, sorted
     def listing(self) -> dict[str, tuple[int, str | None]]: ...  # {uri: (size, ETag or None)}, one listing, no HEADs
     def stat(self) -> tuple[int, str | None] | None: ...  # (size, ETag or None) in one request; None if absent
+    def probe(self) -> None: ...  # raise a one-line StorageError now if this root cannot be written under
 
     def relative_to(self, base: "Location") -> str:
         prefix = base.uri.rstrip("/") + "/"
@@ -173,6 +174,15 @@ class LocalLocation(Location):
     def delete(self) -> None:
         _unlink_quietly(str(self.path))
 
+    def probe(self) -> None:
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=".varyflow-probe-", suffix=".tmp")
+            os.close(fd)
+            os.unlink(tmp)
+        except OSError as e:
+            raise LocationError(f"{self.uri}: cannot write there ({e.strerror or e})") from None
+
     def list(self) -> list["Location"]:
         return [LocalLocation(Path(uri)) for uri in self.listing()]
 
@@ -261,7 +271,7 @@ class S3Location(Location):
         except NoCredentialsError:
             raise LocationError(f"{self.uri}: no AWS credentials found (standard chain: environment, ~/.aws, instance role)") from None
         except EndpointConnectionError as e:
-            raise LocationError(f"{self.uri}: cannot reach the S3 endpoint ({e})") from None
+            raise EndpointUnreachable(f"{self.uri}: cannot reach the S3 endpoint ({e})") from None
         except ClientError as e:
             code = e.response.get("Error", {}).get("Code", "")
             status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
@@ -333,6 +343,11 @@ class S3Location(Location):
 
     def delete(self) -> None:
         self._call("delete", self.client.delete_object, Key=self.key)
+
+    def probe(self) -> None:
+        # One listing request of one key: a missing bucket, absent credentials or a denial surface now,
+        # as one-line LocationErrors, without writing anything.
+        self._call("list", self.client.list_objects_v2, Prefix=self.key, MaxKeys=1)
 
     def list(self) -> list["Location"]:
         root = f"s3://{self.bucket}/"

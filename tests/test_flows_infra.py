@@ -40,16 +40,6 @@ def test_prefect_yaml_deployments_load_validate_and_schedule():
         assert deployments[name]["work_pool"]["name"] == "gpu"
 
 
-def test_training_deployment_is_triggered_by_completed_render_runs():
-    from prefect.events import DeploymentEventTrigger
-
-    (trigger,) = _deployments()["vocabulary-generation"]["triggers"]
-    parsed = DeploymentEventTrigger(**trigger)
-    assert parsed.expect == {"prefect.flow-run.Completed"}
-    related = parsed.match_related[0] if isinstance(parsed.match_related, list) else parsed.match_related
-    assert related.get("prefect.resource.name") in ("render", ["render"])
-
-
 def test_gpu_job_template_renders_a_job_requesting_gpus():
     from prefect.utilities.templating import apply_values
 

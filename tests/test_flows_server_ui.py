@@ -3,96 +3,28 @@ served render deployment is run through the API, its run and artifacts checked, 
 opened in headless Chromium (a screenshot under test-output/) to check it shows the run."""
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.fixtures_prefect import stop as _stop
+from tests.fixtures_prefect import wait_for as _wait
+
 REPO = Path(__file__).resolve().parent.parent
 OUTPUT = REPO / "test-output"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(what: str, check, timeout: float, proc: subprocess.Popen | None = None):
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = check()
-            if value:
-                return value
-        except Exception:
-            pass
-        if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"{what}: process exited {proc.returncode}")
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not ready after {timeout} s")
-        time.sleep(0.5)
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
-@pytest.fixture(scope="module")
-def prefect_server(tmp_path_factory):
-    port = _free_port()
-    tmp_path = tmp_path_factory.mktemp("prefect-server")
-    home = tmp_path / "prefect-home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    env.update(PREFECT_HOME=str(home), DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home}/prefect.db",
-               PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port),
-               PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api")
-    log = open(tmp_path / "server.log", "w")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait("prefect server", lambda: urllib.request.urlopen(f"{url}/api/health", timeout=2).status == 200, 120, proc)
-        yield url, env
-    finally:
-        _stop(proc)
-        log.close()
-
-
-def test_prefect_yaml_deploys_to_a_live_server(prefect_server):
+def test_prefect_yaml_deploys_to_a_live_server(deployed_server):
     """What `prefect deploy --all` registers: the server validates the work pools' job templates (the GPU
     one is refused when a template variable is undeclared) and every deployment's pool and parameters."""
     from prefect.client.orchestration import get_client
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    url, env = prefect_server
-    env = dict(env, PREFECT_API_URL=f"{url}/api")
-    prefect = str(Path(sys.executable).with_name("prefect"))
-
-    def cli(*args: str) -> str:
-        out = subprocess.run([prefect, "--no-prompt", *args], cwd=REPO, env=env, capture_output=True, text=True,
-                             timeout=300)
-        assert out.returncode == 0, (args, out.stdout[-3000:], out.stderr[-3000:])
-        return out.stdout
-
-    cli("work-pool", "create", "cpu", "--type", "process")
-    cli("work-pool", "create", "gpu", "--type", "kubernetes", "--base-job-template",
-        str(REPO / "infra/k8s/gpu-base-job-template.json"))
-    cli("deploy", "--all")
-
+    url, env = deployed_server
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text())["deployments"]
     with temporary_settings({PREFECT_API_URL: f"{url}/api"}), get_client(sync_client=True) as client:
         flows = {f.id: f.name for f in client.read_flows()}
@@ -105,9 +37,9 @@ def test_prefect_yaml_deploys_to_a_live_server(prefect_server):
             assert [s.schedule.cron for s in dep.schedules] == [c["cron"] for c in d.get("schedules", [])]
         gpu = client.read_work_pool("gpu")
         assert gpu.base_job_template["variables"]["properties"]["gpus"]["default"] == 8
-        # the trigger that starts training when a render completes is an automation on the server
+        # the trigger that runs the retrain gate when a nightly render completes is an automation on the server
         names = {a.name for a in client.read_automations()}
-        assert any("vocabulary" in n for n in names), names
+        assert any("retrain-vary-tiny" in n for n in names), names
 
 
 @pytest.mark.slow
