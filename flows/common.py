@@ -10,7 +10,7 @@ from importlib import metadata
 from typing import Any, Iterator
 
 # Generator parameters that name input files; the driver hands generators storage's reader for them.
-FILE_PARAMS = ("source", "corpus")
+FILE_PARAMS = ("source", "corpus", "records")
 # Distributions whose versions decide whether a re-render is byte-identical.
 TRACKED_PACKAGES = ("varyflow", "pillow", "numpy", "pyarrow", "pymupdf", "matplotlib", "reportlab", "latex2mathml", "prefect")
 

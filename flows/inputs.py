@@ -19,8 +19,8 @@ REMOTE_STAT_THREADS = 16
 
 
 def input_digest(kind: str, params: dict[str, Any]) -> dict[str, Any]:
-    """{"source": ..., "corpus": {lang or "": sha256}} for the file parameters `params` names; {} when it
-    names none. A `source` of a kind that lists folders (its generator takes a `lister`: pdf, negative) is
+    """{"source": ..., "corpus": {lang or "": sha256}, "records": {lang or "": sha256}} for the file parameters
+    `params` names; {} when it names none. A `source` of a kind that lists folders (its generator takes a `lister`: pdf, negative) is
     digested by its sorted listing (names, sizes and, locally, modification times; on S3 the ETag); any
     other file parameter (a formula list, a corpus) by its bytes."""
     import inspect
@@ -32,10 +32,11 @@ def input_digest(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         lists_folders = "lister" in inspect.signature(generator_class(kind).__init__).parameters
         source = params["source"]
         out["source"] = listing_digest(source) if lists_folders else hashlib.sha256(read_location(source)).hexdigest()
-    corpus = params.get("corpus")
-    if corpus:
-        specs = corpus if isinstance(corpus, dict) else {"": corpus}
-        out["corpus"] = {lang: hashlib.sha256(read_location(spec)).hexdigest() for lang, spec in sorted(specs.items()) if spec}
+    for name in ("corpus", "records"):  # a text corpus; chart records
+        spec = params.get(name)
+        if spec:
+            specs = spec if isinstance(spec, dict) else {"": spec}
+            out[name] = {lang: hashlib.sha256(read_location(s)).hexdigest() for lang, s in sorted(specs.items()) if s}
     return out
 
 

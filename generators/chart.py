@@ -24,6 +24,7 @@ from generators.base import (
     sample_id,
 )
 from generators.chart_data import ChartData, check_chart_params, sample_chart_data
+from generators.chart_text import ChartTexts, CorpusTexts, RecordTexts, TopicTexts
 from generators.corpus import Corpus, pick_lang
 
 # Palettes as fixed hex lists so a recorded palette name always means the same colours.
@@ -43,14 +44,29 @@ ZH_FONT = "WenQuanYi Micro Hei"
 DPI = 100
 
 
-def load_corpora(corpus: str | dict[str, str] | None, lang: str, reader: Callable[[str], bytes] | None) -> dict[str, Corpus]:
-    """Corpora for the languages `lang` needs; `corpus` is None (built-ins), one spec for a single
-    language, or {"en": spec, "zh": spec}."""
+def load_texts(corpus: str | dict[str, str] | None, records: str | dict[str, str] | None, lang: str,
+               reader: Callable[[str], bytes] | None) -> dict[str, ChartTexts]:
+    """The chart texts of each language `lang` needs: a user's chart records (`records`, JSON lines), else
+    runs of words from a text corpus (`corpus`), else the embedded coherent topics. Each of `records` and
+    `corpus` is one spec for a single language, or {"en": spec, "zh": spec}."""
     langs = ("en", "zh") if lang == "mixed" else (lang,)
-    if isinstance(corpus, str) and lang == "mixed":
-        raise GeneratorError("lang='mixed' needs corpus={'en': ..., 'zh': ...} (or None for the built-ins)")
-    specs = corpus if isinstance(corpus, dict) else {lang: corpus}
-    return {lg: Corpus.load(specs.get(lg), lg, reader=reader) for lg in langs}
+    for what, spec in (("corpus", corpus), ("records", records)):
+        if isinstance(spec, str) and lang == "mixed":
+            raise GeneratorError(f"lang='mixed' needs {what}={{'en': ..., 'zh': ...}} (or None for the built-ins)")
+    if corpus is not None and records is not None:
+        raise GeneratorError("give chart texts as corpus= or records=, not both")
+    out: dict[str, ChartTexts] = {}
+    for lg in langs:
+        if records is not None:
+            name = records.get(lg) if isinstance(records, dict) else records
+            if not name:
+                raise GeneratorError(f"records has no file for language {lg!r}")
+            out[lg] = RecordTexts(name, reader, lg)
+        elif corpus is not None:
+            out[lg] = CorpusTexts(Corpus.load(corpus.get(lg) if isinstance(corpus, dict) else corpus, lg, reader=reader))
+        else:
+            out[lg] = TopicTexts(lg)
+    return out
 
 
 class DrawsCharts:
@@ -58,14 +74,15 @@ class DrawsCharts:
 
     lang: str
     chart_types: list[str]
-    corpora: dict[str, Any]
+    texts: dict[str, ChartTexts]
 
-    def _init_charts(self, lang: str, chart_types: list[str] | None, corpus: str | dict[str, str] | None, size: int,
-                     degradations: dict | None, prompt: str, reader: Callable[[str], bytes] | None) -> None:
+    def _init_charts(self, lang: str, chart_types: list[str] | None, corpus: str | dict[str, str] | None,
+                     records: str | dict[str, str] | None, size: int, degradations: dict | None, prompt: str,
+                     reader: Callable[[str], bytes] | None) -> None:
         self.lang, self.chart_types, self.size = check_chart_params(lang, chart_types, size, degradations)
         self.degradations = degradations
         self.prompt = prompt
-        self.corpora = load_corpora(corpus, self.lang, reader)
+        self.texts = load_texts(corpus, records, self.lang, reader)
 
     def _sample_style(self, rng: np.random.Generator, data: ChartData) -> dict[str, Any]: ...
 
@@ -74,13 +91,13 @@ class DrawsCharts:
         rng = self.rng(seed, index)
         lang = pick_lang(rng, self.lang)
         chart_type = self.chart_types[int(rng.integers(len(self.chart_types)))]
-        data = sample_chart_data(rng, self.corpora[lang], chart_type, lang)
+        data = sample_chart_data(rng, self.texts[lang], chart_type, lang)
         return rng, lang, chart_type, data, self._sample_style(rng, data)
 
 
 class ChartGenerator(DrawsCharts, Generator):
     kind = "chart"
-    version = "4"
+    version = "5"
 
     def __init__(
         self,
@@ -91,9 +108,11 @@ class ChartGenerator(DrawsCharts, Generator):
         degradations: dict | None = None,
         prompt: str = PROMPT_CHART,
         reader: Callable[[str], bytes] | None = None,
+        records: str | dict[str, str] | None = None,
     ):
-        super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, size=size, degradations=degradations, prompt=prompt)
-        self._init_charts(lang, chart_types, corpus, size, degradations, prompt, reader)
+        super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, records=records, size=size,
+                         degradations=degradations, prompt=prompt)
+        self._init_charts(lang, chart_types, corpus, records, size, degradations, prompt, reader)
         self._fig = None
         self._canvas = None
         self._families: dict[str, str] = {}

@@ -1,7 +1,7 @@
 """The data behind one chart, shared by the matplotlib (`chart`) and ECharts (`echart`) kinds.
 
-A `ChartData` is drawn first (texts from the corpus, values already rounded to the precision they are shown
-with), then handed to a renderer, so the target — Vary's python-dict of the chart's data — is known by
+A `ChartData` is drawn first (texts from `generators.chart_text`, values already rounded to the precision they
+are shown with), then handed to a renderer, so the target — Vary's python-dict of the chart's data — is known by
 construction and equals what is drawn.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from generators.base import GeneratorError
-from generators.corpus import Corpus
+from generators.chart_text import ChartTexts
 from generators.degrade import check_spec
 
 CHART_TYPES = ("bar", "grouped_bar", "stacked_bar", "hbar", "line", "area", "pie", "scatter")
@@ -124,7 +124,7 @@ def check_chart_params(lang: str, chart_types: Any, size: Any,
     return check_lang(lang), check_chart_types(chart_types), size
 
 
-def _distinct(draw, n: int, max_tries: int = 8) -> list[str]:
+def distinct(draw, n: int, max_tries: int = 8) -> list[str]:
     """n distinct non-empty strings from `draw()`; a chart with two equal labels has an ambiguous target."""
     out: list[str] = []
     seen: set[str] = set()
@@ -142,16 +142,19 @@ def _round(v: float, decimals: int) -> float | int:
     return int(round(v)) if decimals == 0 else round(float(v), decimals)
 
 
-def sample_chart_data(rng: np.random.Generator, corpus: Corpus, chart_type: str, lang: str) -> ChartData:
+def sample_chart_data(rng: np.random.Generator, texts: ChartTexts, chart_type: str, lang: str) -> ChartData:
+    """The data of one chart: shape from `_SHAPES`, words from `texts`, values drawn at a scale the texts
+    allow (or the texts' own values), rounded to the decimals they are shown with."""
     (cmin, cmax), (smin, smax) = _SHAPES[chart_type]
     n_cat = int(rng.integers(cmin, cmax + 1))
     n_series = int(rng.integers(smin, smax + 1))
-    title = corpus.title(rng, max_words=6)
-    cat_title = corpus.title(rng, max_words=3) if chart_type != "pie" else None
-    val_title = corpus.title(rng, max_words=3) if chart_type != "pie" else None
-    names = _distinct(lambda: corpus.title(rng, max_words=2), n_series)
+    drawn = texts.draw(rng, chart_type, n_cat, n_series)
+    title, cat_title, val_title, names = drawn.title, drawn.category_title, drawn.value_title, drawn.names
+    if chart_type == "pie":
+        cat_title = val_title = None
+    categories = drawn.categories
     decimals = int(rng.integers(0, 3))
-    magnitude = int(MAGNITUDES[int(rng.integers(len(MAGNITUDES)))])
+    magnitude = int(drawn.magnitudes[int(rng.integers(len(drawn.magnitudes)))])
     thousands = bool(magnitude >= 1000 and rng.random() < 0.5)
     x_mag = int(MAGNITUDES[int(rng.integers(len(MAGNITUDES)))]) if chart_type == "scatter" else magnitude
     if min(magnitude, x_mag) == 1:
@@ -163,9 +166,14 @@ def sample_chart_data(rng: np.random.Generator, corpus: Corpus, chart_type: str,
             ys = rng.uniform(0.05, 1, n_cat) * magnitude
             series.append((name, [(_round(x, decimals), _round(y, decimals)) for x, y in zip(xs, ys)]))
         return ChartData(chart_type, lang, title, cat_title, val_title, [], series, decimals, thousands)
-    # English function words ("the", "or") make poor labels; Chinese pieces are all 2-4 characters.
-    min_len = 3 if lang == "en" else 2
-    categories = _distinct(lambda: next((w for w in corpus.words(rng, 4) if len(w) >= min_len), ""), n_cat)
+    if drawn.values is not None:
+        # The record's own values, shown with as many decimals as the most precise of them needs.
+        vals = [v for vs in drawn.values for v in vs]
+        decimals = max((len(repr(float(v)).split(".")[1].rstrip("0")) for v in vals if float(v) != int(v)), default=0)
+        decimals = min(decimals, 3)
+        thousands = any(abs(v) >= 10000 for v in vals)
+        series = [(name, [_round(v, decimals) for v in vs]) for name, vs in zip(names, drawn.values)]
+        return ChartData(chart_type, lang, title, cat_title, val_title, categories, series, decimals, thousands)
     series = []
     for name in names:
         if chart_type in ("line", "area"):

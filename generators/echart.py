@@ -36,7 +36,7 @@ SYMBOLS = ("circle", "rect", "triangle", "diamond", "emptyCircle", "none")
 
 class EChartGenerator(DrawsCharts, Generator):
     kind = "echart"
-    version = "3"
+    version = "4"
 
     def __init__(
         self,
@@ -48,9 +48,11 @@ class EChartGenerator(DrawsCharts, Generator):
         prompt: str = PROMPT_CHART,
         reader: Callable[[str], bytes] | None = None,
         renderer: Any = None,
+        records: str | dict[str, str] | None = None,
     ):
-        super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, size=size, degradations=degradations, prompt=prompt)
-        self._init_charts(lang, chart_types, corpus, size, degradations, prompt, reader)
+        super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, records=records, size=size,
+                         degradations=degradations, prompt=prompt)
+        self._init_charts(lang, chart_types, corpus, records, size, degradations, prompt, reader)
         # A caller may share one browser between generators; then it also closes it.
         self._browser = renderer
         self._own_browser = renderer is None

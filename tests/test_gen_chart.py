@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import io
 
 import numpy as np
@@ -216,3 +217,51 @@ def test_no_sample_has_text_the_legend_or_another_text_hides(gens):
             assert not [t.get_text() for t, b in zip(shown, boxes) if box.overlaps(b)], item.id
         for i, b in enumerate(boxes):
             assert not [shown[j].get_text() for j in range(i + 1, len(boxes)) if b.overlaps(boxes[j])], item.id
+
+
+# -- coherent chart text: embedded topics, or the user's chart records ----------------------------------------
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_default_chart_text_is_coherent(gens, lang):
+    from generators.chart_text import MONTHS, POOLS, SCATTER_TOPICS, TOPICS, WEEKDAYS
+
+    gen = gens(lang=lang)
+    titles = {t[0] for t in TOPICS[lang]} | {t[0] for t in SCATTER_TOPICS[lang]}
+    pools = [*POOLS.values()]
+    for i in range(24):
+        data = gen.draw(0, i)[3]
+        if data.chart_type == "pie":
+            continue
+        # the title is a topic's, with its years filled in; the axis titles carry units
+        assert any(data.title == t.format(first=data.categories[0] if data.categories else "",
+                                          last=data.categories[-1] if data.categories else "") for t in titles), data.title
+        names = [n for n, _ in data.series]
+        for labels in ([data.categories] if data.categories else []) + [names]:
+            in_a_pool = any(set(labels) <= set(p[lang]) for p in pools)
+            months = " ".join(labels) in " ".join(MONTHS[lang] + WEEKDAYS[lang])
+            years = all(label.isdigit() for label in labels) and \
+                [int(y) for y in labels] == list(range(int(labels[0]), int(labels[0]) + len(labels)))
+            quarters = all("Q" in label for label in labels)
+            assert in_a_pool or months or years or quarters, labels
+
+
+def test_chart_records_give_the_text_and_values(tmp_path):
+    records = tmp_path / "charts.jsonl"
+    rec = {"title": "Quarterly revenue by region (USD m)", "x_title": "Quarter", "y_title": "Revenue (USD m)",
+           "categories": ["Q1 2024", "Q2 2024", "Q3 2024"],
+           "series": [{"name": "North", "values": [12.5, 14.0, 13.25]}, {"name": "South", "values": [9, 11, 10.5]}]}
+    records.write_text(json.dumps(rec) + "\n\n")
+    blobs = {"s3://b/charts.jsonl": records.read_bytes()}
+    with get_generator("chart", records="s3://b/charts.jsonl", reader=blobs.__getitem__,
+                       chart_types=["grouped_bar", "line"]) as gen:
+        s = first_sample(gen)
+    target = ast.literal_eval(s.text)
+    assert (target["title"], target["x_title"], target["y_title"]) == (rec["title"], "Quarter", "Revenue (USD m)")
+    assert target["data"] == {"North": {"Q1 2024": 12.5, "Q2 2024": 14.0, "Q3 2024": 13.25},
+                              "South": {"Q1 2024": 9.0, "Q2 2024": 11.0, "Q3 2024": 10.5}}
+    assert s.meta["params"]["records"] == "s3://b/charts.jsonl"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(rec) + "\n" + json.dumps({"title": "x", "categories": ["a"], "series": [
+        {"name": "s", "values": [1, 2]}]}) + "\n")
+    with pytest.raises(GeneratorError, match=r"bad.jsonl: line 2: series 's' needs one number per category"):
+        get_generator("chart", records=str(bad))
