@@ -9,10 +9,11 @@ from typing import Any
 
 from flows.mix import MIX_PRESETS, resolve_preset
 
-# Options whose change means a new model; bookkeeping (out, log_every, flow ids) does not.
-COMPARED_OPTIONS = ("model", "preset", "steps", "batch_size", "grad_accum", "lr", "warmup_ratio", "weight_decay",
-                    "seed", "deepspeed", "precision", "tokenizer", "tokenizer_vocab_size", "max_length", "init_from",
-                    "sam_checkpoint", "clip_path", "llm_path")
+from training.config import compared_fields
+
+# Options whose change means a new model (TrainConfig's field metadata); bookkeeping (out, log_every, who
+# started the run) does not.
+COMPARED_OPTIONS = compared_fields()
 
 
 def newest_checkpoint(root: str, stage: str) -> dict[str, Any] | None:
@@ -48,12 +49,14 @@ def changes(config: dict[str, Any], stage: str = "vocab") -> tuple[list[str], di
     recorded = record.get("config", {})
     for option in COMPARED_OPTIONS:
         # storage redacts secret-looking keys ("***"); those cannot be compared
-        if option in wanted and option in recorded and recorded[option] != "***" and _normal(wanted[option]) != _normal(recorded[option]):
+        if option in wanted and option in recorded and recorded[option] != "***" and _normal(wanted[option], option) != _normal(recorded[option], option):
             reasons.append(f"{option}: {recorded[option]!r} -> {wanted[option]!r}")
     return reasons, record, manifests
 
 
-def _normal(value: Any) -> Any:
+def _normal(value: Any, option: str = "") -> Any:
+    if option == "deepspeed" and isinstance(value, bool):  # the boolean spellings TrainConfig accepts
+        return "zero2" if value else "off"
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else value
 
 

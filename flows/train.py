@@ -23,6 +23,7 @@ from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.common import artifact_key, default_root, link_for, png_data_uri
+from training.config import path_fields
 
 if TYPE_CHECKING:
     from training.config import TrainConfig
@@ -53,8 +54,9 @@ def write_hostfile(hosts: list[str], slots: int, path: str) -> str:
     return path
 
 
-# TrainConfig fields that name local files or folders; `deepspeed` may name a config file too.
-LOCAL_PATH_FIELDS = ("out", "tokenizer", "init_from", "sam_checkpoint", "clip_path", "llm_path", "index_root")
+# TrainConfig fields that name local files or folders (their field metadata says so); `deepspeed` may
+# name a config file too.
+LOCAL_PATH_FIELDS = path_fields()
 NAMED_DEEPSPEED = ("", "true", "false", "off", "none", "zero2", "zero3")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,14 +87,21 @@ class LaunchPlan:
 
 def launch_plan(cfg: TrainConfig, launch: Launch, hostfile: str | None, cwd: str | None = None) -> LaunchPlan:
     """What `run_training` starts for a distributed stage: absolute paths, the user's cwd, and this
-    checkout on PYTHONPATH so `--module training` imports the same code from any directory."""
-    from training.cli import argv_for
+    checkout on PYTHONPATH so `--module training` imports the same code from any directory. The ranks
+    get the config as a file beside the checkpoints (`--out` is shared by every node), not as options."""
+    import hashlib
+    import json
 
     cwd = os.path.abspath(cwd or os.getcwd())
     resolved = absolute_paths(cfg, cwd)
+    body = json.dumps(resolved.to_dict(), indent=1, sort_keys=True)
+    config_file = Path(resolved.out) / ".launch" / f"train-config-{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
+    config_file.parent.mkdir(parents=True, exist_ok=True)
+    config_file.write_text(body)
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), *filter(None, [env.get("PYTHONPATH")])])
-    return LaunchPlan(deepspeed_command(argv_for(resolved), launch, hostfile), cwd, env, resolved)
+    argv = ["train", resolved.stage, f"--config={config_file}"]
+    return LaunchPlan(deepspeed_command(argv, launch, hostfile), cwd, env, resolved)
 
 
 def stream_process(cmd: list[str], cwd: str, env: dict[str, str], line: Callable[[str], None], keep: int = 20) -> tuple[int, list[str]]:
@@ -220,8 +229,8 @@ def train_stage(stage: str, config: dict[str, Any], mixture: str | None, launch:
     cfg.setdefault("model", STAGE_MODELS[stage])
     cfg.setdefault("index_root", root)
     cfg.setdefault("out", str(Path(root) / "checkpoints" / stage) if "://" not in root else f"checkpoints/{stage}")
-    cfg.update(stage=stage, flow_run_id=str(runtime_flow_run.id) if runtime_flow_run.id else None,
-               deployment=runtime_deployment.name)
+    cfg.update(stage=stage, orchestrator={"name": "prefect", "flow_run_id": str(runtime_flow_run.id) if runtime_flow_run.id else None,
+                                          "deployment": runtime_deployment.name})
     trained = run_training(stage, cfg, launch)
     checkpoint = trained["checkpoint"]
     logger.info("%s checkpoint: %s", stage, checkpoint)

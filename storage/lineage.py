@@ -52,11 +52,14 @@ def record_checkpoint(checkpoint: str | Location, *, stage: str, manifests: Sequ
                       metrics: Mapping[str, Any] | None = None, flow_run_id: str | None = None,
                       deployment: str | None = None, index_root: str | Location | None = None,
                       shards_read: Sequence[str] | None = None,
-                      extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                      extra: Mapping[str, Any] | None = None,
+                      orchestrator: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Write the lineage record of a checkpoint beside it and into the index; return the record.
 
     `shards_read` narrows the record to the shards training actually consumed (a short run may stop
-    before it reaches every shard of its manifests); each must belong to one of the manifests."""
+    before it reaches every shard of its manifests); each must belong to one of the manifests.
+    `orchestrator` is whoever started the run, as it describes itself (kept as given); a Prefect one's
+    `flow_run_id` / `deployment` also fill the `prefect` part."""
     ckpt = Location.parse(checkpoint)
     loaded = [m if isinstance(m, Manifest) else read_manifest(m) for m in manifests]
     wanted = None if shards_read is None else {Location.parse(u).uri for u in shards_read}
@@ -84,7 +87,9 @@ def record_checkpoint(checkpoint: str | Location, *, stage: str, manifests: Sequ
         "code": code_version(),
         "config": cfg,
         "config_hash": config_hash(cfg),
-        "prefect": {"flow_run_id": flow_run_id, "deployment": deployment},
+        "prefect": {"flow_run_id": flow_run_id or (orchestrator or {}).get("flow_run_id"),
+                    "deployment": deployment or (orchestrator or {}).get("deployment")},
+        "orchestrator": redact(dict(orchestrator or {})),
         "metrics": dict(metrics or {}),
         **redact(dict(extra or {})),
     }

@@ -77,7 +77,9 @@ def _every_field_changed():
         weight_decay=0.05, max_grad_norm=0.5, seed=11, deepspeed="zero3", precision="bf16", gradient_checkpointing=True,
         tokenizer="tok", tokenizer_vocab_size=600, init_from="ckpt/vocab", sam_checkpoint="sam.pth", clip_path="clip",
         llm_path="llm", max_length=1024, save_every=5, keep_checkpoints=2, resume=False, num_workers=1, log_every=3,
-        flow_run_id="abc", deployment="flow/dep", index_root="s3://b/root")
+        orchestrator={"name": "prefect", "flow_run_id": "abc"}, index_root="s3://b/root", recipe="vary-toy-sft",
+        epochs=2.0, global_batch=64, vary_checkpoint="vary.pth", allow_random_init=True, holdout=0.1,
+        save_every_minutes=5.0)
     default = TrainConfig()
     same = [f.name for f in dataclasses.fields(cfg) if getattr(cfg, f.name) == getattr(default, f.name)]
     assert not same, f"set these to non-default values too: {same}"

@@ -27,9 +27,12 @@ def assert_one_line_error(p: subprocess.CompletedProcess, *needles: str) -> None
     assert all(n in lines[0] for n in needles), lines[0]
 
 
+HOLDOUT = 0.3  # holds out 2 of the 8 samples below
+
+
 @pytest.fixture(scope="module")
 def samples():
-    return text_line_samples(short_texts(4))
+    return text_line_samples(short_texts(8))
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def trained(samples, tmp_path_factory):
     out = root / "run"
     p = varyflow("train", "vocab", "--data", manifest, "--out", str(out), "--preset", "tiny", "--steps", "2",
                  "--batch-size", "2", "--deepspeed", "off", "--tokenizer-vocab-size", "300", "--max-length", "64",
-                 "--log-every", "0", "--index-root", str(root / "lineage"), "--json")
+                 "--log-every", "0", "--holdout", str(HOLDOUT), "--index-root", str(root / "lineage"), "--json")
     assert p.returncode == 0, p.stderr
     result = json.loads(p.stdout.strip().splitlines()[-1])
     return root, manifest, out, result
@@ -55,14 +58,24 @@ def test_train_vocab_writes_a_checkpoint_with_its_lineage(trained):
     assert lineage["stage"] == "vocab" and [m["uri"] for m in lineage["manifests"]] == [manifest]
 
 
-def test_eval_json_prints_every_metric(trained):
+def test_eval_json_prints_every_metric_on_the_held_out_rows_by_default(trained, samples):
+    from training.split import in_holdout
+
     root, manifest, out, result = trained
+    held = [s.id for s in samples if in_holdout(s.id, HOLDOUT)]
+    assert 0 < len(held) < len(samples)
+    assert result["metrics"]["samples"] == 4  # 2 steps × batch 2, from the training rows only
     p = varyflow("eval", "--checkpoint", result["checkpoint"], "--data", manifest, "--max-new-tokens", "6", "--json")
     assert p.returncode == 0, p.stderr
     m = json.loads(p.stdout)
-    assert m["samples"] == 4 and m["skipped"] == 0
+    assert (m["split"], m["samples"], m["skipped"]) == ("heldout", len(held), 0)
     for k in METRICS:
         assert isinstance(m[k], float) and 0.0 <= m[k] <= 1.0, (k, m[k])
+    # training rows only on request, and labelled so
+    p = varyflow("eval", "--checkpoint", result["checkpoint"], "--data", manifest, "--max-new-tokens", "2",
+                 "--split", "train", "--limit", "3")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0] == "3 samples of TRAINING rows (seen in training) (0 skipped)"
 
 
 def test_ocr_prints_one_decode_per_image_and_accepts_the_run_directory(trained, samples):

@@ -18,7 +18,8 @@ from training.data import RowError, VaryStream, encode_example, prompt_ids, stop
 from training.errors import TrainingError
 from training.evaluate import decode, evaluate
 from training.modeling import DataSpec
-from training.run import build_model, train
+from training.build import build_model
+from training.run import train
 from training.tokenizer import train_tokenizer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +41,8 @@ def lines(tmp_path_factory):
 @pytest.fixture(scope="module")
 def stage1(lines, tmp_path_factory):
     out = tmp_path_factory.mktemp("stage1") / "run"
-    return train(tiny_config(lines, out, steps=160, batch_size=16, lr=5e-4, warmup_ratio=0.05))
+    # holdout 0: every one of the 16 lines is trained on (the point is memorising them)
+    return train(tiny_config(lines, out, steps=160, batch_size=16, lr=5e-4, warmup_ratio=0.05, holdout=0.0))
 
 
 def test_loss_falls_and_lineage_lists_exactly_the_shards_read(docs, tmp_path):
@@ -63,7 +65,7 @@ def test_loss_falls_and_lineage_lists_exactly_the_shards_read(docs, tmp_path):
 
 
 def test_vary_tiny_overfits_until_greedy_decoding_reproduces(stage1, lines):
-    m = evaluate(stage1.checkpoint, [lines])
+    m = evaluate(stage1.checkpoint, [lines], split="train")  # memorising its training rows proves the wiring
     assert m["samples"] == 16 and m["skipped"] == 0
     assert m["cer"] <= 0.05, m
 
@@ -78,7 +80,7 @@ def test_vary_base_loads_stage1_vocab_keeps_towers_and_overfits(stage1, lines, t
     # The chat template with this 300-token BPE takes ~122 tokens before the target: max_length must leave
     # room for the whole target and its <|im_end|>, or the model never learns where to stop.
     cfg = tiny_config(lines, tmp_path / "run", stage="integrate", model="vary_base", steps=70, batch_size=16,
-                      lr=3e-3, warmup_ratio=0.05, max_length=160, init_from=stage1.checkpoint,
+                      lr=3e-3, warmup_ratio=0.05, max_length=160, init_from=stage1.checkpoint, holdout=0.0,
                       clip_path=str(tmp_path / "clip"))
     r = train(cfg)
     assert r.metrics["truncated"] == 0
@@ -88,7 +90,7 @@ def test_vary_base_loads_stage1_vocab_keeps_towers_and_overfits(stage1, lines, t
     clip = load_file(str(tmp_path / "clip" / "model.safetensors"))
     assert clip and all(torch.equal(v, after["clip." + k]) for k, v in clip.items())
     assert str(Path(stage1.checkpoint).resolve()) in json.loads((Path(r.checkpoint) / "lineage.json").read_text())["parents"][0]
-    m = evaluate(r.checkpoint, [lines])
+    m = evaluate(r.checkpoint, [lines], split="train")
     assert m["cer"] <= 0.05, m
 
 
@@ -138,7 +140,7 @@ def test_vary_base_cached_greedy_decode_matches_a_full_forward_per_token(bpe, tm
     from training.data import clip_transform, decode_image, sam_transform
 
     torch.manual_seed(4)  # this untrained model continues with a 5-token run then a cycle, and follows positions
-    model = build_model(tiny_config("unused", tmp_path / "run", stage="integrate", model="vary_base"), bpe).eval()
+    model = build_model(tiny_config("unused", tmp_path / "run", stage="integrate", model="vary_base"), bpe)[0].eval()
     spec = model.data_spec()
     sample = text_line_samples(["word font"])[0]
     arr = decode_image(sample.image)
@@ -177,6 +179,12 @@ def test_killed_run_resumes_with_identical_losses(docs, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     losses = json.loads(resumed.stdout.strip().splitlines()[-1])["losses"]
     assert losses == whole.losses
+    # it says where it went on from, and lineage keeps that checkpoint as a parent; the tokenizer's source
+    # is where it came from, not the intermediate checkpoint's copy that pruning may delete
+    assert f"resumed from {out / 'checkpoint-000003'} at step 3" in resumed.stdout.splitlines()
+    record = json.loads((out / f"checkpoint-{steps:06d}" / "lineage.json").read_text())
+    assert str(out / "checkpoint-000003") in record["parents"]
+    assert record["tokenizer"]["source"] == "trained:byte-level-bpe"
 
 
 def test_two_deepspeed_cpu_ranks_write_one_checkpoint_and_resume_with_exact_counts(docs, tmp_path):

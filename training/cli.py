@@ -5,7 +5,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from training.errors import TrainingError
 
@@ -17,18 +17,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     train = sub.add_parser("train", help="train a Vary stage (runs without Prefect; use the deepspeed launcher for several ranks)")
     stages = train.add_subparsers(dest="stage", metavar="STAGE")
     stages.required = True
-    for stage, help_, models, default in (
-        ("vocab", "stage 1: Vary-tiny, vocabulary generation", ["vary_tiny"], "vary_tiny"),
-        ("integrate", "stage 2: Vary-base / Vary-toy on a stage-1 vocabulary network", ["vary_base", "vary_toy"], "vary_base"),
-    ):
+    for stage, help_ in (("vocab", "stage 1: Vary-tiny, vocabulary generation"),
+                         ("integrate", "stage 2: Vary-base / Vary-toy on a stage-1 vocabulary network")):
         p = stages.add_parser(stage, help=help_)
-        p.add_argument("--model", choices=models, default=default)
         _train_options(p)
         p.set_defaults(func=cmd_train, stage=stage)
 
     ev = sub.add_parser("eval", help="greedy-decode a manifest and report edit distance, F1, BLEU, METEOR")
     ev.add_argument("--checkpoint", required=True)
     ev.add_argument("--data", action="append", required=True, metavar="MANIFEST")
+    ev.add_argument("--split", choices=["heldout", "train", "all"], default="heldout",
+                    help="heldout (default): the rows the checkpoint's training never read; train: its training "
+                         "rows (labelled so); all: every row (a separate test set)")
     ev.add_argument("--limit", type=int)
     ev.add_argument("--max-new-tokens", type=int, default=512)
     ev.add_argument("--json", action="store_true")
@@ -41,120 +41,140 @@ def register(sub: argparse._SubParsersAction) -> None:
     ocr.add_argument("images", nargs="+", metavar="IMAGE")
     ocr.set_defaults(func=cmd_ocr)
 
+    export = sub.add_parser("export", help="write an inference-only checkpoint folder (weights, config, code, "
+                                           "tokenizer; no optimizer state)")
+    export.add_argument("checkpoint", metavar="CKPT")
+    export.add_argument("--out", required=True, metavar="DIR")
+    export.set_defaults(func=cmd_export)
+
+
+STAGE_MODELS = {"vocab": ("vary_tiny",), "integrate": ("vary_base", "vary_toy")}
+
 
 def _train_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--data", action="append", required=True, metavar="MANIFEST", help="manifest URI (repeat to mix)")
-    p.add_argument("--weights", type=lambda s: [float(x) for x in s.split(",")], help="mixing weights, comma-separated")
-    p.add_argument("--out", required=True, help="local checkpoint directory")
-    p.add_argument("--preset", choices=["paper", "tiny"], default="paper")
-    p.add_argument("--steps", type=int, default=1000)
-    p.add_argument("--batch-size", type=int, default=16, help="per rank and micro step")
-    p.add_argument("--grad-accum", type=int, default=1)
-    p.add_argument("--lr", type=float, default=5e-5)
-    p.add_argument("--warmup-ratio", type=float, default=0.03)
-    p.add_argument("--weight-decay", type=float, default=0.0, help="AdamW weight decay")
-    p.add_argument("--max-grad-norm", type=float, default=1.0, help="gradient clipping norm")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--deepspeed", default="zero2", help="zero2 (default), zero3, a config JSON path, or off")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
-    p.add_argument("--gradient-checkpointing", action="store_true")
-    p.add_argument("--tokenizer", help="local tokenizer directory (default: train a byte-level BPE on the data)")
-    p.add_argument("--tokenizer-vocab-size", type=int, default=8000)
-    p.add_argument("--init-from", help="stage-1 checkpoint (integrate)")
-    p.add_argument("--sam-checkpoint", help="local SAM-B weights")
-    p.add_argument("--clip-path", help="local CLIP-L/14 weights directory")
-    p.add_argument("--llm-path", help="local OPT / Qwen2 weights directory")
-    p.add_argument("--max-length", type=int, default=4096)
-    p.add_argument("--save-every", type=int, default=0)
-    p.add_argument("--keep-checkpoints", type=int, default=0)
-    p.add_argument("--num-workers", type=int, default=0)
-    p.add_argument("--log-every", type=int, default=10)
-    p.add_argument("--no-resume", dest="resume", action="store_false")
-    p.add_argument("--flow-run-id")
-    p.add_argument("--deployment")
-    p.add_argument("--index-root", help="storage root whose lineage index records the checkpoints")
+    """One option per `TrainConfig` field with `cli` metadata, named, typed and documented by the field.
+    Defaults stay out of the namespace (SUPPRESS), so a config file or recipe is overridden only by the
+    options actually given."""
+    import dataclasses
+
+    from training.config import TrainConfig, field_types
+
+    types = field_types()
+    defaults = TrainConfig()
+    p.add_argument("--config", metavar="JSON", help="a training config file (TrainConfig fields); options given "
+                   "here override it")
+    for f in dataclasses.fields(TrainConfig):
+        meta = f.metadata
+        if not meta.get("cli", True):
+            continue
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        kind = types[f.name]
+        default = getattr(defaults, f.name)
+        help_ = meta.get("help", "") + ("" if default in (None, [], False) else f" (default: {default})")
+        common = dict(dest=f.name, default=argparse.SUPPRESS, help=help_)
+        if kind is bool:
+            if default:
+                p.add_argument("--no-" + flag[2:], action="store_false", **common)
+            else:
+                p.add_argument(flag, action="store_true", **common)
+        elif f.name == "manifests":
+            p.add_argument(flag, action="append", metavar="MANIFEST", **common)
+        elif f.name == "weights":
+            p.add_argument(flag, type=lambda s: [float(x) for x in s.split(",")], **common)
+        elif kind == (dict[str, Any] | None):
+            p.add_argument(flag, type=json.loads, metavar="JSON", **common)
+        else:
+            base = next((t for t in (int, float, str) if kind is t or kind == (t | None)), str)
+            p.add_argument(flag, type=base, choices=meta.get("choices"), **common)
+    p.add_argument("--dry-run", action="store_true", help="build the model on the meta device and print parameters, "
+                   "tokens per step and memory per GPU; train nothing")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
 def config_from_args(args: argparse.Namespace):
+    """The TrainConfig of a `train` command line: defaults < recipe < --config file < options given."""
+    import dataclasses
+
     from training.config import TrainConfig
 
-    ds = {"off": False, "false": False, "none": False, "zero2": True}.get(str(args.deepspeed).lower(), args.deepspeed)
-    return TrainConfig(
-        stage=args.stage, model=args.model, preset=args.preset, manifests=list(args.data), weights=args.weights,
-        out=args.out, steps=args.steps, batch_size=args.batch_size, grad_accum=args.grad_accum, lr=args.lr,
-        warmup_ratio=args.warmup_ratio, weight_decay=args.weight_decay, max_grad_norm=args.max_grad_norm,
-        seed=args.seed, deepspeed=ds, precision=args.precision,
-        gradient_checkpointing=args.gradient_checkpointing, tokenizer=args.tokenizer,
-        tokenizer_vocab_size=args.tokenizer_vocab_size, init_from=args.init_from, sam_checkpoint=args.sam_checkpoint,
-        clip_path=args.clip_path, llm_path=args.llm_path, max_length=args.max_length, save_every=args.save_every,
-        keep_checkpoints=args.keep_checkpoints, resume=args.resume, num_workers=args.num_workers,
-        log_every=args.log_every, flow_run_id=args.flow_run_id, deployment=args.deployment, index_root=args.index_root)
-
-
-# TrainConfig field -> how `argv_for` writes it; a field missing here cannot be expressed on the command line.
-_VALUE_OPTIONS = ("model", "preset", "out", "steps", "batch_size", "grad_accum", "lr", "warmup_ratio", "weight_decay",
-                  "max_grad_norm", "seed", "precision", "tokenizer", "tokenizer_vocab_size", "init_from", "sam_checkpoint",
-                  "clip_path", "llm_path", "max_length", "save_every", "keep_checkpoints", "num_workers", "log_every",
-                  "flow_run_id", "deployment", "index_root")
+    given: dict = {}
+    if getattr(args, "config", None):
+        given.update(TrainConfig.from_file(args.config).to_dict())
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    given.update({k: v for k, v in vars(args).items() if k in names})
+    given["stage"] = args.stage
+    if not given.get("recipe") and "model" not in given:
+        given["model"] = STAGE_MODELS[args.stage][0]
+    if "manifests" not in given:
+        raise TrainingError("no manifests given (--data MANIFEST, or a --config file naming them)")
+    cfg = TrainConfig.from_dict(given)
+    if cfg.model not in STAGE_MODELS[args.stage]:
+        raise TrainingError(f"train {args.stage} trains {' or '.join(STAGE_MODELS[args.stage])}, not {cfg.model}")
+    return cfg
 
 
 def argv_for(cfg: TrainConfig) -> list[str]:
-    """`python -m training` arguments that `config_from_args` turns back into `cfg`, every field included.
+    """`python -m training` arguments that `config_from_args` turns back into `cfg`, every field included
+    (the launcher hands ranks a config file instead; this is for people who want a command line).
 
     Values go as `--opt=value` so one starting with a dash is never read as an option. Raises
-    TrainingError for a field or value the command line cannot carry."""
+    TrainingError for a field the command line cannot carry."""
     import dataclasses
+    import typing
 
     argv = ["train", cfg.stage]
     if not cfg.manifests:
         raise TrainingError("a training command line needs at least one manifest (--data)")
+    types = typing.get_type_hints(type(cfg))
     for f in dataclasses.fields(cfg):
         name, value = f.name, getattr(cfg, f.name)
         if name == "stage":
             continue
+        if not f.metadata or not f.metadata.get("cli", True):
+            raise TrainingError(f"TrainConfig.{name}={value!r} has no command-line option; launch with a config file")
+        flag = f.metadata.get("flag") or "--" + name.replace("_", "-")
         if name == "manifests":
-            argv += [f"--data={m}" for m in value]
+            argv += [f"{flag}={m}" for m in value]
         elif name == "weights":
             if value is not None:
-                argv.append("--weights=" + ",".join(repr(float(w)) for w in value))
-        elif name == "deepspeed":
-            if value is True:
-                argv.append("--deepspeed=zero2")
-            elif value is False:
-                argv.append("--deepspeed=off")
-            else:
-                argv.append(f"--deepspeed={value}")
-        elif name == "gradient_checkpointing":
-            if value:
-                argv.append("--gradient-checkpointing")
-        elif name == "resume":
-            if not value:
-                argv.append("--no-resume")
-        elif name in _VALUE_OPTIONS:
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-                raise TrainingError(f"TrainConfig.{name}={value!r} cannot be written on the command line")
-            flag = "--" + name.replace("_", "-")
+                argv.append(f"{flag}=" + ",".join(repr(float(w)) for w in value))
+        elif types[name] == (dict[str, Any] | None):
+            if value is not None:
+                argv.append(f"{flag}={json.dumps(value, sort_keys=True)}")
+        elif types[name] is bool:
+            if value != f.default:
+                argv.append(flag if value else "--no-" + flag[2:])
+        elif value is not None:
             argv.append(f"{flag}={value!r}" if isinstance(value, float) else f"{flag}={value}")
-        else:
-            raise TrainingError(f"TrainConfig.{name} has no command-line option; add one to training.cli before launching with it")
     return argv
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from training.run import train
-
-    result = train(config_from_args(args))
     import os
 
+    cfg = config_from_args(args)
+    if args.dry_run:
+        from training.dry_run import dry_run, format_report
+
+        report = dry_run(cfg, world_size=int(os.environ.get("WORLD_SIZE", "1")))
+        print(json.dumps(report) if args.json else format_report(report))
+        return 0
+    from training.run import train
+
+    result = train(cfg)
     if int(os.environ.get("RANK", "0")) == 0:
         if args.json:
             print(json.dumps({"checkpoint": result.checkpoint, "losses": result.losses, "metrics": result.metrics}))
         else:
             print(f"checkpoint {result.checkpoint}: {len(result.losses)} steps, final loss {result.losses[-1]:.4f}, "
                   f"{result.metrics['skipped']} rows skipped")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from training.export import export
+
+    print(export(checkpoint_dir(args.checkpoint), args.out))
     return 0
 
 
@@ -171,11 +191,12 @@ def checkpoint_dir(path: str) -> str:
 def cmd_eval(args: argparse.Namespace) -> int:
     from training.evaluate import evaluate
 
-    m = evaluate(checkpoint_dir(args.checkpoint), args.data, limit=args.limit, max_new_tokens=args.max_new_tokens)
+    m = evaluate(checkpoint_dir(args.checkpoint), args.data, limit=args.limit, max_new_tokens=args.max_new_tokens,
+                 split=args.split)
     if args.json:
         print(json.dumps(m, ensure_ascii=False))
     else:
-        print(f"{m['samples']} samples ({m['skipped']} skipped)")
+        print(f"{m['samples']} samples of {m['split_label']} ({m['skipped']} skipped)")
         for k in ("edit_distance", "f1", "precision", "recall", "bleu", "meteor"):
             if k in m:
                 print(f"  {k:14s} {m[k]:.4f}")

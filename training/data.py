@@ -241,8 +241,9 @@ class VaryStream(IterableDataset):
 
     def __init__(self, manifests: list[str], weights: list[float] | None, tokenizer, spec: DataSpec,
                  batch_size: int, max_length: int, seed: int, rank: int = 0, world_size: int = 1,
-                 state: dict[str, Any] | None = None, shuffle: bool = True):
+                 state: dict[str, Any] | None = None, shuffle: bool = True, holdout: float = 0.0):
         self.manifests, self.weights = list(manifests), weights
+        self.holdout = holdout  # rows of the held-out split (training.split) are never yielded
         self.tok, self.spec = tokenizer, spec
         self.batch_size, self.max_length = batch_size, max_length
         self.seed, self.rank, self.world_size, self.shuffle = seed, rank, world_size, shuffle
@@ -279,8 +280,14 @@ class VaryStream(IterableDataset):
         pending: list[Example] = []
         skipped: list[dict[str, str]] = []
         truncated = 0
+        from training.split import in_holdout
+
         while True:  # the reader moves itself to the next epoch after a full pass
+            used = 0
             for row in reader:
+                if in_holdout(row.get("id", ""), self.holdout):
+                    continue
+                used += 1
                 try:
                     ex = make_example(row, self.tok, self.spec, self.max_length)
                 except RowError as e:
@@ -295,6 +302,9 @@ class VaryStream(IterableDataset):
                                  position=reader.state_dict())
                     yield batch
                     pending, skipped, truncated = [], [], 0
+            if not used:  # a whole pass with nothing to train on would loop forever
+                raise TrainingError(f"rank {self.rank} data worker {logical} read no training rows in a whole pass "
+                                    f"(all {len(reader)} are held out at holdout {self.holdout})")
 
 
 def make_loader(stream: VaryStream, num_workers: int) -> DataLoader:

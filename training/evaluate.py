@@ -9,7 +9,7 @@ from training.errors import TrainingError
 
 def load_checkpoint(checkpoint: str):
     """(model, tokenizer) from a checkpoint directory, on CPU or the first GPU, in eval mode."""
-    from training.run import setup_environment
+    from training.distributed import setup_environment
 
     setup_environment()
     import torch
@@ -20,7 +20,7 @@ def load_checkpoint(checkpoint: str):
     if not Path(checkpoint).is_dir():
         raise TrainingError(f"checkpoint {checkpoint} does not exist")
     model = load_model(checkpoint)
-    from training.run import TOKENIZER_DIR
+    from training.checkpoint import TOKENIZER_DIR
 
     tok = load_tokenizer(Path(checkpoint) / TOKENIZER_DIR)
     model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
@@ -49,17 +49,45 @@ def decode(model, tok, image: bytes, prompt: str = "", max_new_tokens: int = 512
     return tok.decode(out[0], skip_special_tokens=True)
 
 
+SPLITS = {"heldout": "held-out rows (never trained on)", "train": "TRAINING rows (seen in training)",
+          "all": "all rows"}
+
+
+def checkpoint_holdout(checkpoint: str) -> float:
+    """The held-out fraction the checkpoint was trained with (0 for checkpoints from before the split)."""
+    import json
+
+    from training.checkpoint import STATE_NAME
+
+    state = Path(checkpoint) / STATE_NAME
+    if not state.is_file():
+        return 0.0
+    return float(json.loads(state.read_text()).get("train_config", {}).get("holdout", 0.0))
+
+
 def evaluate(checkpoint: str, manifests: list[str], limit: int | None = None, max_new_tokens: int = 512,
-             model_and_tokenizer: tuple[Any, Any] | None = None) -> dict[str, Any]:
-    """Decode every row (in stored order, up to `limit`) and average the metrics; rows whose image
-    fails to decode are counted in `skipped`, never scored and never replaced."""
+             model_and_tokenizer: tuple[Any, Any] | None = None, split: str = "heldout") -> dict[str, Any]:
+    """Decode the rows of `split` (in stored order, up to `limit`) and average the metrics; rows whose
+    image fails to decode are counted in `skipped`, never scored and never replaced.
+
+    `heldout` (default): the rows the checkpoint's training never read (training.split); `train`: its
+    training rows, only on request, and labelled so; `all`: every row, for a test set of its own."""
     from storage import StreamingReader
 
     from training.data import DecodeError
     from training.metrics import average, score
+    from training.split import in_holdout
 
+    if split not in SPLITS:
+        raise TrainingError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    fraction = checkpoint_holdout(checkpoint)
+    if split == "heldout" and fraction <= 0.0:
+        raise TrainingError(f"{checkpoint} was trained with no held-out split (holdout 0); evaluate a test set of "
+                            f"its own with --split all, or its training rows with --split train")
+    wanted = {"heldout": lambda i: in_holdout(i, fraction), "train": lambda i: not in_holdout(i, fraction),
+              "all": lambda i: True}[split]
     model, tok = model_and_tokenizer or load_checkpoint(checkpoint)
-    reader = StreamingReader(list(manifests), shuffle=False)
+    reader = (row for row in StreamingReader(list(manifests), shuffle=False) if wanted(row.get("id", "")))
     scores, skipped = [], []
     per_lang: dict[str, list[dict[str, float]]] = {}
     for i, row in enumerate(_limit(reader, limit)):
@@ -71,7 +99,8 @@ def evaluate(checkpoint: str, manifests: list[str], limit: int | None = None, ma
         s = score(pred, row.get("text") or "", row.get("lang") or "en")
         scores.append(s)
         per_lang.setdefault(row.get("lang") or "en", []).append(s)
-    return {"checkpoint": str(checkpoint), "manifests": list(manifests), "samples": len(scores),
+    return {"checkpoint": str(checkpoint), "manifests": list(manifests), "split": split,
+            "split_label": SPLITS[split], "holdout": fraction, "samples": len(scores),
             "skipped": len(skipped), "skipped_rows": skipped, **average(scores),
             "by_lang": {k: {"samples": len(v), **average(v)} for k, v in per_lang.items()}}
 

@@ -16,8 +16,9 @@ IMAGE_TOKENS = [IMG_START, IMG_END, IMG_PAD, IM_START, IM_END]
 SYSTEM_PROMPT = "You should follow the instructions carefully and explain your answers in detail."
 
 
-def load_tokenizer(path: str | Path):
-    """A tokenizer from a local directory, with the image/chat special tokens present and a pad token."""
+def load_tokenizer(path: str | Path, with_base_size: bool = False):
+    """A tokenizer from a local directory, with the image/chat special tokens present and a pad token
+    (and, with `with_base_size`, how many tokens it had before they were added)."""
     from tokenizers import AddedToken
     from transformers import AutoTokenizer
 
@@ -25,6 +26,7 @@ def load_tokenizer(path: str | Path):
     if not path.exists():
         raise TrainingError(f"tokenizer {path} does not exist (give a local directory; nothing is downloaded)")
     tok = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    base = len(tok)
     missing = [t for t in IMAGE_TOKENS if t not in tok.get_vocab()]
     if missing:
         tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
@@ -32,7 +34,7 @@ def load_tokenizer(path: str | Path):
         raise TrainingError(f"tokenizer {path} has no end-of-sequence token")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    return tok
+    return (tok, base) if with_base_size else tok
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int):

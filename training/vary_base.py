@@ -84,19 +84,7 @@ class VaryBase(VaryModel):
         self.vocab.eval()
         return self
 
-    # -- construction from local pretrained parts -------------------------------------------------
-    def load_clip(self, path: str) -> None:
-        pretrained = CLIPVisionModel.from_pretrained(path, torch_dtype=torch.float32, local_files_only=True)
-        self.clip.load_state_dict(pretrained.state_dict(), strict=True)
-        self.freeze_towers()
-
-    def load_llm(self, path: str) -> None:
-        pretrained = Qwen2ForCausalLM.from_pretrained(path, torch_dtype=torch.float32, local_files_only=True)
-        vocab_size = self.llm.config.vocab_size
-        if pretrained.config.vocab_size != vocab_size:
-            pretrained.resize_token_embeddings(vocab_size)
-        self.llm.load_state_dict(pretrained.state_dict(), strict=True)
-
+    # -- construction from local pretrained parts (training.build) ------------------------------
     def load_vocab_net(self, stage1: VaryModel) -> None:
         """Take the vocabulary network of a stage-1 (Vary-tiny) checkpoint, bit for bit."""
         self.vocab.load_state_dict(stage1.vocab.state_dict(), strict=True)

@@ -46,19 +46,6 @@ class VaryTiny(VaryModel):
         self.llm = OPTForCausalLM(OPTConfig(**llm_cfg))
         self.proj = nn.Linear(config.vocab.out_dim, self.llm.config.word_embed_proj_dim)
 
-    # -- construction from local pretrained parts -------------------------------------------------
-    def load_llm(self, path: str) -> None:
-        """Take OPT weights from a local directory, interpolating its learned positions to `max_positions`
-        (the released Vary code kept OPT's 2048 and overflowed at 4096 tokens)."""
-        pretrained = OPTForCausalLM.from_pretrained(path, torch_dtype=torch.float32, local_files_only=True)
-        interpolate_opt_positions(pretrained, self.config.max_positions)
-        vocab_size = self.llm.config.vocab_size
-        if pretrained.config.vocab_size != vocab_size:
-            pretrained.resize_token_embeddings(vocab_size)
-        self.llm.load_state_dict(pretrained.state_dict(), strict=True)
-        self.config.llm.update({k: getattr(pretrained.config, k) for k in OPT_125M if k != "max_position_embeddings"},
-                               vocab_size=vocab_size)
-
     def data_spec(self) -> DataSpec:
         return DataSpec(layout="opt", image_size=self.config.vocab.image_size, clip_size=None,
                         num_image_tokens=self.config.vocab.num_tokens)

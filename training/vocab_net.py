@@ -25,6 +25,7 @@ class VocabNetConfig:
     global_attn_indexes: list[int] = field(default_factory=lambda: [2, 5, 8, 11])
     neck_channels: int = 256
     conv_channels: list[int] = field(default_factory=lambda: [512, 1024])
+    mlp_dim: int | None = None  # None: 4 × hidden_size (SAM's)
 
     @property
     def out_dim(self) -> int:
@@ -44,7 +45,7 @@ class VocabNetConfig:
             hidden_size=self.hidden_size,
             num_hidden_layers=self.num_layers,
             num_attention_heads=self.num_heads,
-            mlp_dim=4 * self.hidden_size,
+            mlp_dim=self.mlp_dim or 4 * self.hidden_size,
             window_size=self.window_size,
             global_attn_indexes=list(self.global_attn_indexes),
             output_channels=self.neck_channels,
@@ -79,12 +80,12 @@ class VocabNet(nn.Module):
         feats = self.downsample(feats)
         return feats.flatten(2).transpose(1, 2)
 
-    def load_sam_weights(self, path: str | Path) -> None:
+    def load_sam_weights(self, path: str | Path, converted: dict[str, torch.Tensor] | None = None) -> None:
         """Load SAM image-encoder weights from a local file: Meta's `sam_vit_b_*.pth`, an HF SamModel
         directory / .safetensors (`vision_encoder.*`), or a bare encoder state dict. Strict: every encoder
         tensor must be present with the right shape, so a wrong file fails loudly instead of half-loading."""
-        state = _read_state_dict(Path(path))
-        converted = convert_sam_state_dict(state)
+        if converted is None:
+            converted = convert_sam_state_dict(_read_state_dict(Path(path)))
         own = self.sam.state_dict()
         missing = sorted(set(own) - set(converted))
         if missing:
@@ -94,6 +95,42 @@ class VocabNet(nn.Module):
                 raise TrainingError(f"{path}: {k} has shape {tuple(v.shape)}, the {self.config.hidden_size}-wide "
                                     f"encoder needs {tuple(own[k].shape)} (is it SAM-B at {self.config.image_size}²?)")
         self.sam.load_state_dict({k: converted[k] for k in own}, strict=True)
+
+
+def sam_source(path: str | Path, base: VocabNetConfig) -> tuple[VocabNetConfig, dict[str, torch.Tensor]]:
+    """The encoder saved at `path` as (its architecture on top of `base`'s convolutions, its weights in
+    `SamVisionEncoder` names). An HF SamModel folder says its architecture in config.json; Meta's file
+    only in its tensors' shapes: width from the patch embedding, depth from the blocks, grid from the
+    absolute positions, window and global layers from the relative-position tables (2·window−1 rows for
+    windowed blocks, 2·grid−1 for global ones), heads from width / the tables' head dimension."""
+    import dataclasses
+
+    path = Path(path)
+    state = convert_sam_state_dict(_read_state_dict(path))
+    if path.is_dir() and (path / "config.json").is_file():
+        from transformers import SamConfig
+
+        v = SamConfig.from_pretrained(str(path), local_files_only=True).vision_config
+        return dataclasses.replace(base, image_size=v.image_size, patch_size=v.patch_size, hidden_size=v.hidden_size,
+                                   num_layers=v.num_hidden_layers, num_heads=v.num_attention_heads,
+                                   window_size=v.window_size, global_attn_indexes=list(v.global_attn_indexes),
+                                   neck_channels=v.output_channels, mlp_dim=v.mlp_dim), state
+    try:
+        hidden, _, patch, _ = state["patch_embed.projection.weight"].shape
+        grid = state["pos_embed"].shape[1]
+        layers = 1 + max(int(k.split(".")[1]) for k in state if k.startswith("layers."))
+        rel = [state[f"layers.{i}.attn.rel_pos_h"].shape for i in range(layers)]
+        neck = state["neck.conv1.weight"].shape[0]
+        mlp = state["layers.0.mlp.lin1.weight"].shape[0]
+    except (KeyError, ValueError) as e:
+        raise TrainingError(f"{path}: not a SAM image encoder checkpoint (cannot read its shape: {e})") from None
+    head_dim = rel[0][1]
+    global_layers = [i for i, shape in enumerate(rel) if shape[0] == 2 * grid - 1]
+    windowed = [shape[0] for shape in rel if shape[0] != 2 * grid - 1]
+    window = (windowed[0] + 1) // 2 if windowed else base.window_size
+    return dataclasses.replace(base, image_size=grid * patch, patch_size=patch, hidden_size=hidden, num_layers=layers,
+                               num_heads=hidden // head_dim, window_size=window, global_attn_indexes=global_layers,
+                               neck_channels=neck, mlp_dim=mlp), state
 
 
 _META_RENAMES = [
