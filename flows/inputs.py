@@ -36,8 +36,23 @@ def input_digest(kind: str, params: dict[str, Any]) -> dict[str, Any]:
         spec = params.get(name)
         if spec:
             specs = spec if isinstance(spec, dict) else {"": spec}
-            out[name] = {lang: hashlib.sha256(read_location(s)).hexdigest() for lang, s in sorted(specs.items()) if s}
+            out[name] = {lang: _corpus_digest(s) for lang, s in sorted(specs.items()) if s}
     return out
+
+
+def _corpus_digest(spec: str) -> Any:
+    """A small corpus file by its bytes; a folder or prefix of corpus files (or one large .jsonl/.parquet
+    file: web-scale text is not read whole for a fingerprint) by its listing, as `listing_digest` does.
+    `spec#column` names the column; the column is in the params already."""
+    from generators.sources import is_remote
+
+    path = spec.partition("#")[0]
+    base = path.rsplit("/", 1)[-1].lower()
+    if path.endswith("/") or os.path.isdir(path.removeprefix("file://")) or (is_remote(path) and "." not in base):
+        return listing_digest(path)
+    if base.endswith((".jsonl", ".parquet")):
+        return listing_digest([path])
+    return hashlib.sha256(read_location(path)).hexdigest()
 
 
 def listing_digest(source: Any) -> dict[str, Any]:

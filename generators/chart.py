@@ -45,7 +45,8 @@ DPI = 100
 
 
 def load_texts(corpus: str | dict[str, str] | None, records: str | dict[str, str] | None, lang: str,
-               reader: Callable[[str], bytes] | None) -> dict[str, ChartTexts]:
+               reader: Callable[[str], bytes] | None,
+               lister: Callable[[str], list[str]] | None = None) -> dict[str, ChartTexts]:
     """The chart texts of each language `lang` needs: a user's chart records (`records`, JSON lines), else
     runs of words from a text corpus (`corpus`), else the embedded coherent topics. Each of `records` and
     `corpus` is one spec for a single language, or {"en": spec, "zh": spec}."""
@@ -63,7 +64,8 @@ def load_texts(corpus: str | dict[str, str] | None, records: str | dict[str, str
                 raise GeneratorError(f"records has no file for language {lg!r}")
             out[lg] = RecordTexts(name, reader, lg)
         elif corpus is not None:
-            out[lg] = CorpusTexts(Corpus.load(corpus.get(lg) if isinstance(corpus, dict) else corpus, lg, reader=reader))
+            spec = corpus.get(lg) if isinstance(corpus, dict) else corpus
+            out[lg] = CorpusTexts(Corpus.load(spec, lg, reader=reader, lister=lister))
         else:
             out[lg] = TopicTexts(lg)
     return out
@@ -78,11 +80,11 @@ class DrawsCharts:
 
     def _init_charts(self, lang: str, chart_types: list[str] | None, corpus: str | dict[str, str] | None,
                      records: str | dict[str, str] | None, size: int, degradations: dict | None, prompt: str,
-                     reader: Callable[[str], bytes] | None) -> None:
+                     reader: Callable[[str], bytes] | None, lister: Callable[[str], list[str]] | None = None) -> None:
         self.lang, self.chart_types, self.size = check_chart_params(lang, chart_types, size, degradations)
         self.degradations = degradations
         self.prompt = prompt
-        self.texts = load_texts(corpus, records, self.lang, reader)
+        self.texts = load_texts(corpus, records, self.lang, reader, lister)
 
     def _sample_style(self, rng: np.random.Generator, data: ChartData) -> dict[str, Any]: ...
 
@@ -109,10 +111,11 @@ class ChartGenerator(DrawsCharts, Generator):
         prompt: str = PROMPT_CHART,
         reader: Callable[[str], bytes] | None = None,
         records: str | dict[str, str] | None = None,
+        lister: Callable[[str], list[str]] | None = None,
     ):
         super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, records=records, size=size,
                          degradations=degradations, prompt=prompt)
-        self._init_charts(lang, chart_types, corpus, records, size, degradations, prompt, reader)
+        self._init_charts(lang, chart_types, corpus, records, size, degradations, prompt, reader, lister)
         self._fig = None
         self._canvas = None
         self._families: dict[str, str] = {}

@@ -1,9 +1,10 @@
 """Text corpora the generators draw titles, sentences and paragraphs from.
 
 Built-in corpora (original prose, licence-clean) ship in `generators/data/corpus_<lang>.txt`, one paragraph
-per line, so every kind works offline. A user corpus is a .txt (one paragraph per line), .jsonl (field
-"text") or .parquet (column "text") file, local or remote; remote names are fetched by the caller's
-`reader`, which keeps this module free of the storage layer.
+per line, so every kind works offline. A user corpus is a .txt (one paragraph per line), .jsonl or .parquet
+file, or a folder / prefix of .jsonl and .parquet files, local or remote, with its text in a named column
+(`spec#column`, default "text"), read as a stream up to a bounded size (`Corpus.load`); remote names are
+fetched and listed by the caller's `reader` and `lister`, which keeps this module free of the storage layer.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -28,7 +29,10 @@ _ZH_SENTENCE_END = re.compile(r"(?<=[。！？])")
 _ZH_CLAUSE_SPLIT = re.compile(r"[，。、；：！？“”‘’（）《》,.;:!?()\s]+")
 _EN_WORD_STRIP = "\"'()[],.;:!?"
 
-_cache: dict[tuple[str, str], "Corpus"] = {}
+# A corpus holds at most this much text (characters): a web-scale source is read only this far.
+MAX_CORPUS_CHARS = 20_000_000
+
+_cache: dict[tuple[str, str, str, int], "Corpus"] = {}
 _cache_lock = threading.Lock()
 
 
@@ -51,21 +55,27 @@ class Corpus:
 
     # -- loading -----------------------------------------------------------------------------------
     @classmethod
-    def load(cls, spec: str | None, lang: str, reader: Callable[[str], bytes] | None = None) -> "Corpus":
-        """The built-in corpus of `lang` when `spec` is None, else the corpus file `spec` names.
+    def load(cls, spec: str | None, lang: str, reader: Callable[[str], bytes] | None = None,
+             lister: Callable[[str], list[str]] | None = None, max_chars: int = MAX_CORPUS_CHARS) -> "Corpus":
+        """The built-in corpus of `lang` when `spec` is None, else the corpus `spec` names: a .txt, .jsonl or
+        .parquet file, or a folder / `s3://` prefix of .jsonl and .parquet files (web-scale text as users
+        hold it), optionally with `#column` naming the text column (default "text"). Files are read in
+        sorted order as a stream (Parquet by row group, JSON lines by line) until `max_chars` characters
+        of text are in: the corpus is the same on every run and its size is bounded, however large the
+        source. Remote names go through `reader` (one file's bytes at a time) and `lister`.
 
-        Local files and built-ins are cached per process; remote ones are read through `reader`."""
+        Local files and built-ins are cached per process; remote ones are read each time."""
         if lang not in LANGS:
             raise GeneratorError(f"corpus language must be one of {LANGS}, not {lang!r}")
-        path = str(DATA_DIR / f"corpus_{lang}.txt") if spec is None else spec
+        path, column = (str(DATA_DIR / f"corpus_{lang}.txt"), "text") if spec is None else _split_column(spec)
         remote = is_remote(path)
-        key = (path, lang)
+        key = (path, column, lang, max_chars)
         if not remote:
             with _cache_lock:
                 if key in _cache:
                     return _cache[key]
-        data = read_setup_file(path, reader, what="corpus file")
-        corpus = cls(_parse(path, data), lang, source="builtin" if spec is None else path)
+        paragraphs = list(_stream(path, column, reader, lister, max_chars))
+        corpus = cls(paragraphs, lang, source="builtin" if spec is None else spec)
         if not remote:
             with _cache_lock:
                 _cache[key] = corpus
@@ -165,27 +175,84 @@ def _split_sentences(paragraph: str, lang: str) -> list[str]:
     return [s.strip() for s in _ZH_SENTENCE_END.split(paragraph)]
 
 
-def _parse(path: str, data: bytes) -> list[str]:
-    name = path.lower().split("?", 1)[0]
-    if name.endswith(".jsonl"):
-        out = []
-        for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
-            if line.strip():
-                try:
-                    out.append(str(json.loads(line)["text"]))
-                except (ValueError, KeyError, TypeError) as e:
-                    raise GeneratorError(f"corpus {path}: line {n} is not a JSON object with 'text' ({e})") from None
-        return out
-    if name.endswith(".parquet"):
+def _split_column(spec: str) -> tuple[str, str]:
+    """("name", "column") of a corpus spec "name#column" (column "text" when none is named)."""
+    path, _, column = spec.partition("#")
+    return path, column or "text"
+
+
+_STREAMED = (".txt", ".jsonl", ".parquet")
+
+
+def _stream(path: str, column: str, reader: Callable[[str], bytes] | None,
+            lister: Callable[[str], list[str]] | None, max_chars: int) -> Iterator[str]:
+    """The texts of a corpus file or folder/prefix, in order, until `max_chars` characters are out."""
+    local = path.removeprefix("file://")
+    if is_remote(path):
+        folder = path.endswith("/") or not _suffix(path)
+        if folder:
+            if lister is None:
+                raise GeneratorError(f"corpus {path!r} is a remote prefix; pass a lister")
+            names = sorted(n for n in lister(path) if _suffix(n) in _STREAMED)
+        else:
+            names = [path]
+    elif Path(local).is_dir():
+        names = sorted(str(p) for p in Path(local).iterdir() if p.is_file() and _suffix(p.name) in _STREAMED)
+    else:
+        names = [path]
+    if not names:
+        raise GeneratorError(f"corpus {path!r} holds no .txt, .jsonl or .parquet files")
+    budget = max_chars
+    for name in names:
+        for text in _texts(name, column, reader):
+            if budget <= 0:
+                return
+            budget -= len(text)
+            yield text
+
+
+def _suffix(name: str) -> str:
+    base = name.lower().split("?", 1)[0].rsplit("/", 1)[-1]
+    return "." + base.rsplit(".", 1)[1] if "." in base else ""
+
+
+def _texts(name: str, column: str, reader: Callable[[str], bytes] | None) -> Iterator[str]:
+    """The texts of one corpus file, streamed: a local file is never read whole."""
+    suffix = _suffix(name)
+    if suffix not in (".txt", ".jsonl", ".parquet", ""):
+        raise GeneratorError(f"corpus {name}: expected a .txt, .jsonl or .parquet file")
+    remote = is_remote(name)
+    local = Path(name.removeprefix("file://"))
+    if not remote and not local.is_file():
+        raise GeneratorError(f"corpus file not found: {local}")
+    if suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        table = pq.read_table(io.BytesIO(data), columns=["text"]) if b"PAR1" == data[:4] else None
-        if table is None:
-            raise GeneratorError(f"corpus {path}: not a Parquet file")
-        return [t for t in table.column("text").to_pylist() if t]
-    if name.endswith(".txt") or "." not in name.rsplit("/", 1)[-1]:
-        return data.decode("utf-8").splitlines()
-    raise GeneratorError(f"corpus {path}: expected a .txt, .jsonl or .parquet file")
+        try:
+            pf = pq.ParquetFile(io.BytesIO(read_setup_file(name, reader, what="corpus file")) if remote else str(local))
+            if column not in pf.schema_arrow.names:
+                raise GeneratorError(f"corpus {name}: no column {column!r} (columns: {', '.join(pf.schema_arrow.names)})")
+            for batch in pf.iter_batches(batch_size=1024, columns=[column]):
+                yield from (str(t) for t in batch.column(0).to_pylist() if t)
+        except GeneratorError:
+            raise
+        except Exception as e:  # pyarrow's errors for a file that is not Parquet
+            raise GeneratorError(f"corpus {name}: not a Parquet file ({e})") from None
+        return
+    lines: Iterator[str]
+    if remote:
+        lines = iter(read_setup_file(name, reader, what="corpus file").decode("utf-8").splitlines())
+    else:
+        lines = (line.rstrip("\n") for line in local.open(encoding="utf-8"))
+    if suffix != ".jsonl":
+        yield from lines
+        return
+    for n, line in enumerate(lines, 1):
+        if line.strip():
+            try:
+                yield str(json.loads(line)[column])
+            except (ValueError, KeyError, TypeError) as e:
+                raise GeneratorError(f"corpus {name}: line {n} is not a JSON object with {column!r} ({e})") from None
 
 
 def pick_lang(rng: np.random.Generator, lang: str) -> str:

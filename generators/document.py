@@ -146,7 +146,7 @@ class _Layout:
 
 class DocumentGenerator(Generator):
     """Params: lang ('en' | 'zh' | 'mixed'), size (1024), corpus (None = built-in; a path/URI, or a dict
-    lang -> path/URI), reader (fetches remote corpora), degradations ({"p", "kinds"} or None),
+    lang -> path/URI; see `Corpus.load`), reader and lister (fetch and list remote corpora), degradations ({"p", "kinds"} or None),
     prompt (default the OCR prompt), columns (list of allowed column counts, default [1, 2, 3])."""
 
     kind = "document"
@@ -154,7 +154,8 @@ class DocumentGenerator(Generator):
 
     def __init__(self, lang: str = "en", size: int = 1024, corpus: str | dict[str, str] | None = None,
                  reader: Callable[[str], bytes] | None = None, degradations: dict | None = None,
-                 prompt: str = PROMPT_OCR, columns: list[int] | tuple[int, ...] = (1, 2, 3)):
+                 prompt: str = PROMPT_OCR, columns: list[int] | tuple[int, ...] = (1, 2, 3),
+                 lister: Callable[[str], list[str]] | None = None):
         super().__init__(lang=lang, size=size, corpus=corpus, degradations=degradations, prompt=prompt,
                          columns=list(columns))
         if lang not in ("en", "zh", "mixed"):
@@ -164,13 +165,13 @@ class DocumentGenerator(Generator):
         check_spec(degradations)
         self.lang, self.size, self.prompt, self.degradations = lang, int(size), prompt, degradations
         self.columns = tuple(columns)
-        self._corpus_spec, self._reader = corpus, reader
+        self._corpus_spec, self._reader, self._lister = corpus, reader, lister
         self._corpora: dict[str, Corpus] = {}
 
     def corpus(self, lang: str) -> Corpus:
         if lang not in self._corpora:
             spec = self._corpus_spec.get(lang) if isinstance(self._corpus_spec, dict) else self._corpus_spec
-            self._corpora[lang] = Corpus.load(spec, lang, self._reader)
+            self._corpora[lang] = Corpus.load(spec, lang, self._reader, self._lister)
         return self._corpora[lang]
 
     def typeset(self, seed: int, index: int) -> tuple[bytes, str, dict[str, Any], np.random.Generator]:

@@ -49,10 +49,11 @@ class EChartGenerator(DrawsCharts, Generator):
         reader: Callable[[str], bytes] | None = None,
         renderer: Any = None,
         records: str | dict[str, str] | None = None,
+        lister: Callable[[str], list[str]] | None = None,
     ):
         super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, records=records, size=size,
                          degradations=degradations, prompt=prompt)
-        self._init_charts(lang, chart_types, corpus, records, size, degradations, prompt, reader)
+        self._init_charts(lang, chart_types, corpus, records, size, degradations, prompt, reader, lister)
         # A caller may share one browser between generators; then it also closes it.
         self._browser = renderer
         self._own_browser = renderer is None

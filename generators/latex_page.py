@@ -238,7 +238,8 @@ class LatexPageGenerator(OwnsRenderers, Generator):
     def __init__(self, lang: str = "en", corpus: str | None = None, reader: Callable[[str], bytes] | None = None,
                  templates: list[str] | None = None, size: int = 1024, timeout_s: float = 60.0,
                  max_compiles: int = 4, budget_chars: tuple[int, int] | None = None, batch: int = 64,
-                 degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN):
+                 degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN,
+                 lister: Callable[[str], list[str]] | None = None):
         if lang not in LANGS:
             raise GeneratorError(f"latex_page lang must be one of {LANGS}, not {lang!r}")
         if int(batch) < 1 or int(max_compiles) < 1:
@@ -252,7 +253,7 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         # batch changes nothing in the output, so it is not recorded with the parameters that do
         super().__init__(lang=lang, corpus=corpus, templates=chosen, size=size, timeout_s=timeout_s,
                          max_compiles=max_compiles, budget_chars=budget_chars, degradations=degradations, prompt=prompt)
-        self.lang, self.corpus_spec, self.reader, self.size = lang, corpus, reader, size
+        self.lang, self.corpus_spec, self.reader, self.lister, self.size = lang, corpus, reader, lister, size
         self.template_names, self._templates = chosen, {t: available[t] for t in chosen}
         self.timeout_s, self.max_compiles, self.degradations, self.prompt = timeout_s, int(max_compiles), degradations, prompt
         self.budget_chars = tuple(budget_chars) if budget_chars else None
@@ -264,7 +265,7 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         if lang not in self._corpora:
             from generators.corpus import Corpus
 
-            self._corpora[lang] = Corpus.load(self.corpus_spec, lang, reader=self.reader)
+            self._corpora[lang] = Corpus.load(self.corpus_spec, lang, reader=self.reader, lister=self.lister)
         return self._corpora[lang]
 
     def _draft(self, seed: int, index: int) -> _Draft:

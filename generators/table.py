@@ -227,7 +227,8 @@ class TableGenerator(OwnsRenderers, Generator):
     def __init__(self, backend: str = "tex", lang: str = "en", corpus: str | None = None,
                  reader: Callable[[str], bytes] | None = None, size: int | None = None,
                  dpi: tuple[int, int] = (120, 220), font_px: tuple[int, int] = (14, 22), batch: int = 32,
-                 timeout_s: float = 60.0, degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN):
+                 timeout_s: float = 60.0, degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN,
+                 lister: Callable[[str], list[str]] | None = None):
         if backend not in BACKENDS:
             raise GeneratorError(f"table backend must be one of {BACKENDS}, not {backend!r}")
         if lang not in LANGS:
@@ -235,7 +236,7 @@ class TableGenerator(OwnsRenderers, Generator):
         check_spec(degradations)
         super().__init__(backend=backend, lang=lang, corpus=corpus, size=size, dpi=list(dpi), font_px=list(font_px),
                          batch=batch, timeout_s=timeout_s, degradations=degradations, prompt=prompt)
-        self.backend, self.lang, self.corpus_spec, self.reader = backend, lang, corpus, reader
+        self.backend, self.lang, self.corpus_spec, self.reader, self.lister = backend, lang, corpus, reader, lister
         self.size, self.dpi, self.font_px, self.batch = size, tuple(dpi), tuple(font_px), int(batch)
         self.timeout_s, self.degradations, self.prompt = timeout_s, degradations, prompt
         self._corpora: dict[str, Any] = {}
@@ -246,7 +247,7 @@ class TableGenerator(OwnsRenderers, Generator):
         if lang not in self._corpora:
             from generators.corpus import Corpus
 
-            self._corpora[lang] = Corpus.load(self.corpus_spec, lang, reader=self.reader)
+            self._corpora[lang] = Corpus.load(self.corpus_spec, lang, reader=self.reader, lister=self.lister)
         return self._corpora[lang]
 
     def draw(self, seed: int, index: int) -> tuple[np.random.Generator, str, Table, dict[str, Any]]:

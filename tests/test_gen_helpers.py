@@ -181,3 +181,41 @@ def test_an_exception_in_one_sample_is_that_samples_reject_and_the_run_goes_on()
 
     with pytest.raises(GeneratorError, match="pdflatex not found"):
         list(Broken().items(0, 0, 2))
+
+
+def test_corpus_from_a_folder_or_prefix_of_parquet_and_jsonl_with_a_named_column(tmp_path):
+    web = tmp_path / "web"
+    web.mkdir()
+    # Two Parquet shards (several row groups each) and a JSON-lines shard, text in a column named "content".
+    pq.write_table(pa.table({"content": [f"Shard one holds row {i}." for i in range(6)], "url": ["u"] * 6}),
+                   web / "part-0.parquet", row_group_size=2)
+    pq.write_table(pa.table({"content": ["Shard two opens here.", None, "Shard two ends here."]}), web / "part-1.parquet")
+    (web / "part-2.jsonl").write_text("\n".join(json.dumps({"content": t, "id": 1}) for t in ["Lines stream too."]))
+    (web / "README.md").write_text("not a corpus file")
+    c = Corpus.load(f"{web}#content", "en")
+    assert c.sentences_ == [*(f"Shard one holds row {i}." for i in range(6)), "Shard two opens here.",
+                            "Shard two ends here.", "Lines stream too."]
+    # Read as a stream up to a size: a web-scale prefix is never read whole.
+    assert Corpus.load(f"{web}#content", "en", max_chars=44).sentences_ == ["Shard one holds row 0.", "Shard one holds row 1."]
+    with pytest.raises(GeneratorError, match=r"no column 'text' \(columns: content, url\)"):
+        Corpus.load(str(web / "part-0.parquet"), "en")
+
+    # The same from an s3:// prefix, through the caller's lister and reader.
+    blobs = {f"s3://bkt/web/{p.name}": p.read_bytes() for p in web.iterdir()}
+    listed = []
+
+    def lister(prefix: str) -> list[str]:
+        listed.append(prefix)
+        return sorted(n for n in blobs if n.startswith(prefix))
+
+    remote = Corpus.load("s3://bkt/web/#content", "en", reader=blobs.__getitem__, lister=lister)
+    assert remote.sentences_ == c.sentences_ and listed == ["s3://bkt/web/"]
+    with pytest.raises(GeneratorError, match="pass a lister"):
+        Corpus.load("s3://bkt/web/#content", "en", reader=blobs.__getitem__)
+
+    # Every kind that takes a corpus takes this one.
+    from generators.document import DocumentGenerator
+
+    with DocumentGenerator(corpus=f"{web}#content") as gen:
+        _, target, _, _ = gen.typeset(0, 0)
+    assert "Shard" in target
