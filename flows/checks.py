@@ -26,10 +26,12 @@ def kind_parameters(kind: str) -> dict[str, inspect.Parameter]:
 
 
 def needs_source(kind: str) -> bool:
-    """Kinds that read one input file per sample (they list a folder: their generator takes a `lister`)."""
+    """Kinds that read one input file per sample: their generator takes a `source` and a `lister` to list it
+    (others take a lister only for corpus folders, or a `source` that is one optional file)."""
     from generators import generator_class
 
-    return "lister" in inspect.signature(generator_class(kind).__init__).parameters
+    taken = inspect.signature(generator_class(kind).__init__).parameters
+    return "source" in taken and "lister" in taken
 
 
 def describe_kind(kind: str) -> str:

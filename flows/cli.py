@@ -70,6 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.debug = debug
     try:
         rc = args.func(args)
+        sys.stdout.flush()  # a closed pipe (`--json | head`) surfaces here, not at interpreter exit
+    except BrokenPipeError:
+        # The reader went away (`| head`): what it wanted it has; say nothing, like other Unix tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
     except KeyboardInterrupt:
         print("varyflow: interrupted", file=sys.stderr)
         return 130

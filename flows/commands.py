@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runner-address", default=None, help="address of an existing Dask/Ray cluster")
     p.add_argument("--source", default=None, help="input files of the kind (PDF folder, photos), local or s3://")
     p.add_argument("--params", default=None, help="more generator parameters as a JSON object")
+    p.add_argument("--max-reject-rate", type=float, default=None, metavar="RATE",
+                   help="fail without committing when more than this fraction (0-1) of the samples is rejected")
     p.add_argument("--json", action="store_true", help='print {"dataset","manifest","rows","shards","rejects"}')
     p.set_defaults(func=cmd_render)
 
@@ -101,9 +103,6 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     if args.kind not in KINDS:
         raise _error(f"unknown kind {args.kind!r}; known kinds: {', '.join(KINDS)}")
-    _prefect(args)
-    from flows.render import DEFAULT_SHARD_ROWS, run_render
-
     params: dict[str, Any] = {}
     if args.params:
         try:
@@ -122,10 +121,18 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise _error(f"--shard-rows must be at least 1, got {args.shard_rows}")
     if args.workers < 1:
         raise _error(f"--workers must be at least 1, got {args.workers}")
+    if args.max_reject_rate is not None and not 0 <= args.max_reject_rate <= 1:
+        raise _error(f"--max-reject-rate must be between 0 and 1, got {args.max_reject_rate}")
+    from flows.checks import check_render
+
+    check_render(args.kind, params, args.out)  # before Prefect starts: one line, exit 1
+    _prefect(args)
+    from flows.render import DEFAULT_SHARD_ROWS, run_render
+
     with progress_bar(True):
         result = run_render(kind=args.kind, count=args.count, seed=args.seed, out=args.out, dataset=args.dataset,
                             shard_rows=DEFAULT_SHARD_ROWS if args.shard_rows is None else args.shard_rows, params=params, workers=args.workers,
-                            runner=args.runner, runner_address=args.runner_address)
+                            runner=args.runner, runner_address=args.runner_address, max_reject_rate=args.max_reject_rate)
     if args.json:
         print(json.dumps({k: result[k] for k in ("dataset", "manifest", "rows", "shards", "rejects")}))
     else:

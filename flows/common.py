@@ -28,6 +28,49 @@ def read_location(name: str) -> bytes:
     return Location.parse(name).read_bytes()
 
 
+class InputUnavailable(BaseException):
+    """Storage failed while a generator read one of its input files (an S3 outage, a timeout, a denial).
+
+    Generators turn any exception of their reader into a per-sample `unreadable` reject, which is right for a
+    file that is broken or gone, and wrong for storage that is down: an outage would be committed into a
+    dataset version as rejects. So this one is a BaseException, which the generators' `except Exception`
+    lets through; `storage_errors_for_inputs` turns it back into the StorageError it carries at the task's
+    edge, where Prefect retries it (when retryable) and otherwise fails the task, before the shard is written."""
+
+    def __init__(self, error: Exception):
+        super().__init__(str(error))
+        self.error = error
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses process pools
+        return (InputUnavailable, (self.error,))
+
+
+def read_input(name: str) -> bytes:
+    """The reader generators get: `read_location`, where only a missing file is the sample's problem."""
+    from storage.errors import NotFound, StorageError
+
+    try:
+        return read_location(name)
+    except NotFound:
+        raise
+    except StorageError as e:
+        raise InputUnavailable(e) from None
+
+
+def storage_errors_for_inputs(fn: Any) -> Any:
+    """Decorator for task functions that render: an `InputUnavailable` leaves them as its StorageError."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except InputUnavailable as e:
+            raise e.error from None
+
+    return wrapper
+
+
 def list_location(prefix: str) -> list[str]:
     """The lister generators get for remote folders: every object name under a prefix."""
     from storage import Location
@@ -46,7 +89,7 @@ def generator_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     if any(built.get(p) for p in FILE_PARAMS):
         accepted = inspect.signature(generator_class(kind).__init__).parameters
         if "reader" in accepted:
-            built["reader"] = read_location
+            built["reader"] = read_input
         if "lister" in accepted:
             built["lister"] = list_location
     return built

@@ -164,17 +164,15 @@ def _available(kind: str) -> bool:
 def check_render_config(config: dict[str, Any]) -> None:
     """Build every configured generator from its params (construction only: no rendering, no listing) so a
     wrong parameter, or an input kind given no `source`, fails before hours of rendering the other kinds."""
-    import inspect
-
+    from flows.checks import needs_source
     from flows.common import generator_params
-    from generators import GeneratorError, generator_class, get_generator
+    from generators import GeneratorError, get_generator
 
     for kind, spec in config["render"].items():
         params = dict((spec or {}).get("params") or {})
         try:
-            # Kinds that list input folders (they take a `lister`) have nothing to render without one.
-            reads_folders = "lister" in inspect.signature(generator_class(kind).__init__).parameters
-            if reads_folders and not params.get("source"):
+            # Kinds that read one input file per sample have nothing to render without a source.
+            if needs_source(kind) and not params.get("source"):
                 raise GeneratorError("it reads input files: give render.%s.params.source (a folder, list or s3:// prefix)" % kind)
             get_generator(kind, **generator_params(kind, params)).close()
         except (GeneratorError, TypeError) as e:

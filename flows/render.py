@@ -33,6 +33,7 @@ from flows.common import (
     link_for,
     md_cell,
     package_versions,
+    storage_errors_for_inputs,
     thumbnail_data_uri,
 )
 from flows.checks import check_reject_rate, check_render
@@ -129,6 +130,7 @@ def render_shard_rows(kind: str, params: dict[str, Any], seed: int, start: int, 
     retry_delay_seconds=exponential_backoff(backoff_factor=1),
     retry_condition_fn=_storage_failure,
 )
+@storage_errors_for_inputs
 def render_shard(
     kind: str,
     params: dict[str, Any],

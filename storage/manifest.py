@@ -127,6 +127,23 @@ def list_datasets(root: str | Location) -> list[str]:
     return sorted(names)
 
 
+# Facts that say who committed, not what: two identical renders differ only in these.
+RUN_FACTS = ("flow_run_id", "deployment")
+
+
+def _recipe(facts: Mapping[str, Any] | None) -> str:
+    kept = {k: v for k, v in redact(dict(facts or {})).items() if k not in RUN_FACTS}
+    return json.dumps(kept, sort_keys=True, default=str)
+
+
+def same_contents(manifest: Manifest, shards: Iterable[ShardInfo], facts: Mapping[str, Any] | None) -> bool:
+    """Whether committing `shards` with `facts` would write what `manifest` already holds (shard names carry
+    the content fingerprint; the sha256 says the bytes are the same)."""
+    mine = sorted((s.path, s.sha256, s.rows) for s in shards)
+    theirs = sorted((s.path, s.sha256, s.rows) for s in manifest.shards)
+    return mine == theirs and _recipe(manifest.facts) == _recipe(facts)
+
+
 class DatasetWriter:
     """Writes shards of one dataset and commits versions of it.
 
@@ -179,9 +196,17 @@ class DatasetWriter:
     def commit(self, shards: list[ShardInfo], facts: Mapping[str, Any] | None = None,
                version: int | None = None) -> str:
         """Commit a new version listing `shards` (old versions' shards may be listed again to grow a
-        dataset). Every shard must already exist with its recorded size. Returns the manifest URI."""
+        dataset). Every shard must already exist with its recorded size. Returns the manifest URI.
+
+        A commit whose shards and recipe equal the newest version's is a no-op that returns that version:
+        two identical renders started at once both end with the one version, neither with an error. Writers
+        racing with different contents keep the put-if-absent rule: one wins, the other gets CommitConflict."""
+        versions = manifest_versions(self.dir) if version is None else []
+        if versions:
+            newest = read_manifest(versions[-1][1])
+            if same_contents(newest, shards, facts):
+                return newest.uri
         if version is None:
-            versions = manifest_versions(self.dir)
             version = versions[-1][0] + 1 if versions else 1
         seen: set[str] = set()
         for s in shards:
@@ -209,6 +234,9 @@ class DatasetWriter:
         try:
             target.put_if_absent(json.dumps(doc, indent=1, sort_keys=True, ensure_ascii=False).encode())
         except CommitConflict:
+            winner = read_manifest(target)
+            if same_contents(winner, shards, facts):
+                return winner.uri  # an identical render committed it first: that version is ours too
             raise CommitConflict(f"dataset {self.dataset} version {version} was already committed by another writer "
                                  f"({target.uri}); nothing was changed by this commit") from None
         return target.uri

@@ -32,3 +32,39 @@ def test_render_pdf_from_s3_inputs_to_s3_root(prefect_api, s3_endpoint, s3_bucke
     m = read_manifest(result["manifest"])
     assert m.rejects == {"not_pdf": 1} and all(s.uri.startswith("s3://") for s in m.shards)
     assert "testing-secret-value" not in str(m.facts)
+
+
+def test_failed_input_read_is_a_storage_error_not_a_reject(prefect_api, s3_endpoint, s3_bucket, tmp_path):
+    """An input that storage cannot read (here: a bucket that does not exist) fails the shard task with the
+    storage error, is not retried (no retry creates a bucket) and commits nothing: it never becomes an
+    `unreadable` reject inside a dataset version. A file that is simply absent stays a per-sample reject."""
+    import pytest
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from flows.render import render
+    from storage.errors import LocationError
+    from storage.manifest import latest_manifest
+
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint)
+    s3.put_object(Bucket=s3_bucket, Key="inputs/a.pdf", Body=_pdf("Alpha report"))
+    names = tmp_path / "inputs.txt"
+    names.write_text(f"s3://{s3_bucket}/inputs/a.pdf\ns3://{s3_bucket}-gone/inputs/b.pdf\n")
+    root = f"s3://{s3_bucket}/data"
+    state = render(kind="pdf", count=2, out=root, shard_rows=2, params={"source": str(names)}, workers=1,
+                   runner="thread", gallery=0, return_state=True)
+    assert state.is_failed()
+    with pytest.raises(LocationError, match=f"bucket '{s3_bucket}-gone' does not exist"):
+        state.result()
+    assert latest_manifest(root, "pdf") is None
+    with get_client(sync_client=True) as client:
+        (run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+        shard_tasks = [t for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+                       if t.name.startswith("render pdf shard")]
+    assert [t.run_count for t in shard_tasks] == [1] and shard_tasks[0].state.is_failed()
+
+    # the same list naming a missing object of an existing bucket: a reject, the rest committed
+    names.write_text(f"s3://{s3_bucket}/inputs/a.pdf\ns3://{s3_bucket}/inputs/gone.pdf\n")
+    result = render(kind="pdf", count=2, out=root, shard_rows=2, params={"source": str(names)}, workers=1,
+                    runner="thread", gallery=0)
+    assert result["rows"] == 1 and sum(result["rejects"].values()) == 1

@@ -124,6 +124,30 @@ def test_two_writers_commit_one_version(root):
     assert winner.shards[0].sha256 in (s1.sha256, s2.sha256)
 
 
+def test_identical_commits_racing_end_in_one_version_without_error(root):
+    """Two identical renders started at once: both commits return the one version; a third, later, too."""
+    writer = DatasetWriter(root, "same", "ab" * 32)
+    shard = writer.write_shard(0, make_rows(0, 3))
+    barrier = threading.Barrier(2)
+    results: dict[str, object] = {}
+
+    def commit(name):
+        barrier.wait()
+        try:
+            results[name] = DatasetWriter(root, "same", "ab" * 32).commit([shard], {"seed": 1, "flow_run_id": name})
+        except Exception as e:  # noqa: BLE001 - the test reports whatever a commit raised
+            results[name] = e
+
+    threads = [threading.Thread(target=commit, args=(n,)) for n in ("a", "b")]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    assert results["a"] == results["b"] and str(results["a"]).endswith("v000001.json"), results
+    assert writer.commit([shard], {"seed": 1, "flow_run_id": "c"}) == results["a"]
+    assert [loc.name for loc in (Location.parse(root) / "datasets/same/manifests").list()] == ["v000001.json"]
+    # another recipe over the same shards is a new version
+    assert writer.commit([shard], {"seed": 2}).endswith("v000002.json")
+
+
 def test_dataset_grows_without_rewriting_old_shards(root):
     writer = DatasetWriter(root, "grow", "12" * 32)
     first = [writer.write_shard(k, make_rows(k * 4, k * 4 + 4)) for k in range(2)]
