@@ -12,8 +12,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     from flows.runners import RUNNERS
     from storage import DEFAULT_SHARD_ROWS
 
-    p = sub.add_parser("render", help="render samples of one kind into a dataset version (Prefect flow)")
-    p.add_argument("kind", help="generator kind (see generators.KINDS)")
+    p = sub.add_parser("render", help="render samples of one kind into a dataset version (Prefect flow)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("kind", help="generator kind (listed below with what each needs)")
+    _kinds_in_help(p)
     p.add_argument("--count", type=int, required=True, help="number of sample indices to render")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None, help="storage root: a directory or s3://bucket/prefix (default $VARYFLOW_ROOT or ./varyflow-data)")
@@ -45,12 +47,31 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_retrain)
 
+    p = sub.add_parser("api", help="the background Prefect API that commands start when PREFECT_API_URL is unset")
+    p.add_argument("--stop", action="store_true", help="stop it now (it also stops after 30 idle minutes)")
+    p.set_defaults(func=cmd_api)
+
     p = sub.add_parser("reproduce", help="re-render every shard a checkpoint was trained on and compare sha256")
     p.add_argument("checkpoint", help="checkpoint location (a directory with lineage.json)")
     p.add_argument("--out", default=None, help="where re-rendered shards go (default: a temporary directory)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_reproduce)
+
+
+def _kinds_in_help(parser: argparse.ArgumentParser) -> None:
+    """`render --help` ends with every kind, what it makes and what it needs. Built only when help is asked
+    for: describing a kind imports its generator (matplotlib, PyMuPDF...), which no other command should pay."""
+    plain = parser.format_help
+
+    def with_kinds() -> str:
+        from flows.checks import describe_kind
+        from generators import KINDS
+
+        parser.epilog = "kinds:\n" + "\n".join(f"  {describe_kind(kind)}" for kind in KINDS)
+        return plain()
+
+    parser.format_help = with_kinds  # type: ignore[method-assign]
 
 
 def _prefect(args: argparse.Namespace) -> None:
@@ -64,6 +85,39 @@ def _prefect(args: argparse.Namespace) -> None:
         hide_console_tracebacks()
 
 
+def connected():
+    """The Prefect API for this command (`flows.api`): PREFECT_API_URL if set, else this machine's background API."""
+    from flows.api import connected as api_connected
+
+    return api_connected()
+
+
+def _start_workers(workers: int, kinds: list[str]) -> None:
+    """Start the render pool's processes now, importing the kinds' generators, while Prefect gets ready."""
+    from flows.runners import kind_modules, local_pool
+
+    import threading
+
+    modules = kind_modules(kinds)
+    # In a thread: forking the first workers waits for the fork server's imports, which can overlap Prefect's.
+    threading.Thread(target=lambda: local_pool(workers, preload=modules).warm(modules), name="varyflow-pool-start",
+                     daemon=True).start()
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    from flows.api import background_url, healthy, prefect_home, stop_background_api
+
+    if args.stop:
+        print("stopped the background Prefect API" if stop_background_api() else "no background Prefect API was running")
+        return 0
+    url = background_url()
+    if url and healthy(url):
+        print(f"background Prefect API for {prefect_home()}: {url}")
+    else:
+        print(f"no background Prefect API for {prefect_home()}; the next render or pipeline starts one")
+    return 0
+
+
 def _error(message: str) -> Exception:
     from flows.cli import CliError
 
@@ -72,23 +126,23 @@ def _error(message: str) -> Exception:
 
 @contextlib.contextmanager
 def progress_bar(enabled: bool) -> Iterator[None]:
-    """A rich progress bar on stderr fed by the render flow's per-shard notifications."""
+    """A rich progress bar on stderr per kind, fed by the render flow as samples are rendered."""
     from flows import render as render_mod
 
     if not enabled or not sys.stderr.isatty():
         yield
         return
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rows]} rows"),
-                        TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("samples"),
+                        TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True), transient=False)
     bars: dict[str, Any] = {}
 
-    def listener(kind: str, done: int, total: int, rows: int) -> None:
+    def listener(kind: str, done: int, total: int) -> None:
         if kind not in bars:
-            bars[kind] = progress.add_task(f"render {kind} shards", total=total, rows=0)
-        progress.update(bars[kind], completed=done, total=total, rows=rows)
+            bars[kind] = progress.add_task(f"render {kind}", total=total)
+        progress.update(bars[kind], completed=done, total=total)
 
     render_mod.PROGRESS_LISTENERS.append(listener)
     try:
@@ -129,7 +183,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     _prefect(args)
     from flows.render import DEFAULT_SHARD_ROWS, run_render
 
-    with progress_bar(True):
+    if args.runner == "process":
+        _start_workers(args.workers, [args.kind])
+    with connected(), progress_bar(True):
         result = run_render(kind=args.kind, count=args.count, seed=args.seed, out=args.out, dataset=args.dataset,
                             shard_rows=DEFAULT_SHARD_ROWS if args.shard_rows is None else args.shard_rows, params=params, workers=args.workers,
                             runner=args.runner, runner_address=args.runner_address, max_reject_rate=args.max_reject_rate)
@@ -151,7 +207,9 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 
         print(yaml.safe_dump(config, sort_keys=False))
         return 0
-    with progress_bar(True):
+    if config.get("runner", "process") == "process":
+        _start_workers(int(config["workers"]), list(config["render"]))
+    with connected(), progress_bar(True):
         result = run_pipeline(config)
     print(json.dumps(result, indent=1, default=str) if args.json else pipeline_report(result))
     return 0
@@ -179,7 +237,8 @@ def cmd_reproduce(args: argparse.Namespace) -> int:
     from flows.reproduce import reproduce
 
     _prefect(args)
-    report = reproduce(args.checkpoint, out=args.out, workers=args.workers)
+    with connected():
+        report = reproduce(args.checkpoint, out=args.out, workers=args.workers)
     if args.json:
         print(json.dumps(report, default=str))
     else:

@@ -7,9 +7,10 @@ dataset version whose shards are not all written.
 from __future__ import annotations
 
 import hashlib
+import math
+import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from prefect import flow, get_run_logger, task
@@ -34,28 +35,16 @@ from flows.common import (
     md_cell,
     package_versions,
     storage_errors_for_inputs,
-    thumbnail_data_uri,
 )
 from flows.checks import check_reject_rate, check_render
 from flows.inputs import count_within_inputs, input_digest
-from flows.runners import make_task_runner
+from flows.runners import active_local_pool, make_task_runner
+from flows.shardwork import MAX_REJECT_EXAMPLES, Rows, ShardResult, existing_shard, rows_job, shard_job, write_shard
 from storage import DEFAULT_SHARD_ROWS  # one default for every writer (storage/shards.py says why 512)
 
-MAX_REJECT_EXAMPLES = 20
-
-# Called as listener(kind, shards_done, shards_total, rows_done) after each shard; the CLI's progress bar.
-PROGRESS_LISTENERS: list[Callable[[str, int, int, int], None]] = []
-
-
-@dataclass
-class ShardResult:
-    index: int
-    info: Any  # storage.writer.ShardInfo
-    reused: bool
-    seconds: float = 0.0
-    rejects: dict[str, int] = field(default_factory=dict)
-    reject_examples: list[dict[str, str]] = field(default_factory=list)
-    gallery: list[dict[str, str]] = field(default_factory=list)
+# Called as listener(kind, done, count) as sample indices are rendered (at most every 0.2 s per worker, and as
+# each shard ends); the CLI's progress bar. Reused shards count as done.
+PROGRESS_LISTENERS: list[Callable[[str, int, int], None]] = []
 
 
 def shard_ranges(count: int, shard_rows: int) -> list[tuple[int, int, int]]:
@@ -101,26 +90,86 @@ def _storage_failure(task: Any, task_run: Any, state: Any) -> bool:
     return False
 
 
-def render_shard_rows(kind: str, params: dict[str, Any], seed: int, start: int, stop: int, gallery: int = 0):
-    """Generator -> rows, with rejects counted by reason. The only place flows touch samples."""
+def render_shard_rows(kind: str, params: dict[str, Any], seed: int, start: int, stop: int, gallery: int = 0) -> Rows:
+    """Generator -> rows, with rejects counted by reason (`flows.shardwork.render_rows` with a fresh generator);
+    unpacks as (rows, rejects, examples, gallery)."""
     from generators import get_generator
-    from generators.base import Rejected
 
-    rows: list[dict[str, Any]] = []
-    rejects: Counter[str] = Counter()
-    examples: list[dict[str, str]] = []
-    shown: list[dict[str, str]] = []
+    from flows.shardwork import render_rows
+
     with get_generator(kind, **generator_params(kind, params)) as gen:
-        for item in gen.items(seed, start, stop):
-            if isinstance(item, Rejected):
-                rejects[item.reason] += 1
-                if len(examples) < MAX_REJECT_EXAMPLES:
-                    examples.append({"id": item.id, "reason": item.reason, "detail": item.detail, "source": item.source})
-                continue
-            rows.append(item.to_row())
-            if len(shown) < gallery:
-                shown.append({"id": item.id, "lang": item.lang, "text": item.text, "thumb": thumbnail_data_uri(item.image)})
-    return rows, dict(rejects), examples, shown
+        return render_rows(gen, kind, seed, start, stop, gallery)
+
+
+class _Progress:
+    """Sample indices done per shard of one render, fed by its shard tasks (and the pool's reader thread)."""
+
+    def __init__(self, kind: str, count: int):
+        self.kind, self.count = kind, count
+        self.done: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def update(self, index: int, n: int) -> None:
+        with self._lock:
+            if n <= self.done.get(index, 0):
+                return
+            self.done[index] = n
+            total = sum(self.done.values())
+        _notify(self.kind, min(total, self.count), self.count)
+
+    def finish(self, index: int, n: int) -> None:
+        self.update(index, n)
+
+
+# Each render flow's progress, by flow run id, so its shard tasks (threads of this process) can report to it.
+_PROGRESS: dict[str, _Progress] = {}
+
+
+def _progress_of_run() -> _Progress | None:
+    return _PROGRESS.get(str(runtime_flow_run.id)) if PROGRESS_LISTENERS else None
+
+
+# The flow reaches _PROGRESS through these: Dask pickles the flow function by value with the globals it names,
+# and a _Progress holds a lock.
+def _track_progress(kind: str, count: int) -> _Progress:
+    progress = _PROGRESS[str(runtime_flow_run.id)] = _Progress(kind, count)
+    return progress
+
+
+def _untrack_progress() -> None:
+    _PROGRESS.pop(str(runtime_flow_run.id), None)
+
+
+def _render_split(pool: Any, kind: str, params: dict[str, Any], seed: int, root: str, dataset: str, shard_fp: str,
+                  index: int, start: int, stop: int, gallery: int, parts: int, progress: _Progress | None) -> ShardResult:
+    """One shard rendered as `parts` index ranges on as many workers, written here as one shard: the same rows in
+    the same order, so the same bytes as rendering it whole (a small render uses every worker asked for)."""
+    found = existing_shard(root, dataset, shard_fp, index)
+    if found is not None:
+        return found
+    t0 = time.perf_counter()
+    bounds = [start + (stop - start) * i // parts for i in range(parts + 1)]
+    spans = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    done = [0] * len(spans)
+
+    def reporter(i: int) -> Callable[[int], None] | None:
+        if progress is None:
+            return None
+
+        def report(n: int) -> None:
+            done[i] = n
+            progress.update(index, sum(done))
+        return report
+
+    futures = [pool.submit(rows_job, kind, params, seed, a, b, gallery if i == 0 else 0, progress=reporter(i))
+               for i, (a, b) in enumerate(spans)]
+    pieces = [f.result() for f in futures]
+    rejects: Counter[str] = Counter()
+    for piece in pieces:
+        rejects.update(piece.rejects)
+    merged = Rows([r for p in pieces for r in p.rows], dict(rejects),
+                  [e for p in pieces for e in p.examples][:MAX_REJECT_EXAMPLES], [g for p in pieces for g in p.gallery][:gallery])
+    return write_shard(root, dataset, shard_fp, index, merged, t0)
 
 
 @task(
@@ -142,23 +191,30 @@ def render_shard(
     start: int,
     stop: int,
     gallery: int = 0,
+    parts: int = 1,
 ) -> ShardResult:
-    from storage import DatasetWriter
-
+    """Inline where the task runs (threads, Dask, Ray), or in the local pool under the `process` runner, then split
+    into `parts` index ranges when the render has fewer shards than workers (same bytes either way)."""
     logger = get_run_logger()
-    writer = DatasetWriter(root, dataset, shard_fingerprint(fingerprint, start, stop))
-    existing = writer.existing_shard(index)
-    if existing is not None:
-        logger.info("shard %d of %s already written (%d rows); not rendered again", index, dataset, existing.rows)
-        return ShardResult(index, existing, reused=True, rejects=dict(existing.rejects))
-    t0 = time.perf_counter()
-    rows, rejects, examples, shown = render_shard_rows(kind, params, seed, start, stop, gallery)
-    for ex in examples:
+    shard_fp = shard_fingerprint(fingerprint, start, stop)
+    progress = _progress_of_run()
+    report = (lambda n: progress.update(index, n)) if progress is not None else None
+    pool = active_local_pool()
+    if pool is None:
+        result = shard_job(kind, params, seed, root, dataset, shard_fp, index, start, stop, gallery, report)
+    elif parts > 1:
+        result = _render_split(pool, kind, params, seed, root, dataset, shard_fp, index, start, stop, gallery, parts, progress)
+    else:
+        result = pool.submit(shard_job, kind, params, seed, root, dataset, shard_fp, index, start, stop, gallery,
+                             reuse_generator=True, progress=report).result()
+    if result.reused:
+        logger.info("shard %d of %s already written (%d rows); not rendered again", index, dataset, result.info.rows)
+        return result
+    for ex in result.reject_examples:
         logger.warning("rejected %s: %s %s", ex["id"], ex["reason"], ex["detail"])
-    info = writer.write_shard(index, rows, rejects=rejects)
-    seconds = time.perf_counter() - t0
-    logger.info("shard %d of %s: %d rows, %d rejects in %.1f s", index, dataset, info.rows, sum(rejects.values()), seconds)
-    return ShardResult(index, info, reused=False, seconds=seconds, rejects=rejects, reject_examples=examples, gallery=shown)
+    logger.info("shard %d of %s: %d rows, %d rejects in %.1f s", index, dataset, result.info.rows,
+                sum(result.rejects.values()), result.seconds)
+    return result
 
 
 @task(
@@ -229,28 +285,35 @@ def render(
     if done is not None:
         logger.info("%s already holds this render (%s); nothing to do", dataset, done.uri)
         result = _summary(dataset, done.uri, done.shards, done.facts.get("rejects", {}), reused=len(done.shards), rate=0.0)
-        _notify(kind, len(ranges), len(ranges), result["rows"])
+        _notify(kind, count, count)
         return result
 
     progress_id = create_progress_artifact(0.0, key=artifact_key("render", dataset, "progress"), description=f"shards of {dataset} written")
     t0 = time.perf_counter()
     results: list[ShardResult] = []
     task_runner = make_task_runner(runner, workers, runner_address)
-    with api_url_exported(), task_runner:
-        futures = [
-            task_runner.submit(
-                render_shard,
-                parameters=dict(kind=kind, params=params, seed=seed, root=root, dataset=dataset, fingerprint=fingerprint,
-                                index=k, start=start, stop=stop, gallery=gallery if k == 0 else 0),
-            )
-            for k, start, stop in ranges
-        ]
-        for fut in as_completed(futures):
-            results.append(fut.result())
-            rows_done = sum(r.info.rows for r in results)
-            update_progress_artifact(progress_id, 100.0 * len(results) / len(ranges),
-                                     description=f"{len(results)}/{len(ranges)} shards, {rows_done} rows")
-            _notify(kind, len(results), len(ranges), rows_done)
+    # Fewer shards than workers (a small render): each shard's index range is split across the workers.
+    parts = math.ceil(workers / len(ranges)) if runner == "process" and len(ranges) < workers else 1
+    progress = _track_progress(kind, count)
+    try:
+        with api_url_exported(), task_runner:
+            futures = [
+                task_runner.submit(
+                    render_shard,
+                    parameters=dict(kind=kind, params=params, seed=seed, root=root, dataset=dataset, fingerprint=fingerprint,
+                                    index=k, start=start, stop=stop, gallery=gallery if k == 0 else 0, parts=parts),
+                )
+                for k, start, stop in ranges
+            ]
+            for fut in as_completed(futures):
+                results.append(fut.result())
+                rows_done = sum(r.info.rows for r in results)
+                _, start, stop = ranges[results[-1].index]
+                progress.finish(results[-1].index, stop - start)
+                update_progress_artifact(progress_id, 100.0 * len(results) / len(ranges),
+                                         description=f"{len(results)}/{len(ranges)} shards, {rows_done} rows")
+    finally:
+        _untrack_progress()
     elapsed = time.perf_counter() - t0
 
     results.sort(key=lambda r: r.index)
@@ -301,9 +364,9 @@ def _summary(dataset: str, manifest: str, shards: list[Any], rejects: dict[str, 
     }
 
 
-def _notify(kind: str, done: int, total: int, rows: int) -> None:
+def _notify(kind: str, done: int, total: int) -> None:
     for listener in list(PROGRESS_LISTENERS):
-        listener(kind, done, total, rows)
+        listener(kind, done, total)
 
 
 def _publish(kind: str, dataset: str, result: dict[str, Any], gallery: list[dict[str, str]], elapsed: float) -> None:
