@@ -9,6 +9,9 @@ from typing import Any
 
 # Constructor parameters the driver injects (storage's reader and lister, a shared browser): not settable.
 INJECTED = ("reader", "lister", "renderer")
+# Kinds that render one input file per sample index. (Their generators take a `source` and a `lister`, but so
+# does latex_page, whose source is optional: the signature cannot tell, so it is said here.)
+SOURCE_KINDS = ("pdf", "negative")
 # Input files a kind can use, by suffix; a folder with none of them would only make rejects.
 USABLE_SUFFIXES = {
     "pdf": (".pdf",),
@@ -26,12 +29,9 @@ def kind_parameters(kind: str) -> dict[str, inspect.Parameter]:
 
 
 def needs_source(kind: str) -> bool:
-    """Kinds that read one input file per sample: their generator takes a `source` and a `lister` to list it
-    (others take a lister only for corpus folders, or a `source` that is one optional file)."""
-    from generators import generator_class
-
-    taken = inspect.signature(generator_class(kind).__init__).parameters
-    return "source" in taken and "lister" in taken
+    """Kinds whose sample index is an input file (`SOURCE_KINDS`): nothing to render without a source. Others
+    may take one optionally (latex_page from real LaTeX sources, formula from a list file)."""
+    return kind in SOURCE_KINDS
 
 
 def describe_kind(kind: str) -> str:
@@ -44,7 +44,7 @@ def describe_kind(kind: str) -> str:
     what = " ".join(doc.split("\n\n")[0].split())
     what = what.split(": ", 1)[1] if what.startswith(f"`{kind}`") and ": " in what else what
     what = what.split(". ")[0].rstrip(".")
-    params = [p for p in kind_parameters(kind) if p != "source"]
+    params = [p for p in kind_parameters(kind) if not (p == "source" and needs_source(kind))]
     need = "needs --source (folder, .txt list or s3:// prefix)" if needs_source(kind) else "no input needed"
     return f"{kind}: {what}; {need}; params: {', '.join(params) or 'none'}"
 

@@ -20,24 +20,29 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     show = dsub.add_parser("show", help="counts, sizes, kinds, langs and rejects of a manifest")
     show.add_argument("manifest", help="manifest .json, or a dataset directory for its newest version")
-    show.add_argument("--json", action="store_true")
+    show.add_argument("--json", action="store_true", help="the manifest summary as JSON")
     show.set_defaults(func=cmd_show)
 
     verify = dsub.add_parser("verify", help="check every shard exists and matches its sha256 (exit 1 if not)")
-    verify.add_argument("manifest")
+    verify.add_argument("manifest", help="manifest .json, or a dataset directory for its newest version")
     verify.set_defaults(func=cmd_verify)
 
+    files = dsub.add_parser("files", help="the shard locations a manifest commits, one per line (for data_files=)")
+    files.add_argument("manifest", help="manifest .json, or a dataset directory for its newest version")
+    files.add_argument("--json", action="store_true", help="a JSON list instead of lines")
+    files.set_defaults(func=cmd_files)
+
     export = dsub.add_parser("export", help="write N samples as PNG + .txt pairs for eyeballing")
-    export.add_argument("manifest")
+    export.add_argument("manifest", help="manifest .json, or a dataset directory for its newest version")
     export.add_argument("--out", required=True, help="local directory")
-    export.add_argument("--n", type=int, default=16)
+    export.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
     export.set_defaults(func=cmd_export)
 
     lin = sub.add_parser("lineage", help="which shards built a checkpoint, or which checkpoints used a shard")
-    lin.add_argument("checkpoint", nargs="?")
+    lin.add_argument("checkpoint", nargs="?", help="a checkpoint location (a directory with lineage.json): its shards")
     lin.add_argument("--shard", help="a shard location: list the checkpoints trained on it")
-    lin.add_argument("--root", default=None, help="storage root holding the lineage index (default $VARYFLOW_ROOT or ./varyflow-data)")
-    lin.add_argument("--json", action="store_true")
+    lin.add_argument("--root", default=None, help="storage root holding the lineage index (default: the shard's own root)")
+    lin.add_argument("--json", action="store_true", help="the full records as JSON")
     lin.set_defaults(func=cmd_lineage)
 
 
@@ -79,6 +84,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_files(args: argparse.Namespace) -> int:
+    m = read_manifest(args.manifest)
+    uris = [s.uri for s in sorted(m.shards, key=lambda s: s.index)]
+    print(json.dumps(uris) if args.json else "\n".join(uris))
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from storage.reader import StreamingReader
 
@@ -98,11 +110,30 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _root_of_shard(shard: str) -> str:
+    """The storage root a shard lives under (<root>/datasets/<name>/shards/<file>), whose lineage index answers
+    for it; an error saying so when the shard is not there or the root has no index."""
+    from storage.errors import StorageError
+    from storage.location import Location
+
+    loc = Location.parse(shard)
+    parts = loc.uri.rstrip("/").split("/")
+    if len(parts) < 5 or parts[-2] != "shards" or parts[-4] != "datasets":
+        raise StorageError(f"{loc.uri}: not a shard of a varyflow root (<root>/datasets/<name>/shards/...); give --root")
+    if not loc.exists():
+        raise StorageError(f"{loc.uri}: no such shard")
+    root = loc.parent.parent.parent.parent
+    if not (root / "lineage" / "by-checkpoint").list():
+        raise StorageError(f"no lineage index under {root.uri} (the shard's root): no checkpoint recorded there; "
+                           "give --root if the index lives elsewhere")
+    return root.uri
+
+
 def cmd_lineage(args: argparse.Namespace) -> int:
     if bool(args.checkpoint) == bool(args.shard):
         raise ValueError("give either a CHECKPOINT or --shard LOCATION")
     if args.shard:
-        records: Any = checkpoints_of(args.shard, args.root or default_root())
+        records: Any = checkpoints_of(args.shard, args.root or _root_of_shard(args.shard))
         if args.json:
             print(json.dumps(records, indent=1))
         elif not records:

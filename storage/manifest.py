@@ -24,6 +24,8 @@ from storage.shards import (DEFAULT_ROW_GROUP_ROWS, ShardInfo, read_shard_bytes,
                             write_shard)
 
 FORMAT = "varyflow.manifest/1"
+# Per-shard sidecars of unfinished work (resume after a crash), beside shards/ rather than in it.
+SIDECAR_DIR = "shard-meta"
 _VERSION_RE = re.compile(r"^v(\d{6,})\.json$")
 
 
@@ -163,22 +165,33 @@ class DatasetWriter:
     def shard_path(self, index: int) -> str:
         return f"shards/{shard_name(index, self.fingerprint)}"
 
+    def sidecar_path(self, index: int) -> str:
+        """Where a shard's sidecar (what a manifest records of it) lives: outside shards/, which holds Parquet
+        files only, so `load_dataset("parquet", data_dir=...)`, pyarrow datasets, duckdb and polars read it."""
+        return f"{SIDECAR_DIR}/{shard_name(index, self.fingerprint)}.json"
+
     def write_shard(self, index: int, rows: Iterable[Mapping[str, Any]] | pa.Table,
                     rejects: Mapping[str, int] | None = None) -> ShardInfo:
         rel = self.shard_path(index)
         info = write_shard(self.dir / rel, rows, index=index, rel_path=rel, rejects=rejects,
                            row_group_rows=self.row_group_rows)
         # The sidecar lands after the shard: its presence says the shard is whole.
-        (self.dir / f"{rel}.json").write_bytes(sidecar_json(info))
+        (self.dir / self.sidecar_path(index)).write_bytes(sidecar_json(info))
         return info
 
     def existing_shard(self, index: int, verify: bool = True) -> ShardInfo | None:
         """The shard written earlier for this index (same fingerprint) if it is whole and matches its
         recorded hash; None when it must be (re)written. Lets a rerun after a crash skip finished work."""
         rel = self.shard_path(index)
-        try:
-            info = ShardInfo.from_json(json.loads((self.dir / f"{rel}.json").read_bytes()), self.dir)
-        except (NotFound, ValueError, KeyError, TypeError):
+        info = None
+        # the sidecar's place, then where datasets written before kept it (beside the shard)
+        for side in (self.sidecar_path(index), f"{rel}.json"):
+            try:
+                info = ShardInfo.from_json(json.loads((self.dir / side).read_bytes()), self.dir)
+                break
+            except (NotFound, ValueError, KeyError, TypeError):
+                continue
+        if info is None:
             return None
         if verify:
             try:
@@ -239,4 +252,7 @@ class DatasetWriter:
                 return winner.uri  # an identical render committed it first: that version is ours too
             raise CommitConflict(f"dataset {self.dataset} version {version} was already committed by another writer "
                                  f"({target.uri}); nothing was changed by this commit") from None
+        from storage.card import write_card  # the card reads manifests: imported here, not at module level
+
+        write_card(self.dir)  # README.md with the Hugging Face header, one config per committed version
         return target.uri

@@ -108,3 +108,14 @@ def test_error_inside_the_flow_prints_no_traceback(tmp_path, prefect_api):
     ok = varyflow(*argv[:-6], "--max-reject-rate", "0.7", "--workers", "1", "--runner", "thread", "--json", cwd=tmp_path)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert '"rows": 1' in ok.stdout
+
+
+def test_render_help_lists_every_kind_and_what_it_needs(tmp_path):
+    from generators import KINDS
+
+    out = varyflow("render", "--help", cwd=tmp_path)
+    assert out.returncode == 0
+    kinds = {line.split(":")[0].strip(): line for line in out.stdout.split("kinds:\n", 1)[1].splitlines()}
+    assert set(kinds) == set(KINDS)
+    assert "needs --source" in kinds["pdf"] and "needs --source" in kinds["negative"]
+    assert "no input needed" in kinds["document"] and "columns" in kinds["document"]

@@ -78,7 +78,7 @@ def test_render_killed_mid_run_resumes_without_duplicates_or_losses(prefect_api,
     env = dict(os.environ, PREFECT_API_URL=prefect_api)
     args = ("render", "document", "--count", "12", "--seed", "7", "--shard-rows", "2", "--workers", "1",
             "--out", str(root), "--json")
-    shards = root / "datasets/document/shards"
+    shards = root / "datasets/document/shard-meta"  # one sidecar per whole shard
     proc = _cli(*args, env=env)
     try:
         deadline = time.monotonic() + 300

@@ -98,3 +98,58 @@ def test_credentials_never_printed_or_recorded(root, monkeypatch):
         out = varyflow(*args)
         assert out.returncode == 0, out.stderr
         assert secret not in out.stdout + out.stderr
+
+
+def test_lineage_of_a_shard_from_another_directory_finds_its_root(tmp_path):
+    """Run elsewhere, without --root: the index is the shard's root's; a root without one is an error, not
+    'no checkpoint was trained on ...' with exit 0."""
+    root = str(tmp_path / "store")
+    uri = write_dataset(root, "docs", shards=2, rows_per_shard=2)
+    shard = read_manifest(uri).shards[0].uri
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, cwd=elsewhere,
+                              env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+
+    untrained = run("lineage", "--shard", shard)
+    assert untrained.returncode == 1 and "no lineage index under" in untrained.stderr and untrained.stderr.count("\n") == 1
+    ck = str(tmp_path / "store/checkpoints/c1")
+    record_checkpoint(ck, stage="vocab", manifests=[uri], index_root=root)
+    found = run("lineage", "--shard", shard)
+    assert found.returncode == 0 and found.stdout.split()[0] == ck
+    missing = run("lineage", "--shard", shard.replace("shard-000000", "shard-000009"))
+    assert missing.returncode == 1 and "no such shard" in missing.stderr
+
+
+def test_dataset_folder_reads_with_the_ecosystems_tools(tmp_path):
+    """shards/ holds Parquet only; the card's YAML configs and `data files` list the committed shards."""
+    import datasets
+    import pyarrow.dataset as pads
+    import yaml
+
+    from storage import DatasetWriter
+
+    root = str(tmp_path / "store")
+    uri = write_dataset(root, "docs", shards=2, rows_per_shard=3)
+    writer = DatasetWriter(root, "docs", "cd" * 32)
+    v2 = writer.commit(read_manifest(uri).shards + [writer.write_shard(0, make_rows(6, 8))])
+    folder = tmp_path / "store/datasets/docs"
+    assert {p.suffix for p in (folder / "shards").iterdir()} == {".parquet"}
+    assert pads.dataset(str(folder / "shards"), format="parquet").count_rows() == 8
+    loaded = datasets.load_dataset("parquet", data_dir=str(folder / "shards"), split="train")
+    assert loaded.num_rows == 8 and loaded.features["image"].__class__.__name__ == "Image"
+
+    files = varyflow("data", "files", v2)
+    assert files.returncode == 0 and files.stdout.split() == [s.uri for s in read_manifest(v2).shards]
+    card = (folder / "README.md").read_text()
+    header = yaml.safe_load(card.split("---")[1])
+    configs = {c["config_name"]: c for c in header["configs"]}
+    assert set(configs) == {"v000001", "v000002"} and configs["v000002"].get("default") is True
+    assert {f["name"]: f["dtype"] for f in header["dataset_info"]["features"]}["image"] == "image"
+    # the card's data_files for a version are exactly its manifest's shards, and load as such
+    (v1_files,) = configs["v000001"]["data_files"]
+    assert sorted(v1_files["path"]) == sorted(s.path for s in read_manifest(uri).shards)
+    one = datasets.load_dataset(str(folder), "v000001", split="train")
+    assert one.num_rows == 6
