@@ -31,7 +31,8 @@ def input_digest(kind: str, params: dict[str, Any]) -> dict[str, Any]:
     if params.get("source"):
         lists_folders = "lister" in inspect.signature(generator_class(kind).__init__).parameters
         source = params["source"]
-        out["source"] = listing_digest(source) if lists_folders else hashlib.sha256(read_location(source)).hexdigest()
+        folder = isinstance(source, str) and os.path.isdir(source.removeprefix("file://"))  # e.g. formula's .tex folder
+        out["source"] = listing_digest(source) if lists_folders or folder else hashlib.sha256(read_location(source)).hexdigest()
     for name in ("corpus", "records"):  # a text corpus; chart records
         spec = params.get(name)
         if spec:

@@ -372,12 +372,19 @@ class FormulaGenerator(OwnsRenderers, Generator):
         self.source, self.backend, self.size = source, backend, size
         self.font_px, self.dpi, self.batch, self.timeout_s = tuple(font_px), tuple(dpi), int(batch), timeout_s
         self.degradations, self.prompt, self.order = degradations, prompt, order
-        self._lines = _load_lines(source, reader) if source else None
+        self._lines = None
+        self._tex_formulas: list[tuple[str, str, str | None]] | None = None  # (where, latex, first occurrence)
+        if source and is_tex_source(source):
+            self._tex_formulas = _load_tex_formulas(source, reader)
+        elif source:
+            self._lines = _load_lines(source, reader)
         self._browser: Any = None
         self._tex: Any = None
 
     # -- drawing a formula --------------------------------------------------------------------------
     def _draw(self, rng: np.random.Generator, index: int) -> tuple[str, dict[str, Any]]:
+        if self._tex_formulas is not None:
+            return self._draw_tex(rng, index)
         if self._lines is None:
             return random_formula(rng), {"origin": "procedural"}
         # "sequential" walks the file (index i -> i-th formula, wrapping), for rendering a whole corpus
@@ -392,6 +399,20 @@ class FormulaGenerator(OwnsRenderers, Generator):
         if problem:
             raise Reject("malformed_formula", problem, src)
         return latex, {"origin": "corpus", "line": line_no}
+
+    def _draw_tex(self, rng: np.random.Generator, index: int) -> tuple[str, dict[str, Any]]:
+        """Formula `index` of the LaTeX sources (in document order; "random" order draws one). A formula seen
+        before in the run is a `duplicate` reject naming the first place it occurred."""
+        assert self._tex_formulas is not None
+        n = len(self._tex_formulas)
+        where, latex, first = self._tex_formulas[index % n if self.order == "sequential" else int(rng.integers(n))]
+        if first is not None:
+            raise Reject("duplicate", f"same formula as {first}", where)
+        check_untrusted(latex, where)
+        problem = structure_problem(latex)
+        if problem:
+            raise Reject("malformed_formula", problem, where)
+        return latex, {"origin": "tex", "where": where}
 
     def _finish(self, seed: int, index: int, img: Any, rng: np.random.Generator, latex: str,
                 sampled: dict[str, Any]) -> Sample:
@@ -503,6 +524,9 @@ def to_mathml(latex: str) -> str:
     control sequence it does not know as literal text (it would be drawn as `\\foo`)."""
     import latex2mathml.converter
 
+    # latex2mathml has no `aligned` (it leaves the `&` as text: malformed MathML); `split` is the same
+    # alignment (right, left columns, no space between) and it knows that one.
+    latex = re.sub(r"\\(begin|end)\{aligned\}", r"\\\1{split}", latex)
     try:
         mathml = latex2mathml.converter.convert(latex, display="block")
     except Exception as e:  # latex2mathml raises many exception types for bad input
@@ -542,3 +566,41 @@ def _load_lines(source: str, reader: Callable[[str], bytes] | None) -> list[tupl
     if not lines:
         raise GeneratorError(f"formula file {source!r} holds no formulas")
     return lines
+
+
+TEX_SOURCE_SUFFIXES = (".tex", ".tar.gz", ".tgz", ".tar", ".gz")
+
+
+def is_tex_source(source: str) -> bool:
+    """Whether `source` names LaTeX sources (a .tex file, an archive, or a local folder of them) rather than a
+    formula list (one formula per line)."""
+    import os
+
+    return source.lower().endswith(TEX_SOURCE_SUFFIXES) or os.path.isdir(source.removeprefix("file://"))
+
+
+def _load_tex_formulas(source: str, reader: Callable[[str], bytes] | None) -> list[tuple[str, str, str | None]]:
+    """Every formula of the sources, inline and display, normalised, in order (files sorted), each with where
+    it first occurred when it is a repeat. A source that does not parse is a GeneratorError naming it:
+    without its formulas the run's indices would mean other formulas."""
+    import os
+
+    from generators.sources import list_sources
+    from generators.tex_source import extract_formulas
+
+    path = source.removeprefix("file://")
+    names = [n for n in list_sources(source) if n.lower().endswith(TEX_SOURCE_SUFFIXES)] \
+        if os.path.isdir(path) else [source]
+    out: list[tuple[str, str, str | None]] = []
+    first: dict[str, str] = {}
+    for name in names:
+        try:
+            found = extract_formulas(name, read_setup_file(name, reader, what="LaTeX source"))
+        except Reject as r:
+            raise GeneratorError(r.detail) from None
+        for where, latex in found:
+            out.append((where, latex, first.get(latex)))
+            first.setdefault(latex, where)
+    if not out:
+        raise GeneratorError(f"LaTeX sources {source!r} hold no formulas")
+    return out

@@ -17,8 +17,9 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, as_reject
+from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, as_reject, sample_id
 from generators.degrade import check_spec
+from generators.sources import SourceFiles, describe_source
 from generators.formula import _Grammar, normalize_latex, random_formula
 from generators.table import CJK_FONT, STYLES, check_text_coverage, random_table, to_latex, to_markdown
 from generators.tex import ESCAPE_PREAMBLE, OwnsRenderers, escape_text
@@ -64,6 +65,8 @@ class Block:
         tails = {"heading": "}", "title": "\\par}\\end{center}", "display_math": "\\]", "table": "\\end{center}",
                  "list": "\\end{itemize}"}
         tail = tails.get(self.kind, "")
+        if self.kind == "display_math" and not self.latex.endswith(tail):  # align*, gather* from a real source
+            tail = self.latex[self.latex.rindex("\\end{"):]
         assert self.latex.endswith(tail)
         return self.latex[: len(self.latex) - len(tail)] + mark + tail
 
@@ -90,6 +93,7 @@ class _Draft:
     blocks: list[Block]
     keep: int
     compiles: int = 0
+    preamble: str = ""  # extra preamble lines (a real source's packages)
 
 
 @dataclass(frozen=True)
@@ -106,9 +110,10 @@ _MARK_PREAMBLE = ("\\newwrite\\vfpos\\immediate\\openout\\vfpos=" + POSITIONS + 
                   "\\newcommand\\vfmark[2]{\\write\\vfpos{#1 #2 \\thepage}}\n")
 
 
-def group_source(template: str, lang: str, slots: list[list[Block]]) -> str:
+def group_source(template: str, lang: str, slots: list[list[Block]], preamble: str = "") -> str:
     """One document holding every slot's blocks, each slot starting on a fresh page with the template's own
-    body prefix and suffix (`\\small`, `multicols`...), so each page is laid out exactly as when alone."""
+    body prefix and suffix (`\\small`, `multicols`...), so each page is laid out exactly as when alone.
+    `preamble`: trusted extra preamble lines (packages a real source loads)."""
     src = instantiate(template, lang, "<<BODY>>")
     head, rest = src.split("\\begin{document}", 1)
     inner, tail = rest.split("\\end{document}", 1)
@@ -117,7 +122,7 @@ def group_source(template: str, lang: str, slots: list[list[Block]]) -> str:
     for s, blocks in enumerate(slots):
         body = "\n\n".join(b.marked(f"\\vfmark{{{s}}}{{{k}}}") for k, b in enumerate(blocks))
         pages.append(f"\\vfmark{{{s}}}{{-1}}" + prefix + body + suffix + "\\clearpage\n")
-    return head + _MARK_PREAMBLE + "\\begin{document}" + "".join(pages) + "\\end{document}" + tail
+    return head + preamble + _MARK_PREAMBLE + "\\begin{document}" + "".join(pages) + "\\end{document}" + tail
 
 
 def read_positions(text: str) -> dict[tuple[int, int], int]:
@@ -233,13 +238,14 @@ class LatexPageGenerator(OwnsRenderers, Generator):
     does not depend on what else shares its run: `render(seed, i)` and `items()` agree byte for byte."""
 
     kind = "latex_page"
-    version = "3"
+    version = "4"
 
     def __init__(self, lang: str = "en", corpus: str | None = None, reader: Callable[[str], bytes] | None = None,
                  templates: list[str] | None = None, size: int = 1024, timeout_s: float = 60.0,
                  max_compiles: int = 4, budget_chars: tuple[int, int] | None = None, batch: int = 64,
                  degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN,
-                 lister: Callable[[str], list[str]] | None = None):
+                 lister: Callable[[str], list[str]] | None = None, source: str | list[str] | None = None,
+                 max_pages: int = 40, max_bytes: int = 64 << 20):
         if lang not in LANGS:
             raise GeneratorError(f"latex_page lang must be one of {LANGS}, not {lang!r}")
         if int(batch) < 1 or int(max_compiles) < 1:
@@ -251,8 +257,14 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         if unknown or not chosen:
             raise GeneratorError(f"unknown templates {unknown}; available: {', '.join(sorted(available))}")
         # batch changes nothing in the output, so it is not recorded with the parameters that do
+        if source is not None and corpus is not None:
+            raise GeneratorError("latex_page takes its text from a corpus or from LaTeX sources, not both")
+        extra = {} if source is None else {"source": describe_source(source), "max_pages": int(max_pages)}
         super().__init__(lang=lang, corpus=corpus, templates=chosen, size=size, timeout_s=timeout_s,
-                         max_compiles=max_compiles, budget_chars=budget_chars, degradations=degradations, prompt=prompt)
+                         max_compiles=max_compiles, budget_chars=budget_chars, degradations=degradations, prompt=prompt,
+                         **extra)
+        self.sources = SourceFiles(source, reader, lister) if source is not None else None
+        self.max_pages, self.max_bytes = int(max_pages), int(max_bytes)
         self.lang, self.corpus_spec, self.reader, self.lister, self.size = lang, corpus, reader, lister, size
         self.template_names, self._templates = chosen, {t: available[t] for t in chosen}
         self.timeout_s, self.max_compiles, self.degradations, self.prompt = timeout_s, int(max_compiles), degradations, prompt
@@ -292,12 +304,22 @@ class LatexPageGenerator(OwnsRenderers, Generator):
                 open_.append(self._draft(seed, index))
             except Exception as e:
                 out[index] = as_reject(e)
+        out.update(self._fit_drafts(open_))
+        return out
+
+    def _fit_drafts(self, open_: list[_Draft]) -> dict[int, _Placed | Reject]:
+        """Compile rounds until each draft (at most one per index) fits on one page or is rejected."""
+        from generators.tex import TexRenderer
+
+        if self._tex is None:
+            self._tex = TexRenderer(timeout_s=self.timeout_s)
+        out: dict[int, _Placed | Reject] = {}
         while open_:
-            groups: dict[tuple[str, str], list[_Draft]] = {}
+            groups: dict[tuple[str, str, str], list[_Draft]] = {}
             for d in open_:
-                groups.setdefault((d.template, d.lang), []).append(d)
+                groups.setdefault((d.template, d.lang, d.preamble), []).append(d)
             open_ = []
-            for (name, lang), drafts in sorted(groups.items()):
+            for (name, lang, _), drafts in sorted(groups.items()):
                 for d in drafts:
                     d.compiles += 1
                 results = self._compile_group(name, lang, drafts)
@@ -319,7 +341,7 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         blocks that fit. A failed run is retried page by page, so one bad page costs only itself."""
         from generators.tex import TexError, open_pdf
 
-        source = group_source(self._templates[name], lang, [d.blocks[: d.keep] for d in drafts])
+        source = group_source(self._templates[name], lang, [d.blocks[: d.keep] for d in drafts], drafts[0].preamble)
         try:
             out = self._tex.compile(source, drafts[0].engine, preload=True)
         except TexError as e:
@@ -365,6 +387,8 @@ class LatexPageGenerator(OwnsRenderers, Generator):
                                   degradations=self.degradations)
 
     def render(self, seed: int, index: int) -> list[Sample]:
+        if self.sources is not None:  # every page of source file `index`; rejected pages are left out
+            return [s for s in self._source_items(seed, [index]) if isinstance(s, Sample)]
         placed = self._fit(seed, [index])[index]
         if isinstance(placed, Reject):
             raise placed
@@ -373,6 +397,9 @@ class LatexPageGenerator(OwnsRenderers, Generator):
     def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
         for lo in range(start, stop, self.batch):
             indices = list(range(lo, min(stop, lo + self.batch)))
+            if self.sources is not None:
+                yield from self._source_items(seed, indices)
+                continue
             placed = self._fit(seed, indices)
             for index in indices:
                 outcome = placed[index]
@@ -382,3 +409,147 @@ class LatexPageGenerator(OwnsRenderers, Generator):
                     yield self._sample(seed, outcome)
                 except Exception as e:
                     yield self.rejected(seed, index, e)
+
+    # -- real LaTeX sources -------------------------------------------------------------------------------
+    def _paper(self, seed: int, index: int) -> "_Paper":
+        """Source file `index` parsed into blocks, with the template and language its pages use."""
+        from generators.sources import read_source
+        from generators.tex import check_untrusted
+        from generators.tex_source import parse_source
+
+        assert self.sources is not None
+        name = self.sources.name(index)
+        parsed = parse_source(name, read_source(name, self.reader, self.max_bytes))
+        lang = parsed.lang if self.lang == "mixed" else self.lang
+        blocks = []
+        for b in parsed.blocks:
+            try:
+                check_untrusted(b.latex, name)
+                check_text_coverage(" ".join(b.latex.split()), lang)
+            except Reject as r:
+                parsed.dropped[r.reason] += 1
+                continue
+            blocks.append(Block(b.kind, b.latex, b.markdown))
+        if not blocks:
+            raise Reject("no_blocks", f"{name}: nothing that can be typeset alone ({dict(parsed.dropped)})", name)
+        rng = self.rng(seed, index)
+        template = self.template_names[int(rng.integers(len(self.template_names)))]
+        preamble = "".join(f"\\usepackage{{{p}}}\n" for p in parsed.packages if p not in ("amsmath", "amssymb", "booktabs"))
+        return _Paper(index, name, parsed.sha256, parsed.main, lang, template, preamble, blocks, dict(parsed.dropped))
+
+    def _undefined(self, papers: list["_Paper"]) -> None:
+        """Drop the blocks that use a control sequence (or environment) their template does not define: TeX
+        would stop at it. One probe run per template, language and preamble among `papers`."""
+        from generators.tex import TexError, TexRenderer
+
+        if self._tex is None:
+            self._tex = TexRenderer(timeout_s=self.timeout_s)
+        groups: dict[tuple[str, str, str], list[_Paper]] = {}
+        for p in papers:
+            groups.setdefault((p.template, p.lang, p.preamble), []).append(p)
+        for (template, lang, preamble), group in sorted(groups.items()):
+            words = sorted({w for p in group for b in p.blocks for w in _control_words(b.latex)})
+            probe = "".join(f"\\ifcsname {w}\\endcsname\\else\\immediate\\write\\vfpos{{{w}}}\\fi" for w in words)
+            src = instantiate(self._templates[template], lang, "\\mbox{}" + probe)
+            src = src.replace("\\begin{document}", preamble + "\\newwrite\\vfpos\\immediate\\openout\\vfpos="
+                              + POSITIONS + "\n\\begin{document}", 1)
+            try:
+                self._tex.compile(src, "pdflatex" if lang == "en" else "xelatex")
+                missing = set(self._tex.read_text(POSITIONS).split())
+            except TexError:
+                continue  # the pages' own compiles will reject what fails
+            for p in group:
+                keep = [b for b in p.blocks if not (_control_words(b.latex) & missing)]
+                if len(keep) < len(p.blocks):
+                    p.dropped["undefined_command"] = p.dropped.get("undefined_command", 0) + len(p.blocks) - len(keep)
+                p.blocks = keep
+
+    def _source_items(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
+        """Every page of each source file of `indices`, in order. Each paper is cut into pages from its first
+        block on: a page takes blocks up to a drawn budget, is trimmed to what fits (as corpus pages are),
+        and the next page starts at the first block it did not keep. One TeX run per round serves the next
+        page of every paper that shares a template; a paper stops at `max_pages`."""
+        papers: dict[int, _Paper] = {}
+        failed: dict[int, Rejected] = {}
+        for index in indices:
+            try:
+                papers[index] = self._paper(seed, index)
+            except Exception as e:
+                failed[index] = self.rejected(seed, index, e)
+        self._undefined(list(papers.values()))
+        pages: dict[int, list[Sample | Rejected]] = {i: [] for i in papers}
+        while True:
+            drafts = []
+            for index, p in papers.items():
+                if p.cursor >= len(p.blocks) or len(pages[index]) >= self.max_pages:
+                    continue
+                rng = self.rng(seed, index, stream=len(pages[index]) + 1)
+                lo, hi = self.budget_chars or ((1200, 3200) if p.lang == "en" else (500, 1300))
+                budget = int(rng.integers(lo, hi + 1))
+                run, size = [], 0
+                for b in p.blocks[p.cursor:]:
+                    if run and size >= budget:
+                        break
+                    run.append(b)
+                    size += len(b.markdown)
+                engine = "pdflatex" if p.lang == "en" else "xelatex"
+                drafts.append(_Draft(index, rng, p.lang, p.template, engine, budget, run, keep=len(run),
+                                     preamble=p.preamble))
+            if not drafts:
+                break
+            fitted = self._fit_drafts(drafts)
+            for d in drafts:
+                p, res, page = papers[d.index], fitted[d.index], len(pages[d.index])
+                start = p.cursor
+                if isinstance(res, _Placed):
+                    p.cursor += d.keep
+                    try:
+                        pages[d.index].append(self._source_sample(seed, p, res, page, start))
+                    except Exception as e:
+                        pages[d.index].append(self.rejected(seed, d.index, e, f"-p{page:04d}"))
+                    continue
+                # The run's first block alone does not fit (or TeX failed on it): it is left out, the next
+                # page starts after it. A whole run TeX failed on is left out, counted as the page's reject.
+                p.cursor += 1 if res.reason == "overflow" else d.keep
+                pages[d.index].append(self.rejected(seed, d.index, Reject(res.reason, f"{p.name}: blocks {start}-"
+                                                                           f"{start + d.keep}: {res.detail}", p.name),
+                                                    f"-p{page:04d}"))
+        for index in indices:
+            if index in failed:
+                yield failed[index]
+            else:
+                yield from pages[index]
+
+    def _source_sample(self, seed: int, p: "_Paper", placed: _Placed, page: int, start: int) -> Sample:
+        from dataclasses import replace
+
+        from generators.tex import rasterise_fit
+
+        d = placed.draft
+        img = rasterise_fit(placed.doc, placed.page, self.size)
+        sampled = dict(self._sampled(d), file=p.name, sha256=p.sha256, main=p.main, page=page,
+                       block_range=[start, start + d.keep], dropped=p.dropped, packages=p.preamble.split())
+        sample = self.finish_sample(seed, d.index, img, d.rng, lang=d.lang, text=self._target(d), sampled=sampled,
+                                    degradations=self.degradations)
+        return replace(sample, id=sample_id(self.kind, seed, d.index, f"-p{page:04d}"))
+
+
+@dataclass
+class _Paper:
+    index: int
+    name: str
+    sha256: str
+    main: str
+    lang: str
+    template: str
+    preamble: str
+    blocks: list[Block]
+    dropped: dict[str, int]
+    cursor: int = 0
+
+
+def _control_words(latex: str) -> set[str]:
+    """The control words a block uses, and the environments it opens (checked as `\\csname`s alike)."""
+    import re
+
+    return set(re.findall(r"\\([A-Za-z]+)", latex)) | set(re.findall(r"\\begin\{([A-Za-z]+)\*?\}", latex))

@@ -199,3 +199,27 @@ def test_both_backends_reject_malformed_formulas_alike(tmp_path, backend):
         ["malformed_formula"] * 2 + [None]
     assert out[0].source == f"{src}:1" and "unclosed" in out[0].detail
     assert [o.text for o in out if isinstance(o, Sample)] == [r"a+b", r"\frac{a}{b}"]
+
+
+def test_formulas_from_tex_sources_inline_and_display_with_duplicates_dropped(tmp_path):
+    from tests.gen_support import PAPER_EN, tex_archive
+
+    d = tmp_path / "sources"
+    d.mkdir()
+    (d / "a.tar.gz").write_bytes(tex_archive({"p/main.tex": PAPER_EN}))
+    (d / "b.tex").write_text("\\documentclass{article}\n\\begin{document}\nAgain $k = 4$, then\n"
+                             "\\[ f(x) = \\sum_{i=1}^{n} w_i x_i + b \\]\nand \\( a ^ 2 \\).\n\\end{document}\n")
+    with FormulaGenerator(source=str(d), order="sequential", backend="fast", batch=16) as gen:
+        out = list(gen.items(0, 0, 9))
+    reasons = [o.reason if isinstance(o, Rejected) else None for o in out]
+    assert reasons == [None] * 6 + ["duplicate", "duplicate", None]
+    assert [o.text for o in out if isinstance(o, Sample)] == [
+        r"16\times16", r"\left\lVert x-\hat{x}\right\rVert\le\varepsilon", r"x\in\mathbb{R}^n",  # inline, macros expanded
+        r"\begin{aligned}\mathcal{L}&=\mathcal{L}_{\text{rec}}+\lambda\mathcal{L}_{\text{kl}}\\"
+        r"\mathcal{L}_{\text{kl}}&=\operatorname{Tr}(\Sigma)-\log\det\Sigma\end{aligned}",  # align, labels gone
+        r"f(x)=\sum_{i=1}^{n}w_ix_i+b", "k=4", "a^2"]
+    assert out[0].meta["sampled"] == {**out[0].meta["sampled"], "origin": "tex", "where": f"{d / 'a.tar.gz'}:p/main.tex:14"}
+    assert out[6].source == f"{d / 'b.tex'}:3" and out[6].detail == f"same formula as {d / 'a.tar.gz'}:p/main.tex:56"
+    (tmp_path / "notes.tex").write_text("notes without a document")
+    with pytest.raises(GeneratorError, match="notes.tex: no file with .documentclass"):
+        FormulaGenerator(source=str(tmp_path / "notes.tex"))

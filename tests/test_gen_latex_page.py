@@ -8,7 +8,7 @@ import pymupdf
 import pytest
 from PIL import Image
 
-from generators.base import Sample
+from generators.base import Rejected, Sample
 from generators.latex_page import LatexPageGenerator, group_source, load_templates
 from generators.tex import TexRenderer
 
@@ -123,3 +123,71 @@ def test_pages_batched_in_one_tex_run_are_byte_identical_to_pages_rendered_alone
         assert {s.meta["sampled"]["compiles"] for s in batch} == {1, 2}
     for b, a in zip(batch, alone):
         assert (b.image, b.text, b.meta) == (a.image, a.text, a.meta)
+
+
+# -- real LaTeX sources: parsed into blocks, re-typeset through the templates ----------------------------------
+
+def _sources(tmp_path, long: bool = False):
+    import hashlib
+
+    from tests.gen_support import PAPER_EN, PAPER_ZH, tex_archive
+
+    d = tmp_path / "sources"
+    d.mkdir()
+    en = PAPER_EN
+    if long:  # the sections again and again: a paper of several pages
+        body = en.split("\\section{Introduction}", 1)[1].split("\\bibliographystyle", 1)[0]
+        en = en.replace(body, body * 6)
+    (d / "a_paper.tar.gz").write_bytes(tex_archive({"paper/main.tex": en, "paper/README": "not tex"}))
+    (d / "b_zh.tex").write_text(PAPER_ZH, encoding="utf-8")
+    (d / "c_notes.tex").write_text("Just some notes, no document.\n")
+    return d, {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in d.iterdir()}
+
+
+def test_real_sources_become_pages_whose_target_is_their_text(tmp_path):
+    d, sha = _sources(tmp_path)
+    with LatexPageGenerator(lang="mixed", source=str(d), templates=["article_cm", "koma_twocol"]) as gen:
+        items = list(gen.items(0, 0, 3))
+        paper = gen._paper(0, 0)
+        tex_words = None
+        en = items[0]
+        start, stop = en.meta["sampled"]["block_range"]
+        with TexRenderer() as tex:
+            pdf = tex.compile(group_source(gen._templates[paper.template], "en", [paper.blocks[start:stop]],
+                                           paper.preamble)).pdf
+        _, tex_words = _pdf_text(pdf)
+    assert [type(i) for i in items] == [Sample, Sample, Rejected]
+    en, zh, bad = items
+    assert en.id == "latex_page-s0-000000000-p0000" and en.lang == "en"
+    m = en.meta["sampled"]
+    # lineage to the source paper: file, sha256, main file, the block range the page holds
+    assert (m["file"], m["sha256"], m["main"]) == (str(d / "a_paper.tar.gz"), sha["a_paper.tar.gz"], "paper/main.tex")
+    assert m["block_range"][0] == 0 and m["dropped"] == {"figure": 1, "missing_input": 1}
+    text = en.text
+    for part in ("# Sparse Tiling for Document Encoders", "## Introduction", "## Method", "### Results",
+                 "[vary2023, nougat]", "as shown in Section 2", "\\(x\\in\\mathbb{R}^n\\)",  # macros expanded
+                 "\\begin{aligned}\\mathcal{L}&=", "\\operatorname{Tr}(\\Sigma)", "Equation (1) is minimised",
+                 "\\begin{tabular}{lcc}\n\\toprule", "- Fewer tokens per page."):
+        assert part in text, part
+    for gone in ("missing.pdf", "includegraphics", "a comment", "\\label", "\\cite", "\\norm", "bibliography"):
+        assert gone not in text, gone
+    # what TeX drew is the target's prose
+    words = set(re.findall(r"[a-z]{4,}", tex_words.lower()))
+    assert all(w in words for w in re.findall(r"[a-z]{4,}", _prose(text).lower()) if w != "textsc"), \
+        set(re.findall(r"[a-z]{4,}", _prose(text).lower())) - words
+    assert zh.lang == "zh" and zh.meta["sampled"]["engine"] == "xelatex"
+    assert "## 引言" in zh.text and "\\(\\int_0^1x^2\\mathrm{d}x=\\frac{1}{3}\\)" in zh.text and "[vary]" in zh.text
+    assert (bad.reason, bad.source) == ("bad_source", str(d / "c_notes.tex")) and "c_notes.tex" in bad.detail
+
+
+def test_a_long_source_is_cut_into_consecutive_pages(tmp_path):
+    d, _ = _sources(tmp_path, long=True)
+    with LatexPageGenerator(lang="en", source=[str(d / "a_paper.tar.gz")], templates=["article_cm"],
+                            max_pages=4) as gen:
+        pages = list(gen.items(1, 0, 1))
+        alone = gen.render(1, 0)
+    assert all(isinstance(p, Sample) for p in pages) and len(pages) == 4  # stopped at max_pages
+    ranges = [p.meta["sampled"]["block_range"] for p in pages]
+    assert ranges[0][0] == 0 and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])), ranges
+    assert [p.id for p in pages] == [f"latex_page-s1-000000000-p{k:04d}" for k in range(4)]
+    assert [(p.image, p.text) for p in pages] == [(p.image, p.text) for p in alone]

@@ -185,3 +185,39 @@ def test_a_preamble_that_cannot_be_preloaded_compiles_as_usual():
             tex.compile(broken, preload=True)
         assert e.value.reason == "compile_error" and "no-such-package-4711" in e.value.log
         assert tex.compile(_doc("fine"), preload=True).pdf.startswith(b"%PDF")
+
+
+def test_hostile_latex_sources_give_pages_without_anything_from_outside(tmp_path, secret):
+    # A source archive is read in memory: members are keys, never paths. `\input` reaches only files of the
+    # archive; every hostile command left in a block (also through a macro) drops that block.
+    from generators.latex_page import LatexPageGenerator
+    from tests.gen_support import tex_archive
+
+    pwned = tmp_path / "pwned"
+    body = "\n\n".join([
+        r"\section{Safe heading}", "An ordinary paragraph that stays.",
+        f"\\input{{{secret}}}", f"\\include{{../../..{secret}}}", r"\input{../evil}",
+        f"\\immediate\\write18{{touch {pwned}}} Shell paragraph.",
+        f"\\def\\leak{{\\input{{{secret}}}}} Macro paragraph \\leak.",
+        f"\\newread\\r\\openin\\r={secret} Openin paragraph.",
+        f"\\catcode`\\^^5c=12 Catcode paragraph.", f"\\section{{Heading \\immediate\\write18{{touch {pwned}}}}}",
+        f"\\[ x \\immediate\\openout5={tmp_path / 'evil.txt'} \\]", "Closing paragraph that stays too.",
+    ])
+    doc = "\\documentclass{article}\n\\begin{document}\n" + body + "\n\\end{document}\n"
+    src = tmp_path / "hostile.tar.gz"
+    src.write_bytes(tex_archive({"main.tex": doc, "../evil.tex": "\\write18{touch " + str(pwned) + "}"}))
+    with LatexPageGenerator(lang="en", source=[str(src)], templates=["article_cm"]) as gen:
+        pages = list(gen.items(0, 0, 1))
+    assert [type(p) for p in pages] == [Sample]
+    text = pages[0].text
+    assert "SECRETTOKEN" not in text and not pwned.exists()
+    assert "An ordinary paragraph that stays." in text and "Closing paragraph that stays too." in text
+    for gone in ("Shell paragraph", "Openin paragraph", "Catcode paragraph"):
+        assert gone not in text
+    assert "Macro paragraph ." in text  # the \input in the macro's body read nothing: the macro is empty
+    dropped = pages[0].meta["sampled"]["dropped"]
+    # three inputs name no member (the macro's among them); four paragraphs keep a command that is not
+    # typesetting (write18, newread/openin, catcode, and the archive's own ../evil.tex, which is only a name);
+    # a heading and a display with a blocked command fail the allowlist every block passes
+    assert dropped == {"missing_input": 3, "unknown_command": 4, "unsafe_tex": 2}
+    assert not (tmp_path / "evil.txt").exists()
