@@ -90,7 +90,7 @@ def page_text(page: Any) -> PageText:
         boxes = _without_hanging_marks(blocks, [b["number"] for b in blocks], boxes)
     ordered = order_blocks(boxes, page.rect.width)
     parts = [t for i in ordered for t in _block_parts(blocks[i], lines[i])]
-    sizes: list[tuple[float, int]] = [(sp["size"], len(sp["text"]) - len(_SPACE.findall(sp["text"])))
+    sizes: list[tuple[float, int]] = [(sp["size"], len(sp["text"]) - sp["text"].count(" "))
                                       for b in blocks for ln in b["lines"] for sp in ln["spans"]]
     return PageText(normalize_text("\n\n".join(parts)), sum(n for _, n in sizes), _weighted_median(sizes))
 
@@ -150,7 +150,10 @@ _SPACING_ACCENTS = {
 _BELOW = {"\u00b8": "\u0327", "\u02db": "\u0328"}
 _ACCENT_THEN_LETTER = re.compile("(?P<pre>\\w?)(?P<acc>[" + "".join(_SPACING_ACCENTS) + "])(?P<letter>[^\\W\\d_])")
 _LETTER_THEN_BELOW = re.compile("(?P<letter>[^\\W\\d_])(?P<acc>[" + "".join(_BELOW) + "])")
-_LIGATURES = {"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl", "\ufb05": "st", "\ufb06": "st"}
+_LIGATURES = str.maketrans({"\ufb00": "ff", "\ufb01": "fi", "\ufb02": "fl", "\ufb03": "ffi", "\ufb04": "ffl",
+                            "\ufb05": "st", "\ufb06": "st"})
+# Any character the accent rules act on: most pages have none, and one scan for them is cheap.
+_ACCENT_CHARS = re.compile("[" + "".join(_SPACING_ACCENTS) + "".join(_BELOW) + "]")
 
 
 def _compose(letter: str, mark: str) -> str | None:
@@ -167,8 +170,7 @@ def normalize_text(text: str) -> str:
     letter, and NFC (decomposed letters composed)."""
     import unicodedata
 
-    for lig, letters in _LIGATURES.items():
-        text = text.replace(lig, letters)
+    text = text.translate(_LIGATURES)
 
     def above(m: re.Match) -> str:
         if m.group("acc") == "`" and not m.group("pre"):
@@ -179,7 +181,10 @@ def normalize_text(text: str) -> str:
     def below(m: re.Match) -> str:
         return _compose(m.group("letter"), _BELOW[m.group("acc")]) or m.group(0)
 
-    text = _LETTER_THEN_BELOW.sub(below, _ACCENT_THEN_LETTER.sub(above, text))
+    if _ACCENT_CHARS.search(text):
+        text = _LETTER_THEN_BELOW.sub(below, _ACCENT_THEN_LETTER.sub(above, text))
+    if unicodedata.is_normalized("NFC", text):
+        return text
     return unicodedata.normalize("NFC", text)
 
 
