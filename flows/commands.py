@@ -92,16 +92,17 @@ def connected():
     return api_connected()
 
 
-def _start_workers(workers: int, kinds: list[str]) -> None:
-    """Start the render pool's processes now, importing the kinds' generators, while Prefect gets ready."""
-    from flows.runners import kind_modules, local_pool
-
+def _start_workers(workers: int, kinds: dict[str, dict[str, Any]]) -> None:
+    """Start the render pool's processes now, importing and building the kinds' generators (kind -> params, as the
+    flow will ask for them), while Prefect imports and reaches its API."""
     import threading
+
+    from flows.runners import kind_modules, local_pool
 
     modules = kind_modules(kinds)
     # In a thread: forking the first workers waits for the fork server's imports, which can overlap Prefect's.
-    threading.Thread(target=lambda: local_pool(workers, preload=modules).warm(modules), name="varyflow-pool-start",
-                     daemon=True).start()
+    threading.Thread(target=lambda: local_pool(workers, preload=modules).warm(modules, list(kinds.items())),
+                     name="varyflow-pool-start", daemon=True).start()
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -180,11 +181,11 @@ def cmd_render(args: argparse.Namespace) -> int:
     from flows.checks import check_render
 
     check_render(args.kind, params, args.out)  # before Prefect starts: one line, exit 1
+    if args.runner == "process":
+        _start_workers(args.workers, {args.kind: params})
     _prefect(args)
     from flows.render import DEFAULT_SHARD_ROWS, run_render
 
-    if args.runner == "process":
-        _start_workers(args.workers, [args.kind])
     with connected(), progress_bar(True):
         result = run_render(kind=args.kind, count=args.count, seed=args.seed, out=args.out, dataset=args.dataset,
                             shard_rows=DEFAULT_SHARD_ROWS if args.shard_rows is None else args.shard_rows, params=params, workers=args.workers,
@@ -208,7 +209,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
         print(yaml.safe_dump(config, sort_keys=False))
         return 0
     if config.get("runner", "process") == "process":
-        _start_workers(int(config["workers"]), list(config["render"]))
+        _start_workers(int(config["workers"]), {k: dict((v or {}).get("params") or {}) for k, v in config["render"].items()})
     with connected(), progress_bar(True):
         result = run_pipeline(config)
     print(json.dumps(result, indent=1, default=str) if args.json else pipeline_report(result))

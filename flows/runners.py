@@ -61,14 +61,21 @@ def _run_job(token: str | None, fn: Callable[..., Any], args: tuple, kwargs: dic
             _worker_queue.put((token, sent[2]))
 
 
-def _warm(modules: tuple[str, ...]) -> int:
+def _warm(modules: tuple[str, ...], generators: tuple[tuple[str, dict[str, Any]], ...] = ()) -> int:
     import importlib
     import os
+
+    from flows.shardwork import cached_generator
 
     for name in modules:
         try:
             importlib.import_module(name)
         except ImportError:
+            pass
+    for kind, params in generators:
+        try:
+            cached_generator(kind, params)  # the first shard finds it built; not kinds that read input files
+        except Exception:  # a bad parameter is the render's to report, not the warm-up's
             pass
     return os.getpid()
 
@@ -93,10 +100,12 @@ class LocalPool:
         self._reader = threading.Thread(target=self._read, name="varyflow-pool-progress", daemon=True)
         self._reader.start()
 
-    def warm(self, modules: Iterable[str] = ()) -> None:
-        """Start the workers now (and import `modules` in them) so they are ready when the first shard comes."""
+    def warm(self, modules: Iterable[str] = (), generators: Iterable[tuple[str, dict[str, Any]]] = ()) -> None:
+        """Start the workers now, importing `modules` and building `generators` ((kind, params) as the render will
+        ask for them) in each, so that work overlaps Prefect's start-up instead of following it."""
+        modules, generators = tuple(modules), tuple(generators)
         for _ in range(self.workers):
-            self._executor.submit(_warm, tuple(modules))
+            self._executor.submit(_warm, modules, generators)
 
     def _read(self) -> None:
         while True:

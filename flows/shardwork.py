@@ -15,8 +15,11 @@ from typing import Any, Callable
 
 MAX_REJECT_EXAMPLES = 20
 
-# Built generators of this process, by (kind, params); closed when the process exits (see `cached_generator`).
+# Built generators of this process, by (kind, params, input digest); closed when the process exits.
 _GENERATORS: dict[str, Any] = {}
+# Parameters that name input files (flows.inputs digests them): a generator built on them is reused only for the
+# same digest, so a folder that gained a file, or a corpus edited in place, gets a new one.
+_FILE_PARAMS = ("source", "corpus", "records")
 
 
 @dataclass
@@ -43,15 +46,18 @@ class Rows:
         return iter((self.rows, self.rejects, self.examples, self.gallery))
 
 
-def cached_generator(kind: str, params: dict[str, Any]) -> Any:
-    """This process's generator for (kind, params), built on first use. Pool workers render many shards; the
-    generators are pure per index, so reusing one gives the bytes a fresh one would."""
+def cached_generator(kind: str, params: dict[str, Any], inputs: dict[str, Any] | None = None) -> Any:
+    """This process's generator for (kind, params, `inputs`: the render's `flows.inputs.input_digest`), built on
+    first use; None when `params` name input files and no digest is given (build a fresh one then). Pool workers
+    render many shards; the generators are pure per index, so reusing one gives the bytes a fresh one would."""
     from multiprocessing.util import Finalize
 
     from flows.common import generator_params
     from generators import get_generator
 
-    key = json.dumps([kind, params], sort_keys=True, default=str)
+    if inputs is None and any(params.get(p) for p in _FILE_PARAMS):
+        return None
+    key = json.dumps([kind, params, inputs or {}], sort_keys=True, default=str)
     gen = _GENERATORS.get(key)
     if gen is None:
         gen = _GENERATORS[key] = get_generator(kind, **generator_params(kind, params))
@@ -124,28 +130,34 @@ def existing_shard(root: str, dataset: str, shard_fingerprint: str, index: int) 
     return ShardResult(index, existing, reused=True, rejects=dict(existing.rejects))
 
 
+def _rendered(kind: str, params: dict[str, Any], seed: int, start: int, stop: int, gallery: int,
+              progress: Callable[[int], None] | None, reuse: bool, inputs: dict[str, Any] | None) -> Rows:
+    gen = cached_generator(kind, params, inputs) if reuse else None
+    if gen is not None:
+        return render_rows(gen, kind, seed, start, stop, gallery, progress)
+    from flows.common import generator_params
+    from generators import get_generator
+
+    with get_generator(kind, **generator_params(kind, params)) as fresh:
+        return render_rows(fresh, kind, seed, start, stop, gallery, progress)
+
+
 def shard_job(kind: str, params: dict[str, Any], seed: int, root: str, dataset: str, shard_fingerprint: str, index: int,
               start: int, stop: int, gallery: int = 0, progress: Callable[[int], None] | None = None,
-              reuse_generator: bool = False) -> ShardResult:
-    """One whole shard: reuse it when already written whole, else render and write it."""
+              reuse_generator: bool = False, inputs: dict[str, Any] | None = None) -> ShardResult:
+    """One whole shard: reuse it when already written whole, else render and write it. `reuse_generator` (pool
+    workers) keeps the generator for the next shard of the same kind, params and input digest."""
     found = existing_shard(root, dataset, shard_fingerprint, index)
     if found is not None:
         if progress is not None:
             progress(stop - start)
         return found
     t0 = time.perf_counter()
-    if reuse_generator:
-        rendered = render_rows(cached_generator(kind, params), kind, seed, start, stop, gallery, progress)
-    else:
-        from flows.common import generator_params
-        from generators import get_generator
-
-        with get_generator(kind, **generator_params(kind, params)) as gen:
-            rendered = render_rows(gen, kind, seed, start, stop, gallery, progress)
+    rendered = _rendered(kind, params, seed, start, stop, gallery, progress, reuse_generator, inputs)
     return write_shard(root, dataset, shard_fingerprint, index, rendered, t0)
 
 
 def rows_job(kind: str, params: dict[str, Any], seed: int, start: int, stop: int, gallery: int = 0,
-             progress: Callable[[int], None] | None = None) -> Rows:
+             progress: Callable[[int], None] | None = None, inputs: dict[str, Any] | None = None) -> Rows:
     """Part of a shard (a small render split across workers): its rows, for the caller to write as one shard."""
-    return render_rows(cached_generator(kind, params), kind, seed, start, stop, gallery, progress)
+    return _rendered(kind, params, seed, start, stop, gallery, progress, True, inputs)
