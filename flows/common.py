@@ -101,6 +101,25 @@ def artifact_key(*parts: object) -> str:
     return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", key.lower())).strip("-")[:100]
 
 
+def root_tag(root: str) -> str:
+    """A short, stable name for a storage root in artifact keys: its last path part and a hash of the whole
+    URI (`data-3fa2c1`), so the same dataset under another root (an ad-hoc render into a temporary folder)
+    never becomes the latest artifact of the nightly one."""
+    import hashlib
+
+    from storage import Location
+
+    uri = Location.parse(root).uri.rstrip("/")
+    return f"{uri.rsplit('/', 1)[-1] or 'root'}-{hashlib.sha256(uri.encode()).hexdigest()[:6]}"
+
+
+def location_markdown(title: str, uri: str, hint: str = "") -> str:
+    """A storage location as an artifact can show it: as text to copy (a browser opens neither file:// nor
+    s3:// links); an http(s) URL stays a link."""
+    shown = f"[{uri}]({uri})" if uri.startswith(("http://", "https://")) else f"`{uri}`"
+    return f"**{title}**: {shown}" + (f"\n\n{hint}" if hint else "")
+
+
 def package_versions() -> dict[str, str]:
     versions = {}
     for name in TRACKED_PACKAGES:

@@ -16,7 +16,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run as runtime_flow_run
 
-from flows.common import artifact_key, default_root
+from flows.common import artifact_key, default_root, root_tag
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "root": None,  # None: $VARYFLOW_ROOT or ./varyflow-data
@@ -226,7 +226,7 @@ def pipeline(config: dict[str, Any]) -> dict[str, Any]:
         "lineage": str(Path(integ["checkpoint"]) / "lineage.json"),
         "flow_run_id": str(runtime_flow_run.id),
     }
-    create_markdown_artifact(pipeline_report(result, markdown=True), key=artifact_key("pipeline", "summary"),
+    create_markdown_artifact(pipeline_report(result, markdown=True), key=artifact_key("pipeline", "summary", root_tag(root)),
                              description="where the pipeline's outputs are")
     logger.info("pipeline done: %s", json.dumps(result["checkpoints"]))
     return result
@@ -258,4 +258,27 @@ def pipeline_report(result: dict[str, Any], markdown: bool = False) -> str:
         f"lineage:     {result['lineage']}  (varyflow reproduce {result['checkpoints']['integrate']})",
         f"Prefect UI:  {ui_hint(result.get('flow_run_id'))}",
     ]
-    return "```\n" + "\n".join(lines) + "\n```" if markdown else "\n".join(lines)
+    return _report_markdown(result) if markdown else "\n".join(lines)
+
+
+def _report_markdown(result: dict[str, Any]) -> str:
+    """The summary artifact: tables with locations as text to copy (a browser opens neither file:// nor s3://)."""
+    from flows.common import md_cell
+
+    def cell(text: Any) -> str:
+        return f"`{md_cell(str(text), 300)}`"
+
+    root = os.path.abspath(result["root"]) if "://" not in result["root"] else result["root"]
+    lines = [f"# pipeline outputs under {cell(root)}", "", "| dataset | rows | rejects | manifest |", "|---|---|---|---|"]
+    lines += [f"| {k} | {v['rows']} | {sum((v.get('rejects') or {}).values())} | {cell(v['manifest'])} |"
+              for k, v in result["datasets"].items()]
+    lines += ["", "| mixture | spec |", "|---|---|", *(f"| {k} | {cell(v)} |" for k, v in result["mixtures"].items())]
+    lines += ["", "| stage | checkpoint | final loss | held-out rows | edit distance | F1 | BLEU |", "|---|---|---|---|---|---|---|"]
+    for stage in ("vocab", "integrate"):
+        loss = (result.get("final_loss") or {}).get(stage)
+        ev = (result.get("eval") or {}).get(stage) or {}
+        scores = [f"{ev[k]:.3f}" if isinstance(ev.get(k), (int, float)) else "-" for k in ("edit_distance", "f1", "bleu")]
+        lines.append(f"| {stage} | {cell(result['checkpoints'][stage])} | {f'{loss:.3f}' if loss is not None else '-'} | "
+                     f"{ev.get('samples', 0)} | " + " | ".join(scores) + " |")
+    lines += ["", f"Lineage: {cell(result['lineage'])}; check it with {cell('varyflow reproduce ' + result['checkpoints']['integrate'])}."]
+    return "\n".join(lines)

@@ -15,7 +15,6 @@ from typing import Any, Callable
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
-    create_link_artifact,
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
@@ -31,9 +30,10 @@ from flows.common import (
     artifact_key,
     default_root,
     generator_params,
-    link_for,
+    location_markdown,
     md_cell,
     package_versions,
+    root_tag,
     storage_errors_for_inputs,
 )
 from flows.checks import check_reject_rate, check_render
@@ -288,7 +288,8 @@ def render(
         _notify(kind, count, count)
         return result
 
-    progress_id = create_progress_artifact(0.0, key=artifact_key("render", dataset, "progress"), description=f"shards of {dataset} written")
+    progress_id = create_progress_artifact(0.0, key=artifact_key("render", dataset, root_tag(root), "progress"),
+                                           description=f"shards of {dataset} written under {root}")
     t0 = time.perf_counter()
     results: list[ShardResult] = []
     task_runner = make_task_runner(runner, workers, runner_address)
@@ -342,7 +343,7 @@ def render(
     result = _summary(dataset, manifest_uri, [r.info for r in results], dict(rejects), reused=len(results) - len(rendered), rate=rate)
     logger.info("committed %s: %d rows in %d shards (%d reused), %d rejects, %.1f samples/s",
                 manifest_uri, result["rows"], result["shards"], result["reused"], sum(rejects.values()), rate)
-    _publish(kind, dataset, result, [g for r in results for g in r.gallery], elapsed)
+    _publish(kind, dataset, result, [g for r in results for g in r.gallery], elapsed, root, results)
     return result
 
 
@@ -369,8 +370,11 @@ def _notify(kind: str, done: int, total: int) -> None:
         listener(kind, done, total)
 
 
-def _publish(kind: str, dataset: str, result: dict[str, Any], gallery: list[dict[str, str]], elapsed: float) -> None:
-    """What the UI shows on the run: stats, rejects, a gallery and the manifest link."""
+def _publish(kind: str, dataset: str, result: dict[str, Any], gallery: list[dict[str, str]], elapsed: float,
+             root: str, shards: list[ShardResult]) -> None:
+    """What the UI shows on the run: stats, the shards, the rejected inputs and why, a gallery and where the
+    manifest is. Keys are scoped by dataset and storage root (`root_tag`)."""
+    scope = ("render", dataset, root_tag(root))
     stats = [
         {"measure": "rows", "value": result["rows"]},
         {"measure": "shards", "value": result["shards"]},
@@ -380,13 +384,23 @@ def _publish(kind: str, dataset: str, result: dict[str, Any], gallery: list[dict
         {"measure": "seconds", "value": round(elapsed, 2)},
         {"measure": "samples/s", "value": result["samples_per_s"]},
     ]
-    create_table_artifact(stats, key=artifact_key("render", dataset, "stats"), description=f"{kind} render statistics")
+    create_table_artifact(stats, key=artifact_key(*scope, "stats"), description=f"{kind} render statistics")
+    create_table_artifact([{"index": r.index, "rows": r.info.rows, "rejects": sum(r.rejects.values()),
+                            "seconds": round(r.seconds, 2), "reused": r.reused, "sha256": r.info.sha256}
+                           for r in sorted(shards, key=lambda r: r.index)],
+                          key=artifact_key(*scope, "shards"), description=f"shards of {dataset} in this version")
+    examples = [ex for r in shards for ex in r.reject_examples][:MAX_REJECT_EXAMPLES]
+    if examples:
+        create_table_artifact([{k: ex.get(k, "") for k in ("id", "reason", "detail", "source")} for ex in examples],
+                              key=artifact_key(*scope, "rejects"),
+                              description=f"rejected inputs of {dataset} and why (first {MAX_REJECT_EXAMPLES}; counts in stats)")
     if gallery:
         lines = [f"# {kind} samples", "", "| image | target |", "|---|---|"]
         lines += [f"| ![{g['id']}]({g['thumb']}) | `{md_cell(g['id'], 40)}` {md_cell(g['text'])} |" for g in gallery]
-        create_markdown_artifact("\n".join(lines), key=artifact_key("render", dataset, "gallery"), description=f"{kind} sample gallery")
-    create_link_artifact(link_for(result["manifest"]), link_text=result["manifest"], key=artifact_key("render", dataset, "manifest"),
-                         description=f"manifest of {dataset}")
+        create_markdown_artifact("\n".join(lines), key=artifact_key(*scope, "gallery"), description=f"{kind} sample gallery")
+    create_markdown_artifact(location_markdown(f"manifest of {dataset}", result["manifest"],
+                                               f"`varyflow data show {result['manifest']}`"),
+                             key=artifact_key(*scope, "manifest"), description=f"manifest of {dataset}")
 
 
 def run_render(**kwargs: Any) -> dict[str, Any]:

@@ -8,8 +8,10 @@ flow run id and deployment, and the stage ends with an evaluation.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import io
+import re
 import os
 import shlex
 import subprocess
@@ -18,11 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
 
-from flows.common import artifact_key, default_root, link_for, png_data_uri
+from flows.common import artifact_key, default_root, location_markdown, png_data_uri
 from training.config import path_fields
 
 if TYPE_CHECKING:
@@ -133,6 +135,67 @@ def deepspeed_command(argv: list[str], launch: Launch, hostfile: str | None) -> 
     return cmd + argv
 
 
+# What the training loop prints every `log_every` steps (training/run.py): "step 25/150 loss 4.1234 (0.31s/step)".
+STEP_LINE = re.compile(r"step (\d+)/(\d+) loss (\S+)")
+
+
+class TrainingProgress:
+    """A progress artifact of a training stage, moved by the loop's step lines while it runs (in-process: its
+    stdout; distributed: the launcher's output), each step line also logged to the run. The loop has no
+    callback for this; its printed lines are the interface."""
+
+    def __init__(self, stage: str, steps: int | None, logger: Any):
+        from prefect.artifacts import create_progress_artifact
+
+        self.stage, self.logger = stage, logger
+        self.id = create_progress_artifact(0.0, key=artifact_key("train", stage, "progress"),
+                                           description=f"{stage}: starting ({steps or '?'} steps)")
+
+    def step_line(self, text: str) -> bool:
+        from prefect.artifacts import update_progress_artifact
+
+        m = STEP_LINE.search(text)
+        if not m:
+            return False
+        step, total = int(m.group(1)), int(m.group(2))
+        update_progress_artifact(self.id, 100.0 * step / max(total, 1), description=f"{self.stage}: step {step}/{total}, loss {m.group(3)}")
+        return True
+
+    def launcher_line(self, text: str) -> None:
+        self.logger.info("%s", text)
+        self.step_line(text)
+
+    @contextlib.contextmanager
+    def watching_stdout(self) -> Any:
+        """Tee this process's stdout through `step_line` (and the run log) while the loop runs in it."""
+        import sys
+
+        progress, real = self, sys.stdout
+
+        class Tee(io.TextIOBase):
+            buffer = ""
+
+            def write(self, data: str) -> int:
+                real.write(data)
+                self.buffer += data
+                *lines, self.buffer = self.buffer.split("\n")
+                for line in lines:
+                    if progress.step_line(line):
+                        progress.logger.info("%s", line.strip())
+                return len(data)
+
+            def flush(self) -> None:
+                real.flush()
+
+        with contextlib.redirect_stdout(Tee()):
+            yield
+
+    def done(self) -> None:
+        from prefect.artifacts import update_progress_artifact
+
+        update_progress_artifact(self.id, 100.0, description=f"{self.stage}: done")
+
+
 @task(name="train-stage", task_run_name="train {stage}")
 def run_training(stage: str, config: dict[str, Any], launch: dict[str, Any] | None) -> dict[str, Any]:
     from training.config import TrainConfig
@@ -140,16 +203,19 @@ def run_training(stage: str, config: dict[str, Any], launch: dict[str, Any] | No
     logger = get_run_logger()
     cfg = TrainConfig.from_dict(config).validate()
     where = Launch(**(launch or {}))
+    progress = TrainingProgress(stage, cfg.steps, logger)
     if not where.distributed:
         from training.run import train
 
-        result = train(cfg)
+        with progress.watching_stdout():
+            result = train(cfg)
+        progress.done()
         return {"checkpoint": result.checkpoint, "losses": list(result.losses), "metrics": dict(result.metrics)}
     with tempfile.TemporaryDirectory() as tmp:
         hostfile = where.hostfile or (write_hostfile(where.hosts, where.gpus, f"{tmp}/hostfile") if where.hosts else None)
         plan = launch_plan(cfg, where, hostfile)
         logger.info("launching in %s: %s", plan.cwd, shlex.join(plan.cmd))
-        rc, tail = stream_process(plan.cmd, plan.cwd, plan.env, lambda text: logger.info("%s", text))
+        rc, tail = stream_process(plan.cmd, plan.cwd, plan.env, progress.launcher_line)
     if rc != 0:
         raise RuntimeError(f"deepspeed launcher exited {rc}: {tail[-1] if tail else 'no output'}")
     from storage.lineage import read_lineage
@@ -234,8 +300,9 @@ def train_stage(stage: str, config: dict[str, Any], mixture: str | None, launch:
     trained = run_training(stage, cfg, launch)
     checkpoint = trained["checkpoint"]
     logger.info("%s checkpoint: %s", stage, checkpoint)
-    create_link_artifact(link_for(checkpoint), link_text=checkpoint, key=artifact_key("train", stage, "checkpoint"),
-                         description=f"{stage} checkpoint (lineage.json beside it)")
+    create_markdown_artifact(location_markdown(f"{stage} checkpoint", checkpoint, f"`varyflow lineage {checkpoint}`"),
+                             key=artifact_key("train", stage, "checkpoint"),
+                             description=f"{stage} checkpoint (lineage.json beside it)")
     if trained["losses"]:
         png = loss_curve_png(trained["losses"], f"{stage} loss")
         create_markdown_artifact(f"# {stage} loss\n\n![loss curve]({png_data_uri(png)})\n\n"

@@ -242,3 +242,36 @@ def test_compose_stack_and_ci_workflow_are_well_formed():
     (step,) = [s for s in job["steps"] if "varyflow retrain" in s.get("run", "")]
     args = build_parser().parse_args(shlex.split(step["run"])[1:])  # the varyflow CLI accepts the exact line
     assert args.command == "retrain" and (REPO / args.config).is_file()
+
+
+def test_training_progress_moves_while_the_loop_prints(prefect_api):
+    """The loop's step lines (in-process stdout, or the launcher's output) move a progress artifact and reach
+    the run log while training runs, not only when it ends."""
+    from prefect import flow, get_run_logger
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.runtime import flow_run
+
+    from flows.train import TrainingProgress
+
+    def progress_data() -> tuple[float, str]:
+        with get_client(sync_client=True) as client:
+            (art,) = client.read_artifacts(artifact_filter=ArtifactFilter(
+                key=ArtifactFilterKey(any_=["train-vocab-progress"]), flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run.id])))
+        return art.data, art.description
+
+    @flow
+    def stage() -> list:
+        seen = []
+        progress = TrainingProgress("vocab", 4, get_run_logger())
+        with progress.watching_stdout():
+            print("loading 3 manifests")
+            print("step 2/4 loss 1.2500 (0.10s/step)", flush=True)
+            seen.append(progress_data())
+        progress.launcher_line("[rank0] step 3/4 loss 1.0000 (0.10s/step)")
+        seen.append(progress_data())
+        progress.done()
+        seen.append(progress_data())
+        return seen
+
+    assert stage() == [(50.0, "vocab: step 2/4, loss 1.2500"), (75.0, "vocab: step 3/4, loss 1.0000"), (100.0, "vocab: done")]

@@ -39,6 +39,7 @@ def test_render_flow_writes_shards_manifest_and_artifacts(prefect_api, tmp_path)
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
     from flows.render import render
+    from storage import read_manifest
 
     root = str(tmp_path / "data")
     state = render(kind="document", count=5, seed=3, out=root, shard_rows=2, workers=2, gallery=2, return_state=True)
@@ -53,13 +54,22 @@ def test_render_flow_writes_shards_manifest_and_artifacts(prefect_api, tmp_path)
     # one task per shard plus the commit, named after what they do
     assert sorted(t.name for t in tasks) == ["commit document manifest"] + [f"render document shard {k}" for k in range(3)]
 
+    from flows.common import root_tag
+
     arts = _artifacts(str(run.id))
-    assert arts["render-document-progress"].data == 100.0
-    table = arts["render-document-stats"].data
+    scope = f"render-document-{root_tag(root)}"  # by dataset and root: another root's render is another artifact
+    assert arts[f"{scope}-progress"].data == 100.0
+    table = arts[f"{scope}-stats"].data
     table = json.loads(table) if isinstance(table, str) else table
     assert {"measure": "rows", "value": 5} in table
-    assert arts["render-document-gallery"].data.count("data:image/png;base64,") == 2
-    assert result["manifest"] in arts["render-document-manifest"].data
+    shards = arts[f"{scope}-shards"].data
+    shards = json.loads(shards) if isinstance(shards, str) else shards
+    committed = {s.index: s for s in read_manifest(result["manifest"]).shards}
+    assert [(r["index"], r["rows"], r["sha256"], r["reused"]) for r in shards] == [
+        (k, committed[k].rows, committed[k].sha256, False) for k in range(3)]
+    assert arts[f"{scope}-gallery"].data.count("data:image/png;base64,") == 2
+    assert f"`{result['manifest']}`" in arts[f"{scope}-manifest"].data  # a path to copy, not a dead file:// link
+    assert root_tag(root) != root_tag(str(tmp_path / "elsewhere" / "data"))
 
     # the same render again is a no-op: same manifest, nothing rendered, no second version
     again = render(kind="document", count=5, seed=3, out=root, shard_rows=2, workers=1)

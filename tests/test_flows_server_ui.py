@@ -66,9 +66,12 @@ def test_served_render_deployment_shows_run_and_artifacts_in_ui(prefect_server, 
             with get_client(sync_client=True) as client:
                 arts = {a.key: a for a in client.read_artifacts(
                     artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))}
-        assert {"render-document-stats", "render-document-gallery", "render-document-progress", "render-document-manifest"} <= set(arts)
-        assert arts["render-document-progress"].data == 100.0
-        assert str(data / "datasets/document/manifests/v000001.json") in arts["render-document-manifest"].data
+        from flows.common import root_tag
+
+        scope = f"render-document-{root_tag(str(data))}"
+        assert {f"{scope}-{a}" for a in ("stats", "gallery", "progress", "manifest", "shards")} <= set(arts)
+        assert arts[f"{scope}-progress"].data == 100.0
+        assert str(data / "datasets/document/manifests/v000001.json") in arts[f"{scope}-manifest"].data
     finally:
         _stop(serve)
 
