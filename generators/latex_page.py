@@ -449,13 +449,13 @@ class LatexPageGenerator(OwnsRenderers, Generator):
             groups.setdefault((p.template, p.lang, p.preamble), []).append(p)
         for (template, lang, preamble), group in sorted(groups.items()):
             words = sorted({w for p in group for b in p.blocks for w in _control_words(b.latex)})
-            probe = "".join(f"\\ifcsname {w}\\endcsname\\else\\immediate\\write\\vfpos{{{w}}}\\fi" for w in words)
-            src = instantiate(self._templates[template], lang, "\\mbox{}" + probe)
-            src = src.replace("\\begin{document}", preamble + "\\newwrite\\vfpos\\immediate\\openout\\vfpos="
-                              + POSITIONS + "\n\\begin{document}", 1)
+            probe = "\\mbox{}" + "".join(f"\\ifcsname {w}\\endcsname\\else\\immediate\\write\\vfpos{{{w}}}\\fi"
+                                         for w in words)
+            # The pages' own preamble, so the probe runs on the format their runs preload.
+            src = group_source(self._templates[template], lang, [[Block("paragraph", probe, "")]], preamble)
             try:
-                self._tex.compile(src, "pdflatex" if lang == "en" else "xelatex")
-                missing = set(self._tex.read_text(POSITIONS).split())
+                self._tex.compile(src, "pdflatex" if lang == "en" else "xelatex", preload=True)
+                missing = {ln.strip() for ln in self._tex.read_text(POSITIONS).splitlines() if len(ln.split()) == 1}
             except TexError:
                 continue  # the pages' own compiles will reject what fails
             for p in group:
@@ -467,8 +467,16 @@ class LatexPageGenerator(OwnsRenderers, Generator):
     def _source_items(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
         """Every page of each source file of `indices`, in order. Each paper is cut into pages from its first
         block on: a page takes blocks up to a drawn budget, is trimmed to what fits (as corpus pages are),
-        and the next page starts at the first block it did not keep. One TeX run per round serves the next
-        page of every paper that shares a template; a paper stops at `max_pages`."""
+        and the next page starts at the first block it did not keep; a paper stops at `max_pages`.
+
+        A round is one TeX run per template (and language, preamble) among the open papers. A page that ran
+        over is compiled again with the blocks that fitted, and since that says where the next page starts,
+        the next page's first draft rides in the same run: about one TeX run per page, as a loop that knew
+        every page's end beforehand would need."""
+        from generators.tex import TexRenderer
+
+        if self._tex is None:
+            self._tex = TexRenderer(timeout_s=self.timeout_s)
         papers: dict[int, _Paper] = {}
         failed: dict[int, Rejected] = {}
         for index in indices:
@@ -478,47 +486,77 @@ class LatexPageGenerator(OwnsRenderers, Generator):
                 failed[index] = self.rejected(seed, index, e)
         self._undefined(list(papers.values()))
         pages: dict[int, list[Sample | Rejected]] = {i: [] for i in papers}
+        retry: dict[int, _Draft] = {}  # a page that ran over, to compile again with the blocks that fitted
         while True:
-            drafts = []
+            slots: list[tuple[_Paper, _Draft, bool]] = []  # (paper, draft, is a retry)
             for index, p in papers.items():
-                if p.cursor >= len(p.blocks) or len(pages[index]) >= self.max_pages:
-                    continue
-                rng = self.rng(seed, index, stream=len(pages[index]) + 1)
-                lo, hi = self.budget_chars or ((1200, 3200) if p.lang == "en" else (500, 1300))
-                budget = int(rng.integers(lo, hi + 1))
-                run, size = [], 0
-                for b in p.blocks[p.cursor:]:
-                    if run and size >= budget:
-                        break
-                    run.append(b)
-                    size += len(b.markdown)
-                engine = "pdflatex" if p.lang == "en" else "xelatex"
-                drafts.append(_Draft(index, rng, p.lang, p.template, engine, budget, run, keep=len(run),
-                                     preamble=p.preamble))
-            if not drafts:
+                start, n_pages = p.cursor, len(pages[index])
+                if index in retry:
+                    slots.append((p, retry[index], True))
+                    start, n_pages = start + retry[index].keep, n_pages + 1
+                if start < len(p.blocks) and n_pages < self.max_pages:
+                    slots.append((p, self._source_draft(seed, p, start, n_pages), False))
+            if not slots:
                 break
-            fitted = self._fit_drafts(drafts)
-            for d in drafts:
-                p, res, page = papers[d.index], fitted[d.index], len(pages[d.index])
-                start = p.cursor
-                if isinstance(res, _Placed):
-                    p.cursor += d.keep
-                    try:
-                        pages[d.index].append(self._source_sample(seed, p, res, page, start))
-                    except Exception as e:
-                        pages[d.index].append(self.rejected(seed, d.index, e, f"-p{page:04d}"))
-                    continue
-                # The run's first block alone does not fit (or TeX failed on it): it is left out, the next
-                # page starts after it. A whole run TeX failed on is left out, counted as the page's reject.
-                p.cursor += 1 if res.reason == "overflow" else d.keep
-                pages[d.index].append(self.rejected(seed, d.index, Reject(res.reason, f"{p.name}: blocks {start}-"
-                                                                           f"{start + d.keep}: {res.detail}", p.name),
-                                                    f"-p{page:04d}"))
+            groups: dict[tuple[str, str, str], list[tuple[_Paper, _Draft, bool]]] = {}
+            for slot in slots:
+                groups.setdefault((slot[1].template, slot[1].lang, slot[1].preamble), []).append(slot)
+            results: dict[int, Any] = {}
+            for (name, lang, _), group in sorted(groups.items()):
+                for _, d, _ in group:
+                    d.compiles += 1
+                for (_, d, _), res in zip(group, self._compile_group(name, lang, [d for _, d, _ in group])):
+                    results[id(d)] = res
+            for p, d, is_retry in slots:  # a paper's retry comes before its next page
+                self._source_outcome(seed, p, d, is_retry, results[id(d)], pages[p.index], retry)
         for index in indices:
             if index in failed:
                 yield failed[index]
             else:
                 yield from pages[index]
+
+    def _source_draft(self, seed: int, p: "_Paper", start: int, page: int) -> _Draft:
+        """Page `page` of paper `p`, from block `start` on, up to a budget drawn from the page's own rng."""
+        rng = self.rng(seed, p.index, stream=page + 1)
+        # Real text runs on until the page is full: drafts ask for more than a page holds, the trim cuts.
+        lo, hi = self.budget_chars or ((2500, 7000) if p.lang == "en" else (1000, 2600))
+        budget = int(rng.integers(lo, hi + 1))
+        run, size = [], 0
+        for b in p.blocks[start:]:
+            if run and size >= budget:
+                break
+            run.append(b)
+            size += len(b.markdown)
+        engine = "pdflatex" if p.lang == "en" else "xelatex"
+        return _Draft(p.index, rng, p.lang, p.template, engine, budget, run, keep=len(run), preamble=p.preamble)
+
+    def _source_outcome(self, seed: int, p: "_Paper", d: _Draft, is_retry: bool, res: Any, out: list,
+                        retry: dict[int, _Draft]) -> None:
+        """Apply one compiled slot to its paper: a page placed, a page to compile again, or a reject."""
+        if not is_retry and p.index in retry:
+            return  # the retry before it ran over again: this draft started at the wrong block
+        page, start = len(out), p.cursor
+        if isinstance(res, _Placed):
+            retry.pop(p.index, None)
+            p.cursor += d.keep
+            try:
+                out.append(self._source_sample(seed, p, res, page, start))
+            except Exception as e:
+                out.append(self.rejected(seed, p.index, e, f"-p{page:04d}"))
+            return
+        if isinstance(res, int) and res > 0 and d.compiles < self.max_compiles:
+            d.keep = res if res < d.keep else d.keep - 1  # a trimmed page that still spills loses one more
+            retry[p.index] = d
+            return
+        retry.pop(p.index, None)
+        if isinstance(res, int):  # the first block alone runs past a page, or no fit within max_compiles
+            res = Reject("overflow", "the first block alone runs past one page" if res == 0 else
+                         f"no single-page fit within {self.max_compiles} compiles")
+        # The block that does not fit is left out (the next page starts after it); a run TeX failed on is
+        # left out whole. Either way the page is a reject naming the source and the blocks.
+        p.cursor += 1 if res.reason == "overflow" else d.keep
+        out.append(self.rejected(seed, p.index, Reject(res.reason, f"{p.name}: blocks {start}-{start + d.keep}: "
+                                                       f"{res.detail}", p.name), f"-p{page:04d}"))
 
     def _source_sample(self, seed: int, p: "_Paper", placed: _Placed, page: int, start: int) -> Sample:
         from dataclasses import replace
