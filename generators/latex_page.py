@@ -8,6 +8,9 @@ page, trailing blocks are dropped and it is compiled again until it fits, so the
 page's content (`meta.sampled.trimmed_blocks` counts the drops). Target conventions: inline math
 `\\(...\\)`, display math `\\[...\\]` on its own lines, `#`/`##`/`###` headings, tables in markdown (or
 LaTeX tabular where cells are merged), `- ` list items, blocks separated by a blank line.
+
+The blocks come from a corpus and the formula grammar, or (`source=`) from real LaTeX sources cut into
+blocks by `generators.tex_source` and re-typeset page after page, as Vary's pages were made from arXiv.
 """
 from __future__ import annotations
 
@@ -230,6 +233,10 @@ class LatexPageGenerator(OwnsRenderers, Generator):
     max_compiles (per page, trims included), budget_chars (range of content drawn before trimming;
     default by language), batch (indices of an `items()` range drafted together: pages sharing a template
     and language are compiled in one TeX run), degradations, prompt.
+    Real sources instead of a corpus: source (.tex files or arXiv-style archives: a file, folder, list or
+    `s3://` prefix; read through reader/lister), max_pages (per source file), max_bytes (per source file).
+    Then index i is source file i and yields its pages (ids `-pNNNN`), in the source's own language; see
+    `_source_items` and docs/data-engine-tex.md.
 
     Fitting: every block ends with a `\\write` to POSITIONS that records, at shipout, the page it ended on.
     A page whose blocks all end on its first page is done; otherwise its leading blocks that did end there
@@ -420,7 +427,7 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         assert self.sources is not None
         name = self.sources.name(index)
         parsed = parse_source(name, read_source(name, self.reader, self.max_bytes))
-        lang = parsed.lang if self.lang == "mixed" else self.lang
+        lang = parsed.lang  # a real source's language decides its engine, whatever `lang` says
         blocks = []
         for b in parsed.blocks:
             try:
