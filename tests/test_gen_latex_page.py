@@ -146,7 +146,8 @@ def _sources(tmp_path, long: bool = False):
 
 def test_real_sources_become_pages_whose_target_is_their_text(tmp_path):
     d, sha = _sources(tmp_path)
-    with LatexPageGenerator(lang="mixed", source=str(d), templates=["article_cm", "koma_twocol"]) as gen:
+    # lang stays at its default "en": a Chinese source is still set as Chinese (xelatex + xeCJK)
+    with LatexPageGenerator(source=str(d), templates=["article_cm", "koma_twocol"]) as gen:
         items = list(gen.items(0, 0, 3))
         paper = gen._paper(0, 0)
         tex_words = None
