@@ -141,7 +141,8 @@ def _untrack_progress() -> None:
 
 
 def _render_split(pool: Any, kind: str, params: dict[str, Any], seed: int, root: str, dataset: str, shard_fp: str,
-                  index: int, start: int, stop: int, gallery: int, parts: int, progress: _Progress | None) -> ShardResult:
+                  index: int, start: int, stop: int, gallery: int, parts: int, progress: _Progress | None,
+                  inputs: dict[str, Any] | None) -> ShardResult:
     """One shard rendered as `parts` index ranges on as many workers, written here as one shard: the same rows in
     the same order, so the same bytes as rendering it whole (a small render uses every worker asked for)."""
     found = existing_shard(root, dataset, shard_fp, index)
@@ -161,7 +162,7 @@ def _render_split(pool: Any, kind: str, params: dict[str, Any], seed: int, root:
             progress.update(index, sum(done))
         return report
 
-    futures = [pool.submit(rows_job, kind, params, seed, a, b, gallery if i == 0 else 0, progress=reporter(i))
+    futures = [pool.submit(rows_job, kind, params, seed, a, b, gallery if i == 0 else 0, inputs=inputs, progress=reporter(i))
                for i, (a, b) in enumerate(spans)]
     pieces = [f.result() for f in futures]
     rejects: Counter[str] = Counter()
@@ -192,6 +193,7 @@ def render_shard(
     stop: int,
     gallery: int = 0,
     parts: int = 1,
+    inputs: dict[str, Any] | None = None,
 ) -> ShardResult:
     """Inline where the task runs (threads, Dask, Ray), or in the local pool under the `process` runner, then split
     into `parts` index ranges when the render has fewer shards than workers (same bytes either way)."""
@@ -203,10 +205,11 @@ def render_shard(
     if pool is None:
         result = shard_job(kind, params, seed, root, dataset, shard_fp, index, start, stop, gallery, report)
     elif parts > 1:
-        result = _render_split(pool, kind, params, seed, root, dataset, shard_fp, index, start, stop, gallery, parts, progress)
+        result = _render_split(pool, kind, params, seed, root, dataset, shard_fp, index, start, stop, gallery, parts, progress,
+                               inputs)
     else:
         result = pool.submit(shard_job, kind, params, seed, root, dataset, shard_fp, index, start, stop, gallery,
-                             reuse_generator=True, progress=report).result()
+                             reuse_generator=True, inputs=inputs, progress=report).result()
     if result.reused:
         logger.info("shard %d of %s already written (%d rows); not rendered again", index, dataset, result.info.rows)
         return result
@@ -302,7 +305,8 @@ def render(
                 task_runner.submit(
                     render_shard,
                     parameters=dict(kind=kind, params=params, seed=seed, root=root, dataset=dataset, fingerprint=fingerprint,
-                                    index=k, start=start, stop=stop, gallery=gallery if k == 0 else 0, parts=parts),
+                                    index=k, start=start, stop=stop, gallery=gallery if k == 0 else 0, parts=parts,
+                                    inputs=inputs),
                 )
                 for k, start, stop in ranges
             ]

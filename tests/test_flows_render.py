@@ -225,3 +225,26 @@ def test_a_count_beyond_the_input_files_renders_each_file_once(prefect_api, tmp_
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="holds no input files"):
         render(count=2, **{**kw, "params": {"source": str(tmp_path / "empty")}})
+
+
+def test_a_small_render_is_split_across_the_workers_with_progress_per_sample(prefect_api, tmp_path):
+    """One shard (3 samples, 512 rows a shard) on 2 workers: the local pool renders its index range in two parts,
+    written as one shard with the bytes of rendering it whole; the progress listeners hear samples as they are
+    rendered, not only when the shard ends."""
+    from flows import render as render_mod
+    from storage import read_manifest
+
+    heard: list[tuple[str, int, int]] = []
+    render_mod.PROGRESS_LISTENERS.append(lambda kind, done, total: heard.append((kind, done, total)))
+    try:
+        split = render_mod.render(kind="document", count=3, seed=5, out=str(tmp_path / "split"), workers=2, gallery=0)
+    finally:
+        render_mod.PROGRESS_LISTENERS.clear()
+    whole = render_mod.render(kind="document", count=3, seed=5, out=str(tmp_path / "whole"), workers=1, runner="thread",
+                              gallery=0)
+    assert (split["rows"], split["shards"]) == (3, 1)
+    assert [s.sha256 for s in read_manifest(split["manifest"]).shards] == \
+        [s.sha256 for s in read_manifest(whole["manifest"]).shards]
+    done = [d for _, d, _ in heard]
+    assert heard[-1] == ("document", 3, 3) and done == sorted(done)
+    assert any(0 < d < 3 for d in done), heard  # samples reported before the shard ended
