@@ -5,10 +5,12 @@ model preset on CPU, small counts; a config file (YAML or JSON) overrides any pa
 """
 from __future__ import annotations
 
+import contextvars
 import copy
 import importlib.util
 import json
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +48,11 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "batch_size": 4,
         "lr": 5e-4,
         "seed": 0,
-        "max_length": 512,
-        "tokenizer_vocab_size": 512,
+        # A 4000-token BPE on the demo's text and 2048 positions: every target (a full document page is up
+        # to ~1400 tokens) fits with its stop token, so no row teaches the model a text without an end.
+        "max_length": 2048,
+        "tokenizer_vocab_size": 4000,
+        "holdout": 0.1,  # rows (by sample id) training never reads; the evaluation scores them
         "log_every": 25,
     },
     "integration": {"steps": 150},  # stage-2 overrides of `train`
@@ -199,16 +204,27 @@ def pipeline(config: dict[str, Any]) -> dict[str, Any]:
     check_render_config(config)
     root = config["root"]
     pdfs = _input_pdfs_spec(config)
-    if pdfs and ((config["render"].get("pdf") or {}).get("params") or {}).get("source") == input_pdfs_location(root):
-        made = write_input_pdfs(root, **pdfs)
-        logger.info("input PDFs in %s: %d written, %d unchanged, rejects %s", made["folder"], made["written"],
-                    made["unchanged"], made["rejects"] or "none")
-    rendered = {}
-    for kind, spec in config["render"].items():
-        spec = dict(spec or {})
-        rendered[kind] = render(kind=kind, count=int(spec.get("count", 8)), seed=int(spec.get("seed", config["seed"])), out=root,
-                                dataset=spec.get("dataset"), shard_rows=int(spec.get("shard_rows", DEFAULT_SHARD_ROWS)),
-                                params=spec.get("params") or {}, workers=int(config["workers"]), runner=config["runner"])
+    makes_pdfs = bool(pdfs) and ((config["render"].get("pdf") or {}).get("params") or {}).get("source") == input_pdfs_location(root)
+
+    def render_kind(kind: str) -> dict[str, Any]:
+        spec = dict(config["render"][kind] or {})
+        return render(kind=kind, count=int(spec.get("count", 8)), seed=int(spec.get("seed", config["seed"])), out=root,
+                      dataset=spec.get("dataset"), shard_rows=int(spec.get("shard_rows", DEFAULT_SHARD_ROWS)),
+                      params=spec.get("params") or {}, workers=int(config["workers"]), runner=config["runner"])
+
+    # The kinds are independent: their render subflows run at once, each in a thread with this run's context (so
+    # they are its subflows), and their shards share the process's worker pool, so `workers` still bounds the
+    # rendering processes. `pdf` starts once its input PDFs are written.
+    kinds = list(config["render"])
+    with ThreadPoolExecutor(max_workers=max(1, len(kinds)), thread_name_prefix="varyflow-pipeline-render") as pool:
+        futures = {kind: pool.submit(contextvars.copy_context().run, render_kind, kind)
+                   for kind in kinds if not (makes_pdfs and kind == "pdf")}
+        if makes_pdfs:
+            made = write_input_pdfs(root, **pdfs)
+            logger.info("input PDFs in %s: %d written, %d unchanged, rejects %s", made["folder"], made["written"],
+                        made["unchanged"], made["rejects"] or "none")
+            futures["pdf"] = pool.submit(contextvars.copy_context().run, render_kind, "pdf")
+        rendered = {kind: futures[kind].result() for kind in kinds}
     mixes = {stage: mix(name=preset, preset=preset, out=root) for stage, preset in config["mix"].items()}
     launch = config.get("launch")
     ev = config.get("evaluate") or {}
@@ -223,6 +239,7 @@ def pipeline(config: dict[str, Any]) -> dict[str, Any]:
         "mixtures": {k: v["uri"] for k, v in mixes.items()},
         "checkpoints": {"vocab": gen["checkpoint"], "integrate": integ["checkpoint"]},
         "eval": {"vocab": gen["eval"], "integrate": integ["eval"]},
+        "final_loss": {"vocab": (gen["losses"] or [None])[-1], "integrate": (integ["losses"] or [None])[-1]},
         "lineage": str(Path(integ["checkpoint"]) / "lineage.json"),
         "flow_run_id": str(runtime_flow_run.id),
     }
@@ -237,15 +254,28 @@ def run_pipeline(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def ui_hint(flow_run_id: str | None) -> str:
-    """How to look at the runs: the ephemeral API kept them in PREFECT_HOME's database."""
+    """How to look at the runs: the embedded API (`flows.api`, no UI) kept them in PREFECT_HOME's database."""
     from prefect.settings import PREFECT_API_URL, PREFECT_HOME
 
+    from flows.api import background_url
+
     api = PREFECT_API_URL.value() or os.environ.get("PREFECT_API_URL")
+    if api and api == background_url():
+        api = None
     path = f"/runs/flow-run/{flow_run_id}" if flow_run_id else "/runs"
     if api:
         return f"open {api.rstrip('/').removesuffix('/api')}{path}"
     return (f"run `prefect server start` (it reads the runs kept in {PREFECT_HOME.value()}), "
             f"then open http://127.0.0.1:4200{path}")
+
+
+def _stage_line(stage: str, result: dict[str, Any]) -> str:
+    """Final loss beside the held-out evaluation (rows training never read)."""
+    loss = (result.get("final_loss") or {}).get(stage)
+    ev = (result.get("eval") or {}).get(stage) or {}
+    scores = ", ".join(f"{k.replace('_', ' ')} {ev[k]:.3f}" for k in ("edit_distance", "f1", "bleu") if k in ev)
+    return (f"{stage:<9} final loss {loss:.3f}" if loss is not None else f"{stage:<9} final loss -") + \
+        f"; held-out ({ev.get('samples', 0)} rows): {scores or 'no rows scored'}"
 
 
 def pipeline_report(result: dict[str, Any], markdown: bool = False) -> str:
@@ -255,6 +285,7 @@ def pipeline_report(result: dict[str, Any], markdown: bool = False) -> str:
         *(f"mixture:     {k}: {v}" for k, v in result["mixtures"].items()),
         f"checkpoints: vocabulary generation {result['checkpoints']['vocab']}",
         f"             vocabulary integration {result['checkpoints']['integrate']}",
+        *(f"{'training:' if i == 0 else '':<12} {_stage_line(stage, result)}" for i, stage in enumerate(("vocab", "integrate"))),
         f"lineage:     {result['lineage']}  (varyflow reproduce {result['checkpoints']['integrate']})",
         f"Prefect UI:  {ui_hint(result.get('flow_run_id'))}",
     ]
