@@ -43,8 +43,14 @@ def code_version() -> dict[str, Any]:
         return {"git_commit": None, "dirty": None}
 
 
-def _index_root(index_root: str | Location | None) -> Location:
-    return Location.parse(index_root if index_root is not None else default_root())
+def _index_root(index_root: str | Location | None, manifests: Sequence[str] = ()) -> Location:
+    """The given index root; else the one storage root the manifests live under (<root>/datasets/<name>/
+    manifests/v.json), so data kept elsewhere never puts a lineage index in the current directory; else the
+    default root."""
+    if index_root is not None:
+        return Location.parse(index_root)
+    roots = {Location.parse(m).parent.parent.parent.parent.uri for m in manifests if "/datasets/" in Location.parse(m).uri}
+    return Location.parse(roots.pop() if len(roots) == 1 else default_root())
 
 
 def record_checkpoint(checkpoint: str | Location, *, stage: str, manifests: Sequence[str | Manifest],
@@ -93,7 +99,7 @@ def record_checkpoint(checkpoint: str | Location, *, stage: str, manifests: Sequ
         "metrics": dict(metrics or {}),
         **redact(dict(extra or {})),
     }
-    _write(ckpt, record, _index_root(index_root))
+    _write(ckpt, record, _index_root(index_root, [m.uri for m in loaded]))
     return record
 
 
@@ -125,7 +131,7 @@ def update_metrics(checkpoint: str | Location, metrics: Mapping[str, Any],
     ckpt = Location.parse(checkpoint)
     record = read_lineage(ckpt)
     record["metrics"] = {**record.get("metrics", {}), **dict(metrics)}
-    _write(ckpt, record, _index_root(index_root))
+    _write(ckpt, record, _index_root(index_root, [m["uri"] for m in record.get("manifests", [])]))
     return record
 
 
@@ -135,7 +141,7 @@ def shards_of(checkpoint: str | Location) -> list[dict[str, Any]]:
 
 def checkpoints_of(shard_uri: str, index_root: str | Location | None = None) -> list[dict[str, Any]]:
     """Every checkpoint trained on the shard, oldest first."""
-    folder = _index_root(index_root) / "lineage" / "by-shard" / key(Location.parse(shard_uri).uri)
+    folder = _index_root(index_root, [shard_uri]) / "lineage" / "by-shard" / key(Location.parse(shard_uri).uri)
     out = [json.loads(loc.read_bytes()) for loc in folder.list() if loc.name.endswith(".json")]
     return sorted(out, key=lambda r: r.get("created", 0))
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -258,3 +259,45 @@ def test_listing_carries_size_and_etag_and_a_prefix_digest_costs_no_head(root):
     assert first["files"] == 3 and heads == []
     (base / "a.pdf").write_bytes(b"%PDF-1 A")  # same size, new content: the ETag (S3) or mtime (local) tells
     assert listing_digest(base.uri) != first
+
+
+def test_lineage_index_goes_to_the_data_root_not_the_current_directory(tmp_path, monkeypatch):
+    from storage.lineage import checkpoints_of, record_checkpoint
+
+    data_root = str(tmp_path / "data")
+    uri = DatasetWriter(data_root, "docs", "ab" * 32).commit([DatasetWriter(data_root, "docs", "ab" * 32).write_shard(0, make_rows(0, 2))])
+    cwd = tmp_path / "somewhere"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.delenv("VARYFLOW_ROOT", raising=False)
+    record_checkpoint(str(tmp_path / "ckpt"), stage="vocab", manifests=[uri])
+    assert not list(cwd.iterdir())  # no ./varyflow-data/lineage here
+    shard = read_manifest(uri).shards[0].uri
+    assert [r["checkpoint"] for r in checkpoints_of(shard)] == [str(tmp_path / "ckpt")]
+
+
+@pytest.mark.s3
+def test_checkpoint_published_under_an_s3_root_and_fetched_back(tmp_path, s3_bucket):
+    from storage.lineage import all_checkpoints, checkpoints_of, read_lineage, record_checkpoint
+    from storage.publish import fetch_checkpoint, publish_checkpoint
+
+    root = f"s3://{s3_bucket}/data"
+    writer = DatasetWriter(root, "docs", "ab" * 32)
+    uri = writer.commit([writer.write_shard(0, make_rows(0, 2))])
+    scratch = tmp_path / "scratch" / "checkpoint-000010"
+    (scratch / "tokenizer").mkdir(parents=True)
+    (scratch / "model.safetensors").write_bytes(os.urandom(3 << 20))
+    (scratch / "tokenizer" / "vocab.json").write_text("{}")
+    record_checkpoint(str(scratch), stage="vocab", manifests=[uri], index_root=root)
+    target = f"{root}/checkpoints/vocab/run-1/checkpoint-000010"
+    publish_checkpoint(str(scratch), target, root)
+
+    assert read_lineage(target)["checkpoint"] == target
+    assert [r["checkpoint"] for r in all_checkpoints(root)] == [target]  # the scratch path left the index
+    assert [r["checkpoint"] for r in checkpoints_of(read_manifest(uri).shards[0].uri)] == [target]
+    local = fetch_checkpoint(target, cache=str(tmp_path / "cache"))
+    assert (local / "model.safetensors").read_bytes() == (scratch / "model.safetensors").read_bytes()
+    assert (local / "tokenizer" / "vocab.json").read_text() == "{}"
+    mtime = (local / "model.safetensors").stat().st_mtime_ns
+    assert fetch_checkpoint(target, cache=str(tmp_path / "cache")) == local  # unchanged: not fetched again
+    assert (local / "model.safetensors").stat().st_mtime_ns == mtime
