@@ -45,7 +45,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "preset": "tiny",
         "deepspeed": False,
         "steps": 150,
-        "batch_size": 4,
+        "batch_size": 2,  # whole pages are long sequences: 2 per step keeps the demo's time
         "lr": 5e-4,
         "seed": 0,
         # A 4000-token BPE on the demo's text and 2048 positions: every target (a full document page is up
@@ -188,7 +188,8 @@ def train_config(config: dict[str, Any], stage: str) -> dict[str, Any]:
     cfg = dict(config["train"])
     if stage == "integrate":
         cfg.update(config.get("integration") or {})
-    cfg.setdefault("out", str(Path(config["root"]) / "checkpoints" / stage) if "://" not in config["root"] else f"checkpoints/{stage}")
+    if "://" not in config["root"]:  # a remote root: the stage trains in scratch and publishes there
+        cfg.setdefault("out", str(Path(config["root"]) / "checkpoints" / stage))
     return cfg
 
 
@@ -240,7 +241,7 @@ def pipeline(config: dict[str, Any]) -> dict[str, Any]:
         "checkpoints": {"vocab": gen["checkpoint"], "integrate": integ["checkpoint"]},
         "eval": {"vocab": gen["eval"], "integrate": integ["eval"]},
         "final_loss": {"vocab": (gen["losses"] or [None])[-1], "integrate": (integ["losses"] or [None])[-1]},
-        "lineage": str(Path(integ["checkpoint"]) / "lineage.json"),
+        "lineage": f"{str(integ['checkpoint']).rstrip('/')}/lineage.json",  # a local path or an s3:// URI
         "flow_run_id": str(runtime_flow_run.id),
     }
     create_markdown_artifact(pipeline_report(result, markdown=True), key=artifact_key("pipeline", "summary", root_tag(root)),

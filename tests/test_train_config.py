@@ -118,3 +118,33 @@ def test_the_stream_never_yields_held_out_rows_and_evaluation_reads_only_them(tm
     seen = [i for _ in range(12) for i in next(stream)["ids"]]  # three epochs' worth
     assert set(seen) == {s.id for s in samples} - held
 
+
+
+def test_the_demo_trains_on_whole_targets():
+    """The main job's training defaults fit its longest pages: a full `document` page (stage 1's longest
+    kind) and a `latex_page` (stage 2's), tokenised by a BPE of the demo's size trained on fewer texts than
+    the demo has (so no shorter than the demo's), keep their whole target and stop token."""
+    from flows.pipeline import DEFAULT_CONFIG
+    from generators import Sample, get_generator
+    from training import vary_base, vary_tiny
+    from training.data import encode_example
+    from training.tokenizer import train_tokenizer
+
+    train = DEFAULT_CONFIG["train"]
+    pages = {}
+    for kind, n in (("document", 8), ("latex_page", 3)):
+        with get_generator(kind, **(DEFAULT_CONFIG["render"][kind].get("params") or {})) as g:
+            pages[kind] = [s for s in g.items(DEFAULT_CONFIG["seed"], 0, n) if isinstance(s, Sample)]
+    tok = train_tokenizer([s.text for group in pages.values() for s in group], train["tokenizer_vocab_size"])
+    stage1 = vary_tiny.VaryTiny(vary_tiny.PRESETS["tiny"]()).data_spec()
+    stage2 = vary_base.PRESETS["vary_base"]["tiny"]()
+    from training.modeling import DataSpec
+
+    chat = DataSpec(layout="chat", image_size=stage2.vocab.image_size, clip_size=stage2.clip["image_size"],
+                    num_image_tokens=stage2.vocab.num_tokens)
+    for spec, kind in ((stage1, "document"), (chat, "latex_page"), (chat, "document")):
+        for s in pages[kind]:
+            ids, _, truncated = encode_example(tok, spec, s.prompt, s.text, train["max_length"])
+            assert not truncated, (kind, len(ids))
+    assert train["max_length"] <= vary_tiny.PRESETS["tiny"]().max_positions
+    assert train["max_length"] <= stage2.llm["max_position_embeddings"]

@@ -16,6 +16,8 @@ from training.errors import TrainingError
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+AUTO_MAP = {"auto_map": {"AutoConfig": "hf_vary.VaryConfig", "AutoModel": "hf_vary.VaryForOCR"},
+            "architectures": ["VaryForOCR"]}
 
 
 @dataclass(frozen=True)
@@ -53,8 +55,10 @@ class VaryModel(nn.Module):
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        # `auto_map` names the classes transformers builds from the code training.export.write_code puts
+        # beside the weights (AutoModel.from_pretrained(directory, trust_remote_code=True)).
         (directory / CONFIG_NAME).write_text(json.dumps(
-            {"model_type": self.model_type, "config": config_to_dict(self.config)}, indent=2, sort_keys=True))
+            {"model_type": self.model_type, "config": config_to_dict(self.config), **AUTO_MAP}, indent=2, sort_keys=True))
         state = self.state_dict() if state_dict is None else state_dict
         # Tied tensors (OPT's lm_head and embeddings) are stored once; safetensors refuses shared storage.
         seen: dict[tuple[int, int], str] = {}

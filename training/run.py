@@ -18,6 +18,7 @@ from training.checkpoint import (STATE_NAME, TOKENIZER_DIR, Progress, latest_che
 from training.config import TrainConfig, TrainResult
 from training.distributed import seed_everything, setup_distributed, setup_environment  # noqa: F401
 from training.errors import TrainingError
+from training.export import write_code
 
 logger = logging.getLogger(__name__)
 
@@ -257,6 +258,7 @@ class Trainer:
         if self.d.main:
             state = None if gathered is None else {k: v.float() for k, v in gathered.items()}
             self.model.save_pretrained(tmp, state_dict=state)
+            write_code(tmp)  # so AutoModel.from_pretrained(checkpoint, trust_remote_code=True) opens it
             self.tok.save_pretrained(str(tmp / TOKENIZER_DIR))
             (tmp / STATE_NAME).write_text(json.dumps({
                 "step": p.step, "losses": p.losses, "world_size": self.d.world_size, "grad_accum": self.grad_accum,

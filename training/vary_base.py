@@ -13,7 +13,7 @@ from transformers import CLIPVisionConfig, CLIPVisionModel, Qwen2Config, Qwen2Fo
 
 from training.errors import TrainingError
 from training.modeling import DataSpec, VaryModel
-from training.vary_tiny import causal_lm_loss
+from training.vary_tiny import labelled_lm_loss
 from training.vocab_net import PRESETS as VOCAB_PRESETS, VocabNet, VocabNetConfig
 
 CLIP_L14 = dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
@@ -26,7 +26,7 @@ QWEN_7B = dict(vocab_size=151936, hidden_size=4096, intermediate_size=11008, num
 QWEN_1_8B = dict(QWEN_7B, hidden_size=2048, intermediate_size=5504, num_hidden_layers=24,
                  num_attention_heads=16, num_key_value_heads=16)
 QWEN_TINY = dict(vocab_size=512, hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                 num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
                  rope_theta=10000.0, rms_norm_eps=1e-6, tie_word_embeddings=False)
 
 
@@ -117,11 +117,16 @@ class VaryBase(VaryModel):
             raise TrainingError(f"{int(pads.sum())} <imgpad> tokens for {feats.shape[0]}×{feats.shape[1]} image features")
         return embeds.masked_scatter(pads.unsqueeze(-1), feats.reshape(-1, feats.shape[-1]))
 
+    def logits(self, pixel_values: torch.Tensor, clip_values: torch.Tensor, input_ids: torch.Tensor,
+               attention_mask: torch.Tensor, **_: Any) -> torch.Tensor:
+        embeds = self._embeds(pixel_values, clip_values, input_ids)
+        return self.llm(inputs_embeds=embeds, attention_mask=attention_mask).logits
+
     def forward(self, pixel_values: torch.Tensor, clip_values: torch.Tensor, input_ids: torch.Tensor,
                 attention_mask: torch.Tensor, labels: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
         embeds = self._embeds(pixel_values, clip_values, input_ids)
-        logits = self.llm(inputs_embeds=embeds, attention_mask=attention_mask).logits
-        return causal_lm_loss(logits, labels)
+        hidden = self.llm.model(inputs_embeds=embeds, attention_mask=attention_mask).last_hidden_state
+        return labelled_lm_loss(hidden, self.llm.lm_head, labels)
 
     @torch.no_grad()
     def generate(self, pixel_values: torch.Tensor, clip_values: torch.Tensor, input_ids: torch.Tensor,

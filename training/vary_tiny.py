@@ -30,7 +30,7 @@ class VaryTinyConfig:
 
 PRESETS = {
     "paper": lambda: VaryTinyConfig(vocab=VOCAB_PRESETS["paper"], llm=dict(OPT_125M), max_positions=4096),
-    "tiny": lambda: VaryTinyConfig(vocab=VOCAB_PRESETS["tiny"], llm=dict(OPT_TINY), max_positions=1024),
+    "tiny": lambda: VaryTinyConfig(vocab=VOCAB_PRESETS["tiny"], llm=dict(OPT_TINY), max_positions=2048),
 }
 
 
@@ -66,11 +66,17 @@ class VaryTiny(VaryModel):
         ones = attention_mask.new_ones(image.shape[:2])
         return embeds, torch.cat([ones, attention_mask], dim=1), image.shape[1]
 
+    def logits(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+               **_: Any) -> torch.Tensor:
+        """Next-token logits at the text positions (the image positions come first and are dropped)."""
+        embeds, mask, n_img = self._prefix(pixel_values, input_ids, attention_mask)
+        return self.llm(inputs_embeds=embeds, attention_mask=mask).logits[:, n_img:]
+
     def forward(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 labels: torch.Tensor | None = None, **_: Any) -> torch.Tensor:
         embeds, mask, n_img = self._prefix(pixel_values, input_ids, attention_mask)
-        logits = self.llm(inputs_embeds=embeds, attention_mask=mask).logits
-        return causal_lm_loss(logits[:, n_img:], labels)
+        hidden = self.llm.model(inputs_embeds=embeds, attention_mask=mask).last_hidden_state
+        return labelled_lm_loss(hidden[:, n_img:], self.llm.lm_head, labels)
 
     @torch.no_grad()
     def generate(self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -78,6 +84,18 @@ class VaryTiny(VaryModel):
         embeds, mask, _ = self._prefix(pixel_values, input_ids, attention_mask)
         return self.llm.generate(inputs_embeds=embeds, attention_mask=mask, max_new_tokens=max_new_tokens,
                                  do_sample=False, num_beams=1, eos_token_id=eos_token_id, pad_token_id=pad_token_id)
+
+
+def labelled_lm_loss(hidden: torch.Tensor, lm_head: nn.Module, labels: torch.Tensor | None) -> torch.Tensor:
+    """`causal_lm_loss` with the LM head applied only where a label is: prompts, image pads and padding
+    need no logits, and the logits (batch × length × vocabulary, in fp32 for the loss) are the largest
+    activation of a training step — with Qwen's 152k-token vocabulary most of the memory."""
+    if labels is None:
+        raise ValueError("labels are required for the loss")
+    targets = labels[:, 1:]
+    keep = targets != -100
+    logits = lm_head(hidden[:, :-1][keep]).float()
+    return F.cross_entropy(logits, targets[keep])
 
 
 def causal_lm_loss(text_logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
