@@ -234,7 +234,9 @@ def run_evaluation(stage: str, checkpoint: str, manifests: list[str], limit: int
     from storage.lineage import update_metrics
     from training.evaluate import evaluate
 
-    report = evaluate(checkpoint, manifests, limit=limit, max_new_tokens=max_new_tokens)
+    from storage.publish import fetch_checkpoint
+
+    report = evaluate(str(fetch_checkpoint(checkpoint)), manifests, limit=limit, max_new_tokens=max_new_tokens)
     scalars = {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     update_metrics(checkpoint, {"eval": scalars}, index_root=index_root)
     return report
@@ -285,6 +287,15 @@ def newest_stage1(root: str) -> str:
     return record["checkpoint"]
 
 
+def scratch_dir(stage: str) -> str:
+    """Local scratch for a stage whose checkpoints are published to a remote root: $VARYFLOW_SCRATCH or the
+    temporary directory, one folder per flow run (a resumed run finds its own)."""
+    import tempfile
+
+    base = os.environ.get("VARYFLOW_SCRATCH") or os.path.join(tempfile.gettempdir(), "varyflow-scratch")
+    return os.path.join(base, str(runtime_flow_run.id or "local"), stage)
+
+
 def train_stage(stage: str, config: dict[str, Any], mixture: str | None, launch: dict[str, Any] | None,
                 eval_limit: int | None, eval_max_new_tokens: int, out: str | None) -> dict[str, Any]:
     logger = get_run_logger()
@@ -292,13 +303,28 @@ def train_stage(stage: str, config: dict[str, Any], mixture: str | None, launch:
     cfg = _resolve_data(dict(config), mixture, root)
     if stage == "integrate" and not cfg.get("init_from"):
         cfg["init_from"] = newest_stage1(root)
+    if "://" in str(cfg.get("init_from") or ""):
+        from storage.publish import fetch_checkpoint
+
+        cfg["init_from"] = str(fetch_checkpoint(cfg["init_from"]))  # the model loads files
     cfg.setdefault("model", STAGE_MODELS[stage])
     cfg.setdefault("index_root", root)
-    cfg.setdefault("out", str(Path(root) / "checkpoints" / stage) if "://" not in root else f"checkpoints/{stage}")
+    remote = "://" in root
+    # A remote root: train into local scratch, then publish the checkpoint under the root (a pod's folder
+    # is gone with the pod).
+    cfg.setdefault("out", str(Path(root) / "checkpoints" / stage) if not remote else scratch_dir(stage))
     cfg.update(stage=stage, orchestrator={"name": "prefect", "flow_run_id": str(runtime_flow_run.id) if runtime_flow_run.id else None,
                                           "deployment": runtime_deployment.name})
     trained = run_training(stage, cfg, launch)
     checkpoint = trained["checkpoint"]
+    if remote and "://" not in checkpoint:
+        from storage.publish import publish_checkpoint
+
+        run = str(runtime_flow_run.id or "local")
+        target = f"{root.rstrip('/')}/checkpoints/{stage}/{run}/{Path(checkpoint).name}"
+        publish_checkpoint(checkpoint, target, cfg["index_root"])
+        logger.info("published %s to %s", checkpoint, target)
+        checkpoint = target
     logger.info("%s checkpoint: %s", stage, checkpoint)
     create_markdown_artifact(location_markdown(f"{stage} checkpoint", checkpoint, f"`varyflow lineage {checkpoint}`"),
                              key=artifact_key("train", stage, "checkpoint"),

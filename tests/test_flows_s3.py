@@ -68,3 +68,28 @@ def test_failed_input_read_is_a_storage_error_not_a_reject(prefect_api, s3_endpo
     result = render(kind="pdf", count=2, out=root, shard_rows=2, params={"source": str(names)}, workers=1,
                     runner="thread", gallery=0)
     assert result["rows"] == 1 and sum(result["rejects"].values()) == 1
+
+
+def test_training_on_an_s3_root_publishes_its_checkpoint_there(prefect_api, s3_endpoint, s3_bucket, tmp_path, monkeypatch):
+    """With an S3 root the stage trains in local scratch and the checkpoint, its lineage and the lineage index
+    end up under the root (a pod's folder is gone with the pod); evaluation reads it back from there; nothing is
+    written into the current directory."""
+    from flows.render import render
+    from flows.train import vocabulary_generation
+    from storage.lineage import all_checkpoints, read_lineage
+
+    root = f"s3://{s3_bucket}/data"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VARYFLOW_SCRATCH", str(tmp_path / "scratch"))
+    monkeypatch.setenv("VARYFLOW_CACHE", str(tmp_path / "cache"))
+    render(kind="document", count=4, seed=1, out=root, shard_rows=4, workers=1, runner="thread", gallery=0)
+    result = vocabulary_generation(config={"preset": "tiny", "deepspeed": False, "steps": 2, "batch_size": 2, "lr": 5e-4,
+                                           "max_length": 256, "tokenizer_vocab_size": 512, "log_every": 1},
+                                   mixture="vary-tiny", out=root, eval_limit=1, eval_max_new_tokens=4)
+    checkpoint = result["checkpoint"]
+    assert checkpoint.startswith(f"{root}/checkpoints/vocab/")
+    record = read_lineage(checkpoint)
+    assert record["checkpoint"] == checkpoint and record["manifests"][0]["uri"].startswith(f"{root}/datasets/document/")
+    assert "eval" in record["metrics"]  # evaluation's scalars were added to the record under the root
+    assert [r["checkpoint"] for r in all_checkpoints(root)] == [checkpoint]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "scratch"]  # no ./varyflow-data, no ./checkpoints
