@@ -119,3 +119,20 @@ def test_render_help_lists_every_kind_and_what_it_needs(tmp_path):
     assert set(kinds) == set(KINDS)
     assert "needs --source" in kinds["pdf"] and "needs --source" in kinds["negative"]
     assert "no input needed" in kinds["document"] and "columns" in kinds["document"]
+
+
+def test_storage_failure_inside_the_flow_is_one_line(tmp_path, prefect_api, s3_endpoint, s3_bucket):
+    """An input in a bucket that does not exist, read mid-render: one line naming it, no Prefect tracebacks,
+    no retries of what no retry fixes, nothing committed."""
+    import boto3
+
+    boto3.client("s3", endpoint_url=s3_endpoint).put_object(Bucket=s3_bucket, Key="in/a.pdf", Body=_pdf("Alpha"))
+    names = tmp_path / "inputs.txt"
+    names.write_text(f"s3://{s3_bucket}/in/a.pdf\ns3://{s3_bucket}-gone/in/b.pdf\n")
+    out = varyflow("render", "pdf", "--count", "2", "--source", str(names), "--out", f"s3://{s3_bucket}/data",
+                   "--workers", "1", "--runner", "thread", cwd=tmp_path)
+    assert out.returncode == 1
+    assert "Traceback" not in out.stderr + out.stdout
+    errors = [line for line in out.stderr.splitlines() if line.startswith("varyflow: error:")]
+    assert errors == [f"varyflow: error: s3://{s3_bucket}-gone/in/b.pdf: bucket '{s3_bucket}-gone' does not exist"]
+    assert "Retry 1/" not in out.stderr  # a missing bucket is not retried (Prefect logs "Retry 1/3 will start ...")
