@@ -38,6 +38,7 @@ def _losses(stdout: str) -> list[float]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # three two-rank launches; minutes on a loaded 2-core machine
 def test_zero2_two_cpu_ranks_killed_mid_run_resume_with_identical_losses(tmp_path):
     manifest = write_dataset(tmp_path / "data", "docs", document_samples(16, size=256), shard_rows=2)
     env = dict(os.environ, DS_ACCELERATOR="cpu", PYTHONUNBUFFERED="1")

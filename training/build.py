@@ -3,6 +3,7 @@ parts built from scratch; every pretrained part (SAM, CLIP, the LLM, a stage-1 c
 architecture and weights (training.pretrained)."""
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,14 @@ def model_config(cfg: TrainConfig, tok, base_tokens: int | None = None) -> tuple
             sources["clip"] = cfg.clip_path
     if cfg.sam_checkpoint and "stage1" not in sources:
         mcfg.vocab, sources["sam"] = sam_source(cfg.sam_checkpoint, mcfg.vocab)
+    released = Path(cfg.vary_checkpoint) / "config.json" if cfg.vary_checkpoint else None
+    if released is not None and released.is_file():  # a released Vary folder: its LLM's architecture
+        from training.vary_release import llm_config_of
+
+        mcfg.llm = llm_config_of(json.loads(released.read_text()), cfg.model)
+        sources["vary"] = cfg.vary_checkpoint
+    elif cfg.vary_checkpoint:
+        sources["vary"] = cfg.vary_checkpoint
     if cfg.llm_path:
         llm = pretrained.llm_config(cfg.llm_path, cfg.model)
         pretrained.check_vocabulary(base_tokens if base_tokens is not None else len(tok), llm["vocab_size"],
@@ -80,7 +89,7 @@ def model_config(cfg: TrainConfig, tok, base_tokens: int | None = None) -> tuple
             llm["max_position_embeddings"] = mcfg.max_positions
         mcfg.llm = llm
         sources["llm"] = cfg.llm_path
-    else:
+    elif not (released is not None and released.is_file()):
         mcfg.llm["vocab_size"] = pretrained.embedding_rows(len(tok))
     if cfg.model != "vary_tiny":
         width = mcfg.llm["hidden_size"]
@@ -118,6 +127,10 @@ def build_model(cfg: TrainConfig, tok, base_tokens: int | None = None) -> tuple[
             model.llm.resize_token_embeddings(fitted["rows_after"], mean_resizing=False)
         model.llm.load_state_dict(llm.state_dict(), strict=True)
         loaded["llm"] = fitted
+    if "vary" in sources:  # a released Vary checkpoint: every tensor, strictly
+        from training.vary_release import load_into
+
+        loaded["vary"] = load_into(model, sources["vary"])
     if cfg.model != "vary_tiny":
         model.freeze_towers()
     return model, loaded
