@@ -129,10 +129,19 @@ class PdfGenerator(FileSourced, Generator):
         if glyph_px < self.min_glyph_px:
             return (f"glyphs {glyph_px:.1f} px tall at {self.size}² (most text {read.glyph_pt:.1f} pt on a "
                     f"{page.rect.width:.0f}x{page.rect.height:.0f} pt page; min_glyph_px {self.min_glyph_px})")
-        # Ink: pixels far from the background (the median), as check_not_blank counts them.
-        hist = np.asarray((img if img.mode == "L" else img.convert("L")).histogram(), dtype=np.int64)
-        background = int(np.searchsorted(np.cumsum(hist), hist.sum() // 2 + 1))
-        ink = int(hist[np.abs(np.arange(256) - background) > 40].sum())
+        # Ink: pixels more than 40 levels from the background (the median of a sparse grid), counted on
+        # every other row and doubled: a fifth of the cost of a full histogram (2.5 ms a page), and the
+        # limit is a few pixels per character, far coarser than the estimate's error.
+        arr = np.asarray(img if img.mode == "L" else img.convert("L"))
+        background = int(np.median(arr[::16, ::16]))
+        rows = arr[::2]
+        if background >= 215:  # light paper: ink is only darker
+            far = rows < background - 40
+        elif background <= 40:  # dark paper: ink is only lighter
+            far = rows > background + 40
+        else:
+            far = np.abs(rows.astype(np.int16) - background) > 40
+        ink = 2 * int(np.count_nonzero(far))
         if read.chars and ink < self.min_ink_per_char * read.chars:
             return (f"{ink} px of ink for {read.chars} characters at {self.size}² "
                     f"(min_ink_per_char {self.min_ink_per_char})")
