@@ -82,6 +82,10 @@ def listing_digest(source: Any) -> dict[str, Any]:
 
 def _local_stat(name: str) -> str:
     # The modification time catches a file rewritten at the same size; a copy that resets it only costs a re-render.
+    path = name.removeprefix("file://")
+    if os.path.isdir(path):  # a LaTeX paper folder is one input: every file in it counts
+        entries = (os.path.join(root, n) for root, _, names in sorted(os.walk(path)) for n in sorted(names))
+        return hashlib.sha256("".join(f"{os.path.relpath(f, path)}\t{_local_stat(f)}\n" for f in entries).encode()).hexdigest()
     try:
         st = os.stat(name.removeprefix("file://"))
     except OSError:

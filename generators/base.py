@@ -159,12 +159,13 @@ class Generator:
         }
 
     def finish_sample(self, seed: int, index: int, img: Any, rng: np.random.Generator, *, lang: str, text: str,
-                      sampled: dict[str, Any], size: int | None = None, degradations: dict | None = None) -> Sample:
-        """The common tail of a rendered sample: blank check, fit-and-pad to `size`, the seeded
-        degradations (recorded in meta), PNG encoding. Subclasses set `self.prompt`."""
+                      sampled: dict[str, Any], size: int | None = None, degradations: dict | None = None,
+                      min_ink: float = 0.002) -> Sample:
+        """The common tail of a rendered sample: blank check (`min_ink`: the least ink fraction), fit-and-pad
+        to `size`, the seeded degradations (recorded in meta), PNG encoding. Subclasses set `self.prompt`."""
         from generators.degrade import degrade
 
-        check_not_blank(img)
+        check_not_blank(img, min_ink)
         if size:
             img = fit_and_pad(img, size)
         img, applied = degrade(img, rng, degradations)

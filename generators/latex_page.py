@@ -420,13 +420,19 @@ class LatexPageGenerator(OwnsRenderers, Generator):
     # -- real LaTeX sources -------------------------------------------------------------------------------
     def _paper(self, seed: int, index: int) -> "_Paper":
         """Source file `index` parsed into blocks, with the template and language its pages use."""
-        from generators.sources import read_source
+        import os
+
+        from generators.sources import is_remote, read_source
         from generators.tex import check_untrusted
         from generators.tex_source import parse_source
 
         assert self.sources is not None
         name = self.sources.name(index)
-        parsed = parse_source(name, read_source(name, self.reader, self.max_bytes))
+        local = name.removeprefix("file://")
+        if not is_remote(name) and os.path.isdir(local):  # a paper folder (see `list_sources`)
+            parsed = parse_source(name)
+        else:
+            parsed = parse_source(name, read_source(name, self.reader, self.max_bytes))
         lang = parsed.lang  # a real source's language decides its engine, whatever `lang` says
         blocks = []
         for b in parsed.blocks:
@@ -574,8 +580,9 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         img = rasterise_fit(placed.doc, placed.page, self.size)
         sampled = dict(self._sampled(d), file=p.name, sha256=p.sha256, main=p.main, page=page,
                        block_range=[start, start + d.keep], dropped=p.dropped, packages=p.preamble.split())
+        # A paper's last page may hold a heading and a line: real, if sparse; only an empty page is blank.
         sample = self.finish_sample(seed, d.index, img, d.rng, lang=d.lang, text=self._target(d), sampled=sampled,
-                                    degradations=self.degradations)
+                                    degradations=self.degradations, min_ink=0.0002)
         return replace(sample, id=sample_id(self.kind, seed, d.index, f"-p{page:04d}"))
 
 

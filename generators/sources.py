@@ -23,7 +23,8 @@ def is_remote(name: str) -> bool:
 def list_sources(source: str | Sequence[str] | None, reader: Reader | None = None,
                  lister: Lister | None = None) -> list[str]:
     """The sorted input names `source` stands for. A folder lists its regular, non-hidden files (every
-    one: a non-PDF file in a PDF folder is a reject, not silently ignored); a `.txt` file lists one name
+    one: a non-PDF file in a PDF folder is a reject, not silently ignored) and the LaTeX paper folders in
+    it, or is itself one input when it is a paper folder; a `.txt` file lists one name
     per line (relative names resolve against the list's folder); a remote prefix needs `lister`."""
     if source is None:
         raise GeneratorError("this kind needs a source: a folder, a list of files or a .txt list file")
@@ -37,7 +38,14 @@ def list_sources(source: str | Sequence[str] | None, reader: Reader | None = Non
         return sorted(lister(source))
     path = Path(source.removeprefix("file://"))
     if path.is_dir():
-        return sorted(str(p) for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        from generators.tex_source import is_paper_folder
+
+        # A LaTeX paper's folder (a top-level .tex with \documentclass) is one input; so is each such
+        # folder inside a folder of inputs (latex_page --source). PDF and photo folders never hold one.
+        if is_paper_folder(str(path)):
+            return [str(path)]
+        return sorted(str(p) for p in path.iterdir() if not p.name.startswith(".")
+                      and (p.is_file() or p.is_dir() and is_paper_folder(str(p))))
     if path.is_file() and path.suffix == ".txt":
         return _names_from_list(path.read_text("utf-8"), base=str(path.parent))
     raise GeneratorError(f"source not found or not a folder/.txt list: {source}")

@@ -287,9 +287,53 @@ _NO_ARG_DROP = ("maketitle", "newpage", "clearpage", "noindent", "centering", "s
                 "notag", "tableofcontents", "appendix", "bigskip", "medskip", "smallskip", "par", "hline")
 
 
-def parse_source(name: str, data: bytes) -> Parsed:
-    """A source's blocks (see the module docstring), or Reject("bad_source") naming it."""
-    files = read_tex_files(name, data)
+def read_tex_folder(path: str) -> tuple[dict[str, str], str]:
+    """{relative path: text} of the `.tex`/`.bbl` files under a local paper folder, and a sha256 over their
+    paths and bytes (the folder's identity for lineage)."""
+    import os
+
+    files: dict[str, str] = {}
+    sha = hashlib.sha256()
+    for root, dirs, names in sorted(os.walk(path)):
+        dirs.sort()
+        for n in sorted(names):
+            full = os.path.join(root, n)
+            if n.endswith((".tex", ".bbl")) and os.path.getsize(full) <= MAX_MEMBER_BYTES:
+                rel = os.path.relpath(full, path).replace(os.sep, "/")
+                data = open(full, "rb").read()
+                sha.update(rel.encode() + b"\0" + data + b"\0")
+                files[rel] = _decode(data)
+    return files, sha.hexdigest()
+
+
+def is_paper_folder(path: str) -> bool:
+    """A local folder that is one paper: exactly one `.tex` file at its top level holds `\\documentclass`
+    (the main file; others are its parts) and no source archive sits beside it. A folder of single-file
+    papers has several main files; a folder of inputs that holds archives is not a paper either."""
+    import os
+
+    if not os.path.isdir(path):
+        return False
+    mains = 0
+    for n in sorted(os.listdir(path)):
+        full = os.path.join(path, n)
+        if not os.path.isfile(full):
+            continue
+        if n.lower().endswith((".tar.gz", ".tgz", ".tar", ".gz")):
+            return False
+        if n.endswith(".tex"):
+            with open(full, "rb") as f:
+                mains += bool(re.search(rb"^[^%\n]*\\documentclass", f.read(1 << 20), re.M))
+    return mains == 1
+
+
+def parse_source(name: str, data: bytes | None = None) -> Parsed:
+    """A source's blocks (see the module docstring), or Reject("bad_source") naming it. `data`: the bytes of
+    a file or archive; None for a local paper folder (`is_paper_folder`)."""
+    if data is None:
+        files, sha = read_tex_folder(name.removeprefix("file://"))
+    else:
+        files, sha = read_tex_files(name, data), hashlib.sha256(data).hexdigest()
     main = main_file(name, files)
     dropped: Counter = Counter()
     tex = inline_inputs(strip_comments(files[main]), files, dropped)
@@ -319,7 +363,7 @@ def parse_source(name: str, data: bytes) -> Parsed:
         block = _to_block(kind, latex, labels, dropped)
         if block is not None:
             blocks.append(block)
-    return Parsed(name, hashlib.sha256(data).hexdigest(), main, blocks, dropped, sorted(set(packages)), lang)
+    return Parsed(name, sha, main, blocks, dropped, sorted(set(packages)), lang)
 
 
 def _label_numbers(body: str) -> dict[str, str]:

@@ -192,3 +192,28 @@ def test_a_long_source_is_cut_into_consecutive_pages(tmp_path):
     assert ranges[0][0] == 0 and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:])), ranges
     assert [p.id for p in pages] == [f"latex_page-s1-000000000-p{k:04d}" for k in range(4)]
     assert [(p.image, p.text) for p in pages] == [(p.image, p.text) for p in alone]
+
+
+def test_a_paper_folder_is_one_source_with_its_inputs(tmp_path):
+    import hashlib
+
+    from generators.sources import list_sources
+
+    papers = tmp_path / "papers"
+    paper = papers / "d_folder"
+    (paper / "sections").mkdir(parents=True)
+    (paper / "main.tex").write_text("\\documentclass{article}\n\\begin{document}\n\\section{Overview}\n"
+                                    "\\input{sections/intro}\n\\end{document}\n")
+    (paper / "sections" / "intro.tex").write_text("The introduction lives in a file of its own.\n")
+    (paper / "figure.pdf").write_bytes(b"%PDF-1.4 not a real figure")
+    (papers / "notes.txt").write_text("not a source")
+    # A folder of inputs lists the paper folder as one input; the paper folder itself is one input.
+    assert list_sources(str(papers)) == [str(paper), str(papers / "notes.txt")]
+    assert list_sources(str(paper)) == [str(paper)]
+    with LatexPageGenerator(source=str(paper), templates=["article_cm"]) as gen:
+        [page] = gen.render(0, 0)
+    assert page.text == "## Overview\n\nThe introduction lives in a file of its own."
+    sha = hashlib.sha256()
+    for rel in ("main.tex", "sections/intro.tex"):
+        sha.update(rel.encode() + b"\0" + (paper / rel).read_bytes() + b"\0")
+    assert (page.meta["sampled"]["main"], page.meta["sampled"]["sha256"]) == ("main.tex", sha.hexdigest())
