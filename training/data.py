@@ -282,6 +282,7 @@ class VaryStream(IterableDataset):
         truncated = 0
         from training.split import in_holdout
 
+        whole_pass = not position  # a resumed reader's first pass is the rest of an epoch, possibly empty
         while True:  # the reader moves itself to the next epoch after a full pass
             used = 0
             for row in reader:
@@ -302,9 +303,10 @@ class VaryStream(IterableDataset):
                                  position=reader.state_dict())
                     yield batch
                     pending, skipped, truncated = [], [], 0
-            if not used:  # a whole pass with nothing to train on would loop forever
+            if not used and whole_pass:  # a whole pass with nothing to train on would loop forever
                 raise TrainingError(f"rank {self.rank} data worker {logical} read no training rows in a whole pass "
                                     f"(all {len(reader)} are held out at holdout {self.holdout})")
+            whole_pass = True
 
 
 def make_loader(stream: VaryStream, num_workers: int) -> DataLoader:
