@@ -68,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # --debug is accepted anywhere on the line, before or after the subcommand.
     args = parser.parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
+    _terminate_like_interrupt()
     try:
         rc = args.func(args)
         sys.stdout.flush()  # a closed pipe (`--json | head`) surfaces here, not at interpreter exit
@@ -76,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141  # 128 + SIGPIPE, what a shell reports for a tool killed by it
     except KeyboardInterrupt:
+        _stop_workers()
         print("varyflow: interrupted", file=sys.stderr)
         return 130
     except _expected_errors() as e:
@@ -89,6 +91,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"varyflow: error: {type(e).__name__}: {one_line(e)} (rerun with --debug for a traceback)", file=sys.stderr)
         return 1
     return int(rc or 0)
+
+
+def _terminate_like_interrupt() -> None:
+    """SIGTERM (a scheduler, `kill`) ends a command the way Ctrl-C does, so the render workers close their
+    browsers and TeX runs instead of leaving them behind."""
+    import signal
+    import threading
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
+def _stop_workers() -> None:
+    """Stop the render pool, if this command started one, without waiting for its shards."""
+    runners = sys.modules.get("flows.runners")
+    if runners is not None:
+        runners.shutdown_local_pool(kill=True)
 
 
 class _NoTracebackFormatter(logging.Formatter):

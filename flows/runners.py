@@ -39,6 +39,20 @@ def _worker_init(queue: Any) -> None:
     _worker_queue = queue
     # Ctrl-C reaches the whole process group; the parent decides what stops (`shutdown_local_pool`).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_terminated)
+
+
+def _worker_terminated(signum: int, frame: Any) -> None:
+    """Stopped mid-shard: close this worker's generators (a Chromium would outlive it), then exit at once."""
+    import os
+
+    from flows.shardwork import close_generators
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM (group and parent) must not cut the close short
+    try:
+        close_generators()
+    finally:
+        os._exit(128 + signum)
 
 
 def _run_job(token: str | None, fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> Any:
@@ -137,9 +151,9 @@ class LocalPool:
         return bool(getattr(self._executor, "_broken", False))
 
     def close(self, kill: bool = False) -> None:
-        if kill:
-            for proc in list(getattr(self._executor, "_processes", {}).values()):
-                proc.kill()
+        if kill:  # SIGTERM: each worker closes its generators and exits (`_worker_terminated`)
+            for proc in list((getattr(self._executor, "_processes", None) or {}).values()):
+                proc.terminate()
         self._executor.shutdown(wait=True, cancel_futures=kill)
         self._queue.put(None)
         self._reader.join(5)
