@@ -3,10 +3,11 @@ turns expected failures into one clear line and a nonzero exit (a traceback only
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 # Prefect phones home unless told not to; varyflow never does.
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -68,7 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # --debug is accepted anywhere on the line, before or after the subcommand.
     args = parser.parse_args([a for a in argv if a != "--debug"])
     args.debug = debug
-    _terminate_like_interrupt()
+    with _terminate_like_interrupt():
+        return _run(args, debug)
+
+
+def _run(args: argparse.Namespace, debug: bool) -> int:
     try:
         rc = args.func(args)
         sys.stdout.flush()  # a closed pipe (`--json | head`) surfaces here, not at interpreter exit
@@ -93,17 +98,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     return int(rc or 0)
 
 
-def _terminate_like_interrupt() -> None:
+@contextlib.contextmanager
+def _terminate_like_interrupt() -> Iterator[None]:
     """SIGTERM (a scheduler, `kill`) ends a command the way Ctrl-C does, so the render workers close their
-    browsers and TeX runs instead of leaving them behind."""
+    browsers and TeX runs instead of leaving them behind. The previous handler is back afterwards."""
     import signal
     import threading
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, interrupt)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _stop_workers() -> None:
