@@ -139,6 +139,29 @@ def deepspeed_command(argv: list[str], launch: Launch, hostfile: str | None) -> 
 STEP_LINE = re.compile(r"step (\d+)/(\d+) loss (\S+)")
 
 
+class _StepTee:
+    """Writes through to `real`; complete lines go to `progress.step_line` while `progress` is set."""
+
+    def __init__(self, real: Any, progress: "TrainingProgress"):
+        self.real, self.progress, self.pending = real, progress, ""
+
+    def write(self, data: str) -> int:
+        self.real.write(data)
+        if self.progress is not None:
+            self.pending += data
+            *lines, self.pending = self.pending.split("\n")
+            for line in lines:
+                if self.progress.step_line(line):
+                    self.progress.logger.info("%s", line.strip())
+        return len(data)
+
+    def flush(self) -> None:
+        self.real.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding...: the real stream's
+        return getattr(self.real, name)
+
+
 class TrainingProgress:
     """A progress artifact of a training stage, moved by the loop's step lines while it runs (in-process: its
     stdout; distributed: the launcher's output), each step line also logged to the run. The loop has no
@@ -167,28 +190,18 @@ class TrainingProgress:
 
     @contextlib.contextmanager
     def watching_stdout(self) -> Any:
-        """Tee this process's stdout through `step_line` (and the run log) while the loop runs in it."""
+        """Tee this process's stdout through `step_line` (and the run log) while the loop runs in it. The tee is
+        a plain object, not an io stream: whatever grabbed sys.stdout meanwhile (a logging handler created
+        in the block) keeps a writer that passes through to the real stdout after the block, never a stream
+        closed when the tee is collected."""
         import sys
 
-        progress, real = self, sys.stdout
-
-        class Tee(io.TextIOBase):
-            buffer = ""
-
-            def write(self, data: str) -> int:
-                real.write(data)
-                self.buffer += data
-                *lines, self.buffer = self.buffer.split("\n")
-                for line in lines:
-                    if progress.step_line(line):
-                        progress.logger.info("%s", line.strip())
-                return len(data)
-
-            def flush(self) -> None:
-                real.flush()
-
-        with contextlib.redirect_stdout(Tee()):
-            yield
+        tee = _StepTee(sys.stdout, self)
+        with contextlib.redirect_stdout(tee):  # type: ignore[type-var]
+            try:
+                yield
+            finally:
+                tee.progress = None
 
     def done(self) -> None:
         from prefect.artifacts import update_progress_artifact

@@ -2,10 +2,17 @@
 shards and manifest written to an s3:// root, rejects counted, nothing substituted."""
 from __future__ import annotations
 
+import json
+
 import boto3
 import pymupdf
 
 from storage import StreamingReader, read_manifest
+
+
+def result_reason(result: dict) -> str:
+    (reason,) = result["rejects"]
+    return reason
 
 
 def _pdf(text: str, pages: int = 1) -> bytes:
@@ -65,9 +72,21 @@ def test_failed_input_read_is_a_storage_error_not_a_reject(prefect_api, s3_endpo
 
     # the same list naming a missing object of an existing bucket: a reject, the rest committed
     names.write_text(f"s3://{s3_bucket}/inputs/a.pdf\ns3://{s3_bucket}/inputs/gone.pdf\n")
-    result = render(kind="pdf", count=2, out=root, shard_rows=2, params={"source": str(names)}, workers=1,
-                    runner="thread", gallery=0)
+    state = render(kind="pdf", count=2, out=root, shard_rows=2, params={"source": str(names)}, workers=1,
+                   runner="thread", gallery=0, return_state=True)
+    result = state.result()
     assert result["rows"] == 1 and sum(result["rejects"].values()) == 1
+    # the UI names the rejected input and why (not only a WARNING log line)
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from flows.common import root_tag
+
+    with get_client(sync_client=True) as client:
+        arts = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(
+            flow_run_id=ArtifactFilterFlowRunId(any_=[state.state_details.flow_run_id])))}
+    rejects = arts[f"render-pdf-{root_tag(root)}-rejects"].data
+    rejects = json.loads(rejects) if isinstance(rejects, str) else rejects
+    assert [(r["source"], r["reason"]) for r in rejects] == [(f"s3://{s3_bucket}/inputs/gone.pdf", result_reason(result))]
 
 
 def test_training_on_an_s3_root_publishes_its_checkpoint_there(prefect_api, s3_endpoint, s3_bucket, tmp_path, monkeypatch):
