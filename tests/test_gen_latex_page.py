@@ -217,3 +217,16 @@ def test_a_paper_folder_is_one_source_with_its_inputs(tmp_path):
     for rel in ("main.tex", "sections/intro.tex"):
         sha.update(rel.encode() + b"\0" + (paper / rel).read_bytes() + b"\0")
     assert (page.meta["sampled"]["main"], page.meta["sampled"]["sha256"]) == ("main.tex", sha.hexdigest())
+
+
+def test_sources_under_an_s3_prefix_come_through_the_reader_and_lister():
+    from tests.gen_support import PAPER_ZH, tex_archive
+
+    blobs = {"s3://bkt/papers/zh.tar.gz": tex_archive({"main.tex": PAPER_ZH}), "s3://bkt/papers/readme.md": b"# no"}
+    with LatexPageGenerator(source="s3://bkt/papers/", reader=blobs.__getitem__, templates=["koma_twocol"],
+                            lister=lambda prefix: sorted(n for n in blobs if n.startswith(prefix))) as gen:
+        items = list(gen.items(0, 0, 2))
+    assert [type(i) for i in items] == [Rejected, Sample]
+    assert items[0].reason == "bad_source" and "readme.md" in items[0].detail
+    assert items[1].lang == "zh" and items[1].meta["sampled"]["file"] == "s3://bkt/papers/zh.tar.gz"
+    assert items[1].text.startswith("## 引言")
