@@ -136,3 +136,21 @@ def test_storage_failure_inside_the_flow_is_one_line(tmp_path, prefect_api, s3_e
     errors = [line for line in out.stderr.splitlines() if line.startswith("varyflow: error:")]
     assert errors == [f"varyflow: error: s3://{s3_bucket}-gone/in/b.pdf: bucket '{s3_bucket}-gone' does not exist"]
     assert "Retry 1/" not in out.stderr  # a missing bucket is not retried (Prefect logs "Retry 1/3 will start ...")
+
+
+def test_every_option_of_the_inspecting_commands_says_what_it_is():
+    import argparse
+
+    from flows.cli import build_parser
+
+    def sub(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+        (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        return action.choices[name]
+
+    parser = build_parser()
+    for path in (("eval",), ("ocr",), ("data", "verify"), ("data", "show"), ("data", "files"), ("lineage",), ("render",)):
+        p = parser
+        for name in path:
+            p = sub(p, name)
+        bare = [a.dest for a in p._actions if not a.help and not isinstance(a, argparse._HelpAction)]
+        assert not bare, (path, bare)

@@ -24,21 +24,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         p.set_defaults(func=cmd_train, stage=stage)
 
     ev = sub.add_parser("eval", help="greedy-decode a manifest and report edit distance, F1, BLEU, METEOR")
-    ev.add_argument("--checkpoint", required=True)
-    ev.add_argument("--data", action="append", required=True, metavar="MANIFEST")
+    ev.add_argument("--checkpoint", required=True, help="checkpoint folder (with lineage.json)")
+    ev.add_argument("--data", action="append", required=True, metavar="MANIFEST",
+                    help="manifest .json or dataset directory to decode (repeat for several)")
     ev.add_argument("--split", choices=["heldout", "train", "all"], default="heldout",
                     help="heldout (default): the rows the checkpoint's training never read; train: its training "
                          "rows (labelled so); all: every row (a separate test set)")
-    ev.add_argument("--limit", type=int)
-    ev.add_argument("--max-new-tokens", type=int, default=512)
-    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--limit", type=int, help="score at most this many rows (default: all)")
+    ev.add_argument("--max-new-tokens", type=int, default=512, help="decode length limit per row (default 512)")
+    ev.add_argument("--json", action="store_true", help="print the report as JSON")
     ev.set_defaults(func=cmd_eval)
 
     ocr = sub.add_parser("ocr", help="print the greedy decode of each image")
-    ocr.add_argument("--checkpoint", required=True)
+    ocr.add_argument("--checkpoint", required=True, help="checkpoint folder to decode with")
     ocr.add_argument("--prompt", default="Provide the OCR results of this image.", help="stage-2 models only")
-    ocr.add_argument("--max-new-tokens", type=int, default=512)
-    ocr.add_argument("images", nargs="+", metavar="IMAGE")
+    ocr.add_argument("--max-new-tokens", type=int, default=512, help="decode length limit per image (default 512)")
+    ocr.add_argument("images", nargs="+", metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     ocr.set_defaults(func=cmd_ocr)
 
     export = sub.add_parser("export", help="write an inference-only checkpoint folder (weights, config, code, "
