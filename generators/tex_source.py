@@ -517,8 +517,8 @@ def _to_block(kind: str, piece, labels: dict[str, str], dropped: Counter) -> Src
                             f"\\[\n\\begin{{{inner_md}}}{norm}\\end{{{inner_md}}}\n\\]")
         return SrcBlock("display_math", f"\\[{inner}\\]", f"\\[\n{norm}\n\\]")
     if kind == "table":
-        tab = re.sub(r"\\label\s*\{[^}]*\}", "", piece).strip()
-        if re.search(r"\\(multicolumn|multirow)", tab) is None and not _simple_cells(tab):
+        tab = _refs_as_text(re.sub(r"\\label\s*\{[^}]*\}", "", piece), labels).strip()
+        if "\\\\" not in tab:  # no row ends: a layout device, not a table of data
             dropped["table"] += 1
             return None
         latex = ("\\begin{center}\\small\\sbox0{" + tab + "}\\ifdim\\wd0>\\linewidth"
@@ -547,23 +547,24 @@ def _to_block(kind: str, piece, labels: dict[str, str], dropped: Counter) -> Src
     return SrcBlock("paragraph", text, _markdown(text))
 
 
-def _simple_cells(tab: str) -> bool:
-    return "\\\\" in tab
-
-
 def _clean_text(s: str, labels: dict[str, str]) -> str:
     """LaTeX of a paragraph as it will be typeset: references in text form, dropped commands gone, white
     space collapsed. Still LaTeX (math, emphasis, escapes)."""
-    s = re.sub(r"\\(cite[pt]?|citeauthor|citeyear)\s*(\[[^]]*\])?\s*\{([^}]*)\}",
-               lambda m: "[" + ", ".join(k.strip() for k in m.group(3).split(",")) + "]", s)
-    s = re.sub(r"\\(eqref)\s*\{([^}]*)\}", lambda m: f"({labels.get(m.group(2), '?')})", s)
-    s = re.sub(r"\\(ref|autoref|cref|Cref)\s*\{([^}]*)\}", lambda m: labels.get(m.group(2), "?"), s)
+    s = _refs_as_text(s, labels)
     for cmd in _DROP_COMMANDS:
         s = _drop_command(s, cmd)
     s = re.sub(r"\\(" + "|".join(_NO_ARG_DROP) + r")(?![A-Za-z])\s*", "", s)
     s = re.sub(r"[ \t]*\n[ \t]*", " ", s)
     s = re.sub(r"(?<!\\)~", " ", s)
     return re.sub(r"  +", " ", s)
+
+
+def _refs_as_text(s: str, labels: dict[str, str]) -> str:
+    """`\\cite{a,b}` as "[a, b]", `\\ref`/`\\eqref` as the label's number."""
+    s = re.sub(r"\\(cite[pt]?|citeauthor|citeyear)\s*(\[[^]]*\])?\s*\{([^}]*)\}",
+               lambda m: "[" + ", ".join(k.strip() for k in m.group(3).split(",")) + "]", s)
+    s = re.sub(r"\\(eqref)\s*\{([^}]*)\}", lambda m: f"({labels.get(m.group(2), '?')})", s)
+    return re.sub(r"\\(ref|autoref|cref|Cref)\s*\{([^}]*)\}", lambda m: labels.get(m.group(2), "?"), s)
 
 
 def _drop_command(s: str, cmd: str) -> str:
