@@ -76,11 +76,13 @@ def _kinds_in_help(parser: argparse.ArgumentParser) -> None:
 
 def _prefect(args: argparse.Namespace) -> None:
     """Configure Prefect's loggers now and, unless --debug, keep tracebacks off the terminal."""
-    from prefect.logging.configuration import setup_logging
+    import prefect.logging.configuration as logging_configuration
 
     from flows.cli import hide_console_tracebacks
 
-    setup_logging()  # Prefect would do it at the first flow run; later calls are incremental
+    # Importing prefect configures its loggers (prefect/main.py); a second setup_logging() costs ~0.3 s CPU.
+    if not logging_configuration.PROCESS_LOGGING_CONFIG:
+        logging_configuration.setup_logging()
     if not getattr(args, "debug", False):
         hide_console_tracebacks()
 
