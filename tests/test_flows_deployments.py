@@ -108,4 +108,10 @@ def test_dockerfiles_copy_what_exists_and_keep_the_venv_out():
     renderer = (REPO / "infra/docker/renderer.Dockerfile").read_text()
     assert "bash infra/setup.sh" in renderer  # the renderers come from the same script as on a machine
     compose = yaml.safe_load((REPO / "infra/compose.yaml").read_text())
-    assert compose["services"]["worker"]["build"]["dockerfile"] == "infra/docker/renderer.Dockerfile"
+    worker = compose["services"]["worker"]
+    assert worker["build"]["dockerfile"] == "infra/docker/renderer.Dockerfile"
+    # the compose worker polls every queue the cpu pool's deployments use (the gate's too)
+    cmd = worker["command"]
+    polled = {cmd[i + 1] for i, arg in enumerate(cmd) if arg == "--work-queue"}
+    cpu_queues = {d["work_pool"]["work_queue_name"] for d in _deployments().values() if d["work_pool"]["name"] == "cpu"}
+    assert cpu_queues <= polled, (cpu_queues, polled)
