@@ -112,3 +112,14 @@ def test_training_on_an_s3_root_publishes_its_checkpoint_there(prefect_api, s3_e
     assert "eval" in record["metrics"]  # evaluation's scalars were added to the record under the root
     assert [r["checkpoint"] for r in all_checkpoints(root)] == [checkpoint]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cache", "scratch"]  # no ./varyflow-data, no ./checkpoints
+
+    # the command line takes the s3:// checkpoint as it is
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "flows.cli", "eval", "--checkpoint", checkpoint, "--data",
+                          record["manifests"][0]["uri"], "--split", "all", "--limit", "1", "--max-new-tokens", "4",
+                          "--json"], capture_output=True, text=True, cwd=tmp_path, env=dict(os.environ), timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads(out.stdout)["samples"] == 1

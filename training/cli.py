@@ -180,7 +180,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def checkpoint_dir(path: str) -> str:
-    """A checkpoint directory, or a training `--out` directory standing for its newest complete checkpoint."""
+    """A checkpoint directory, or a training `--out` directory standing for its newest complete checkpoint. An
+    `s3://` checkpoint is fetched into the local cache first (`storage.publish.fetch_checkpoint`)."""
+    if "://" in path:
+        from storage.publish import fetch_checkpoint
+
+        return str(fetch_checkpoint(path))
     p = Path(path)
     if p.is_dir() and not (p / "config.json").is_file():
         found = sorted(c for c in p.glob("checkpoint-*") if (c / "config.json").is_file())
