@@ -276,7 +276,7 @@ def _stage_line(stage: str, result: dict[str, Any]) -> str:
     ev = (result.get("eval") or {}).get(stage) or {}
     scores = ", ".join(f"{k.replace('_', ' ')} {ev[k]:.3f}" for k in ("edit_distance", "f1", "bleu") if k in ev)
     return (f"{stage:<9} final loss {loss:.3f}" if loss is not None else f"{stage:<9} final loss -") + \
-        f"; held-out ({ev.get('samples', 0)} rows): {scores or 'no rows scored'}"
+        f"; {'held-out' if ev.get('holdout', 0) > 0 else 'TRAINING'} ({ev.get('samples', 0)} rows): {scores or 'no rows scored'}"
 
 
 def pipeline_report(result: dict[str, Any], markdown: bool = False) -> str:

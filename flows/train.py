@@ -245,11 +245,14 @@ def run_training(stage: str, config: dict[str, Any], launch: dict[str, Any] | No
 def run_evaluation(stage: str, checkpoint: str, manifests: list[str], limit: int | None, max_new_tokens: int,
                    index_root: str | None) -> dict[str, Any]:
     from storage.lineage import update_metrics
-    from training.evaluate import evaluate
+    from training.evaluate import checkpoint_holdout, evaluate
 
     from storage.publish import fetch_checkpoint
 
-    report = evaluate(str(fetch_checkpoint(checkpoint)), manifests, limit=limit, max_new_tokens=max_new_tokens)
+    local = str(fetch_checkpoint(checkpoint))
+    # The held-out rows; a run trained with none (holdout 0) is scored on its training rows, labelled so.
+    split = "heldout" if checkpoint_holdout(local) > 0 else "train"
+    report = evaluate(local, manifests, limit=limit, max_new_tokens=max_new_tokens, split=split)
     scalars = {k: v for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
     update_metrics(checkpoint, {"eval": scalars}, index_root=index_root)
     return report
@@ -352,7 +355,7 @@ def train_stage(stage: str, config: dict[str, Any], mixture: str | None, launch:
             for k, v in report.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     rows += [{"metric": f"{lang}: {k}", "value": round(v, 4) if isinstance(v, float) else v}
              for lang, scores in sorted(report.get("by_lang", {}).items()) for k, v in scores.items()]
-    create_table_artifact(rows, key=artifact_key("train", stage, "eval"), description=f"{stage} evaluation on {len(cfg['manifests'])} manifests")
+    create_table_artifact(rows, key=artifact_key("train", stage, "eval"), description=f"{stage} evaluation, {report.get('split_label', 'all rows')}, on {len(cfg['manifests'])} manifests")
     return {"stage": stage, "checkpoint": checkpoint, "losses": trained["losses"], "metrics": trained["metrics"],
             "eval": {r["metric"]: r["value"] for r in rows}, "manifests": cfg["manifests"]}
 

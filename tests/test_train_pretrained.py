@@ -45,11 +45,14 @@ def parts(tmp_path_factory):
     from training.vocab_net import VocabNet, VocabNetConfig
 
     root = tmp_path_factory.mktemp("pretrained")
+    from training.vary_tiny import PRESETS
+
     tok = llm_tokenizer()
     base = len(tok)
+    positions = PRESETS["tiny"]().max_positions  # as many as the tiny preset's: no interpolation to compare past
     torch.manual_seed(0)
     opt = OPTForCausalLM(OPTConfig(vocab_size=base, hidden_size=32, ffn_dim=48, num_hidden_layers=2,
-                                   num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=1024,
+                                   num_attention_heads=2, word_embed_proj_dim=32, max_position_embeddings=positions,
                                    dropout=0.0, tie_word_embeddings=True, pad_token_id=0, bos_token_id=1, eos_token_id=2))
     opt.save_pretrained(root / "opt")
     tok.save_pretrained(root / "opt")

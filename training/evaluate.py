@@ -80,13 +80,13 @@ def evaluate(checkpoint: str, manifests: list[str], limit: int | None = None, ma
 
     if split not in SPLITS:
         raise TrainingError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
+    model, tok = model_and_tokenizer or load_checkpoint(checkpoint)
     fraction = checkpoint_holdout(checkpoint)
     if split == "heldout" and fraction <= 0.0:
         raise TrainingError(f"{checkpoint} was trained with no held-out split (holdout 0); evaluate a test set of "
                             f"its own with --split all, or its training rows with --split train")
     wanted = {"heldout": lambda i: in_holdout(i, fraction), "train": lambda i: not in_holdout(i, fraction),
               "all": lambda i: True}[split]
-    model, tok = model_and_tokenizer or load_checkpoint(checkpoint)
     reader = (row for row in StreamingReader(list(manifests), shuffle=False) if wanted(row.get("id", "")))
     scores, skipped = [], []
     per_lang: dict[str, list[dict[str, float]]] = {}
