@@ -38,6 +38,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--n", type=int, default=16, help="number of samples (default 16)")
     export.set_defaults(func=cmd_export)
 
+    imp = dsub.add_parser("import", help="LLaVA-style conversation JSON + its images -> a committed dataset")
+    imp.add_argument("json", metavar="JSON", help="[{id, image, conversations: [{from: human|gpt, value}]}] (local or s3://)")
+    imp.add_argument("--images", required=True, help="folder or s3:// prefix the records' image paths are relative to")
+    imp.add_argument("--dataset", required=True, help="dataset name under the storage root")
+    imp.add_argument("--out", help="storage root (default: $VARYFLOW_ROOT or ./varyflow-data)")
+    imp.add_argument("--shard-rows", type=int, default=512)
+    imp.set_defaults(func=cmd_import)
+
     lin = sub.add_parser("lineage", help="which shards built a checkpoint, or which checkpoints used a shard")
     lin.add_argument("checkpoint", nargs="?", help="a checkpoint location (a directory with lineage.json): its shards")
     lin.add_argument("--shard", help="a shard location: list the checkpoints trained on it")
@@ -127,6 +135,16 @@ def _root_of_shard(shard: str) -> str:
         raise StorageError(f"no lineage index under {root.uri} (the shard's root): no checkpoint recorded there; "
                            "give --root if the index lives elsewhere")
     return root.uri
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from storage.importers import import_conversations
+    from storage.location import default_root
+
+    r = import_conversations(args.json, args.images, args.out or default_root(), args.dataset, args.shard_rows)
+    rejected = ", ".join(f"{k}: {v}" for k, v in sorted(r["rejects"].items())) or "none"
+    print(f"{r['rows']} conversations -> {r['manifest']} (rejects: {rejected})")
+    return 0
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:

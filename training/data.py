@@ -191,6 +191,55 @@ def encode_example(tok, spec: DataSpec, prompt: str, target: str, max_length: in
     return prefix + target_ids, [-100] * len(prefix) + target_ids, truncated
 
 
+def row_conversation(row: dict[str, Any]) -> list[dict[str, str]] | None:
+    """The turns of a conversation row (`meta["conversations"]`, see storage.importers), else None."""
+    import json
+
+    meta = row.get("meta")
+    if not meta:
+        return None
+    try:
+        turns = (json.loads(meta) if isinstance(meta, str) else meta).get("conversations")
+    except (ValueError, AttributeError):
+        return None
+    return turns if isinstance(turns, list) and turns else None
+
+
+def encode_conversation(tok, spec: DataSpec, turns: list[dict[str, str]], max_length: int) -> tuple[list[int], list[int], bool]:
+    """A multi-turn conversation in the chat template: labels on every assistant turn and its `<|im_end|>`,
+    -100 on the system prompt, user turns and image tokens. The image goes where the first user turn says
+    `<image>` (or first in it). A one-turn conversation encodes exactly as `encode_example`."""
+    if spec.layout != "chat":
+        raise RowError("conversations need a stage-2 (chat) model")
+    ids = special_ids(tok)
+    image = [ids["<img>"]] + [ids["<imgpad>"]] * spec.num_image_tokens + [ids["</img>"]]
+    out = _enc(tok, f"{IM_START}system\n{SYSTEM_PROMPT}{IM_END}")
+    labels = [-100] * len(out)
+    placed = False
+    for turn in turns:
+        if turn["from"] == "human":
+            value = turn["value"]
+            if not placed:
+                before, tag, after = value.partition("<image>")
+                head, value = (before, after) if tag else ("", "\n" + value if value else "")
+                part = _enc(tok, f"{IM_START}user\n{head}") + image + _enc(tok, f"{value}{IM_END}")
+                placed = True
+            else:
+                part = _enc(tok, f"{IM_START}user\n{value.replace('<image>', '')}{IM_END}")
+            out += part
+            labels += [-100] * len(part)
+        else:
+            prefix = _enc(tok, f"{IM_START}assistant\n")
+            answer = _enc(tok, turn["value"]) + [ids[IM_END]]
+            out += prefix + answer
+            labels += [-100] * len(prefix) + answer
+    truncated = len(out) > max_length
+    out, labels = out[:max_length], labels[:max_length]
+    if all(x == -100 for x in labels):
+        raise RowError(f"max_length {max_length} leaves no room for any assistant turn")
+    return out, labels, truncated
+
+
 @dataclass
 class Example:
     id: str
@@ -205,7 +254,11 @@ class Example:
 def make_example(row: dict[str, Any], tok, spec: DataSpec, max_length: int) -> Example:
     image = row.get("image") or {}
     arr = decode_image(image.get("bytes") if isinstance(image, dict) else image)
-    input_ids, labels, truncated = encode_example(tok, spec, row.get("prompt") or "", row.get("text") or "", max_length)
+    turns = row_conversation(row) if spec.layout == "chat" else None  # stage 1 reads the first answer (`text`)
+    if turns:
+        input_ids, labels, truncated = encode_conversation(tok, spec, turns, max_length)
+    else:
+        input_ids, labels, truncated = encode_example(tok, spec, row.get("prompt") or "", row.get("text") or "", max_length)
     return Example(
         id=row.get("id", ""), shard=row.get("_shard", ""), pixels=sam_pixels(arr, spec.image_size),
         clip_pixels=clip_pixels(arr, spec.clip_size) if spec.clip_size else None,
