@@ -1,6 +1,6 @@
 """What every Vary model shares: how it is saved and loaded (`save_pretrained` / `from_pretrained`:
-config.json + model.safetensors), what its data pipeline must feed it (`DataSpec`), and the registry
-that builds one from a `TrainConfig`."""
+config.json with `auto_map` + model.safetensors), what its data pipeline must feed it (`DataSpec`), and
+the model classes by type (`model_classes`). Building one from a `TrainConfig` is training.build's job."""
 from __future__ import annotations
 
 import dataclasses
