@@ -125,7 +125,7 @@ def write_markdown(path: Path, results: dict[str, dict]) -> None:
         f"Machine: {'; '.join(machines)}. The machine is shared, so figures move between runs; compare\n"
         "the ratio, which is measured within one run.\n\n"
         f"{table(results)}\n\n"
-        "Reference figures not re-measured here (VARY.md §7): SynthDoG 0.52 images/s per core on this machine\n"
+        "Reference figures not re-measured here (docs/measured-figures.md): SynthDoG 0.52 images/s per core on this machine\n"
         "type; PyMuPDF page render alone 424/s; + pad + PNG 49/s (grayscale level 1: 111/s).\n")
 
 

@@ -185,7 +185,7 @@ class Generator:
 
 def encode_png(img: Any, compress_level: int = 1, grayscale: bool | None = None) -> bytes:
     """Encode a PIL image as PNG. Level 1 costs little size on rendered pages and is ~2x faster than
-    Pillow's default (VARY.md §7); grayscale halves the work again when the content has no colour."""
+    Pillow's default (docs/measured-figures.md); grayscale halves the work again when the content has no colour."""
     if grayscale is None:
         grayscale = img.mode in ("L", "1")
     if grayscale and img.mode != "L":
@@ -199,7 +199,7 @@ def encode_png(img: Any, compress_level: int = 1, grayscale: bool | None = None)
 
 def decode_png(png: bytes, mode: str = "RGB") -> Any:
     """A PIL image in `mode` of PNG bytes a renderer returned. pyspng decodes ~1.5x faster than Pillow
-    (VARY.md §7); the pixels are the same, Pillow is the fallback."""
+    (docs/measured-figures.md); the pixels are the same, Pillow is the fallback."""
     from PIL import Image
 
     try:
@@ -236,7 +236,8 @@ def fit_and_pad(img: Any, size: int = 1024, fill: int | tuple[int, int, int] = 2
 
 
 def check_not_blank(img: Any, min_ink_fraction: float = 0.002) -> None:
-    """Reject images with almost no ink: a failed render that looks like success (VARY.md §6)."""
+    """Reject images with almost no ink: a failed render that looks like success
+    (invalid LaTeX renders a blank white page; docs/measured-figures.md)."""
     # The median and the ink count both come from the 256-bin histogram: same result as on the
     # pixels (even counts average the two middle values), ~8x cheaper on a page.
     hist = np.asarray((img if img.mode == "L" else img.convert("L")).histogram(), dtype=np.int64)

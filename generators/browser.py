@@ -1,6 +1,6 @@
 """One persistent, offline headless Chromium that renders ECharts options, MathML and HTML tables.
 
-Starting Chromium costs seconds; rendering in an already-open page costs milliseconds (VARY.md §7: 31
+Starting Chromium costs seconds; rendering in an already-open page costs milliseconds (docs/measured-figures.md: 31
 charts/s with `setOption` + `getDataURL`, against 2.5 s per chart for pyecharts' `make_snapshot`). So a
 `BrowserRenderer` starts the browser once, loads the static page `assets/render.html` once, and is reused
 for many samples.

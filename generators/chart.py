@@ -1,5 +1,5 @@
 """`chart`: matplotlib charts (bar, grouped/stacked bar, horizontal bar, line, area, pie, scatter) whose
-target is the chart's data as a python-dict, as Vary's tiny stage used (VARY.md §2).
+target is the chart's data as a python-dict, as Vary's tiny stage used (Vary, arXiv 2312.06109).
 
 One Agg figure is reused for every sample (no pyplot: no global state, no GUI backend). The longer side is
 drawn at exactly `size` px so `fit_and_pad` only pads and never resamples the glyphs.

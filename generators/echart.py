@@ -4,7 +4,7 @@ pyecharts builds the option (Bar, Line, Pie, Scatter); its JSON goes to the page
 the PNG comes back as the canvas' data URL (the pixels `getDataURL` gives). The page also rejects a near-blank
 chart and text the target names that the image does not show in full (off the canvas, drawn over other text,
 hidden or truncated by ECharts). pyecharts' own `render`/`make_snapshot` path (an HTML file per chart pointing
-at a CDN, a browser start per chart: 2.5 s each, VARY.md §7) is never used. The canvas is always
+at a CDN, a browser start per chart: 2.5 s each, docs/measured-figures.md) is never used. The canvas is always
 `size`×`size`, so without degradations the browser's PNG is the sample as is: no decode/re-encode.
 """
 from __future__ import annotations

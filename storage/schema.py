@@ -38,7 +38,7 @@ SHARD_SCHEMA = pa.schema(
     metadata={b"huggingface": json.dumps({"info": {"features": _HF_FEATURES}}).encode()},
 )
 
-# PNG bytes do not shrink under zstd (VARY.md §7: ~2% for half the write speed); everything else does.
+# PNG bytes do not shrink under zstd (docs/measured-figures.md: ~2% for half the write speed); everything else does.
 PARQUET_COMPRESSION = {"image.bytes": "none", "image.path": "zstd", **{c: "zstd" for c in COLUMNS if c != "image"}}
 
 
