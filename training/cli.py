@@ -186,11 +186,13 @@ def checkpoint_dir(path: str) -> str:
         from storage.publish import fetch_checkpoint
 
         return str(fetch_checkpoint(path))
+    from training.checkpoint import latest_checkpoint
+
     p = Path(path)
     if p.is_dir() and not (p / "config.json").is_file():
-        found = sorted(c for c in p.glob("checkpoint-*") if (c / "config.json").is_file())
-        if found:
-            return str(found[-1])
+        found = latest_checkpoint(p)  # the one rule for "newest complete checkpoint"
+        if found is not None:
+            return str(found)
     return path
 
 
