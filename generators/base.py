@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import struct
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterator
 
@@ -160,17 +161,40 @@ class Generator:
 
     def finish_sample(self, seed: int, index: int, img: Any, rng: np.random.Generator, *, lang: str, text: str,
                       sampled: dict[str, Any], size: int | None = None, degradations: dict | None = None,
-                      min_ink: float = 0.002) -> Sample:
-        """The common tail of a rendered sample: blank check (`min_ink`: the least ink fraction), fit-and-pad
-        to `size`, the seeded degradations (recorded in meta), PNG encoding. Subclasses set `self.prompt`."""
+                      min_ink: float | None = 0.002, grayscale: bool | str | None = None, suffix: str = "") -> Sample:
+        """The one tail of every rendered sample: blank check, fit-and-pad to `size`, the seeded degradations
+        (drawn from `rng`, recorded in meta), PNG encoding. Subclasses set `self.prompt`.
+
+        `img`: a PIL image, or the PNG bytes a renderer returned at the final size, which are kept as they are
+        unless a degradation applies (no decode/re-encode). `min_ink`: the least ink fraction; None when the
+        caller has checked already (on a cheaper reduction, or in the renderer; required for PNG bytes).
+        `grayscale`: how the PNG is encoded — True one channel, None by the image's mode, "detect" one channel
+        when the finished image has no colour (recorded in meta as `grayscale`). `suffix`: of the sample id
+        (a page of a multi-page source)."""
         from generators.degrade import degrade
 
-        check_not_blank(img, min_ink)
+        sid = sample_id(self.kind, seed, index, suffix)
+        if isinstance(img, bytes):
+            if min_ink is not None or size or grayscale is not None:
+                raise ValueError("PNG bytes are finished as they are: min_ink=None, no size, no grayscale")
+            png, applied = img, []
+            if degradations:
+                degraded, applied = degrade(decode_png(png), rng, degradations)
+                if applied:
+                    png = encode_png(degraded)
+            width, height = struct.unpack(">II", png[16:24])  # the IHDR chunk: PNG's first
+            return Sample(sid, png, width, height, self.kind, lang, self.prompt, text,
+                          self.base_meta(seed, index, **sampled, degradations=applied))
+        if min_ink is not None:
+            check_not_blank(img, min_ink)
         if size:
             img = fit_and_pad(img, size)
         img, applied = degrade(img, rng, degradations)
+        if grayscale == "detect":
+            grayscale = is_grayscale(img)
+            sampled = dict(sampled, grayscale=grayscale)
         meta = self.base_meta(seed, index, **sampled, degradations=applied)
-        return Sample(sample_id(self.kind, seed, index), encode_png(img), img.size[0], img.size[1], self.kind, lang,
+        return Sample(sid, encode_png(img, 1, grayscale=grayscale), img.size[0], img.size[1], self.kind, lang,
                       self.prompt, text, meta)
 
     def close(self) -> None:
@@ -181,6 +205,22 @@ class Generator:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class OwnsRenderers:
+    """Mixin (before `Generator` in the bases) for generators that open a `TexRenderer` (`_tex`) and/or a
+    `BrowserRenderer` (`_browser`) lazily: `close()` releases whichever is open; the next sample reopens it.
+    It is part of the generator life cycle (`Generator.close`, `with gen:`), so it lives beside `Generator`."""
+
+    _browser: Any = None
+    _tex: Any = None
+
+    def close(self) -> None:
+        for attr in ("_browser", "_tex"):
+            renderer = getattr(self, attr)
+            if renderer is not None:
+                renderer.close()
+                setattr(self, attr, None)
 
 
 def encode_png(img: Any, compress_level: int = 1, grayscale: bool | None = None) -> bytes:
@@ -213,9 +253,32 @@ def decode_png(png: bytes, mode: str = "RGB") -> Any:
 
 
 def is_grayscale(img: Any, tolerance: int = 2) -> bool:
-    """True when an RGB image carries no colour worth keeping."""
-    arr = np.asarray(img.convert("RGB"), dtype=np.int16)
-    return int(np.abs(arr[..., 0] - arr[..., 1]).max()) <= tolerance and int(np.abs(arr[..., 1] - arr[..., 2]).max()) <= tolerance
+    """True when no pixel has channels more than `tolerance` apart: the content carries no colour worth
+    keeping, and one channel is stored (PNG encoding then costs half). The one colour check of every kind.
+    `img`: a PIL image, or an H×W×3 uint8 array (a rendered page's pixmap, without a PIL copy)."""
+    if isinstance(img, np.ndarray):
+        return _no_colour(img, tolerance)
+    if img.mode in ("L", "1"):
+        return True
+    if img.mode != "RGB":
+        img = img.convert("RGB")
+    # When the channel means of an 8×8 block differ by more than the tolerance (+1 for rounding), some
+    # pixel in it does: a colour photo is settled on an image 64× smaller; only gray-looking ones pay for
+    # the full scan.
+    if not _no_colour(np.asarray(img.reduce(8)), tolerance + 1):
+        return False
+    return _no_colour(np.asarray(img), tolerance)
+
+
+def _no_colour(arr: np.ndarray, tolerance: int) -> bool:
+    """True when no pixel of an H×W×3 uint8 array has channels more than `tolerance` apart."""
+    # In uint8 without a widened copy of the image. Gray content rendered to RGB has exactly equal
+    # channels: test that first (half the cost), the tolerance after.
+    r, g, b = arr[..., 0], arr[..., 1], arr[..., 2]
+    if bool((r == g).all() and (g == b).all()):
+        return True
+    return bool((np.maximum(r, g) - np.minimum(r, g)).max() <= tolerance
+                and (np.maximum(g, b) - np.minimum(g, b)).max() <= tolerance)
 
 
 def fit_and_pad(img: Any, size: int = 1024, fill: int | tuple[int, int, int] = 255) -> Any:

@@ -10,7 +10,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from generators import degrade as degrade_mod
 from generators import fonts
 from generators.base import (
     PROMPT_CHART,
@@ -19,9 +18,6 @@ from generators.base import (
     Reject,
     Sample,
     check_not_blank,
-    encode_png,
-    fit_and_pad,
-    sample_id,
 )
 from generators.chart_data import ChartData, check_chart_params, sample_chart_data
 from generators.chart_text import ChartTexts, CorpusTexts, RecordTexts, TopicTexts
@@ -231,12 +227,9 @@ class ChartGenerator(DrawsCharts, Generator):
         fonts.require_coverage("".join(data.texts()), style["font"])
         img = self._draw(data, style)
         check_not_blank(img.reduce(4))  # the ink fraction survives a 4x box reduction; 5x cheaper
-        img = fit_and_pad(img, self.size)
-        img, applied = degrade_mod.degrade(img, self.rng(seed, index, stream=1), self.degradations)
-        meta = self.base_meta(seed, index, lang=lang, chart_type=chart_type, data=data.to_meta(), style=style,
-                              degradations=applied)
-        return [Sample(sample_id(self.kind, seed, index), encode_png(img), img.width, img.height, self.kind, lang,
-                       self.prompt, data.target(), meta)]
+        sampled = {"lang": lang, "chart_type": chart_type, "data": data.to_meta(), "style": style}
+        return [self.finish_sample(seed, index, img, self.rng(seed, index, stream=1), lang=lang, text=data.target(),
+                                   sampled=sampled, size=self.size, degradations=self.degradations, min_ink=None)]
 
 
 def _tick_strings(axis) -> list[str]:

@@ -18,12 +18,11 @@ from xml.sax.saxutils import escape
 import numpy as np
 from PIL import Image
 
-from generators.base import (PROMPT_OCR, Generator, GeneratorError, Reject, Sample, check_not_blank, encode_png,
-                             sample_id)
+from generators.base import PROMPT_OCR, Generator, GeneratorError, Reject, Sample, check_not_blank
 from generators.corpus import Corpus, pick_lang
-from generators.degrade import check_spec, degrade
+from generators.degrade import check_spec
 from generators.fonts import BASE14, font_path, require_coverage
-from generators.pages import TEXT_FLAGS, rasterize_page
+from generators.pages import TEXT_FLAGS, rasterise_page
 
 PAGE_SIZES = {"A4": (595.28, 841.89), "letter": (612.0, 792.0)}
 # (body font, bold font) per language; base-14 names need no file, the rest are TrueType outlines.
@@ -203,16 +202,13 @@ class DocumentGenerator(Generator):
             extracted = pymupdf.TextPage(page.get_textpage(flags=TEXT_FLAGS)).extractText()
             if "".join(extracted.split()) != "".join(target.split()):
                 raise Reject("text_mismatch", f"PyMuPDF reads {len(extracted)} chars, target has {len(target)}")
-            img, _ = rasterize_page(page, self.size, gray=True)
+            img, _ = rasterise_page(page, self.size)
         # Every fourth pixel of every fourth row tells blank from not as well as all of them: pages
         # of text have 25-55x the threshold's ink, the sample's fraction is within 15% of the full
         # page's, and a histogram of the full page costs 6x more.
         check_not_blank(img.resize((img.width // 4, img.height // 4), Image.Resampling.NEAREST))
-        img, applied = degrade(img, rng, self.degradations)
-        lang = sampled["lang"]
-        return [Sample(id=sample_id(self.kind, seed, index), image=encode_png(img, 1, grayscale=True),
-                       width=img.width, height=img.height, kind=self.kind, lang=lang, prompt=self.prompt,
-                       text=target, meta=self.base_meta(seed, index, **sampled, degradations=applied))]
+        return [self.finish_sample(seed, index, img, rng, lang=sampled["lang"], text=target, sampled=sampled,
+                                   degradations=self.degradations, min_ink=None, grayscale=True)]
 
     # -- sampling ----------------------------------------------------------------------------------
     def _sample_style(self, rng: np.random.Generator, lang: str) -> dict[str, Any]:

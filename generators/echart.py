@@ -16,15 +16,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from generators import degrade as degrade_mod
 from generators import fonts
 from generators.base import (
     PROMPT_CHART,
     Generator,
     Sample,
-    decode_png,
-    encode_png,
-    sample_id,
 )
 from generators.chart import BACKGROUNDS, PALETTES, ZH_FONT, DrawsCharts
 from generators.chart_data import ChartData
@@ -194,17 +190,11 @@ class EChartGenerator(DrawsCharts, Generator):
         option = self.build_option(data, style)
         png = self._renderer().render_echart(option, self.size, self.size, background=style["background"],
                                              required_text=target_texts(data))
-        # The page already rejected a blank or overflowing chart; pixels are decoded here only when a
-        # degradation needs them.
-        applied: list[dict] = []
-        if self.degradations:
-            img, applied = degrade_mod.degrade(decode_png(png), self.rng(seed, index, stream=1), self.degradations)
-            if applied:
-                png = encode_png(img)
-        meta = self.base_meta(seed, index, lang=lang, chart_type=chart_type, data=data.to_meta(), style=style,
-                              degradations=applied)
-        return [Sample(sample_id(self.kind, seed, index), png, self.size, self.size, self.kind, lang, self.prompt,
-                       data.target(), meta)]
+        # The page already rejected a blank or overflowing chart; the tail decodes the PNG only when a
+        # degradation needs its pixels.
+        sampled = {"lang": lang, "chart_type": chart_type, "data": data.to_meta(), "style": style}
+        return [self.finish_sample(seed, index, png, self.rng(seed, index, stream=1), lang=lang, text=data.target(),
+                                   sampled=sampled, degradations=self.degradations, min_ink=None)]
 
 
 @functools.lru_cache(maxsize=64)

@@ -25,11 +25,12 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, as_reject, sample_id
+from generators.base import (PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample,
+                             as_reject, sample_id)
 from generators.degrade import check_spec
 from generators.sources import read_setup_file
-from generators.tex import (BatchPage, OwnsRenderers, TexRenderer, brace_problem, check_untrusted, rasterise_page,
-                            render_batch)
+from generators.pages import rasterise_page
+from generators.tex import BatchPage, TexRenderer, brace_problem, check_untrusted, render_batch
 
 BACKENDS = ("fast", "faithful")
 
@@ -492,7 +493,7 @@ class FormulaGenerator(OwnsRenderers, Generator):
             rng, latex, sampled = drawn[index]
             assert isinstance(outcome, BatchPage)
             try:
-                img = rasterise_page(outcome.doc, outcome.page, sampled["dpi"])
+                img, _ = rasterise_page(outcome.doc[outcome.page], dpi=sampled["dpi"])
                 yield self._finish(seed, index, img, rng, latex, sampled)
             except Exception as e:
                 yield self.rejected(seed, index, e)

@@ -20,12 +20,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, as_reject, sample_id
+from generators.base import (PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample,
+                             as_reject, sample_id)
 from generators.degrade import check_spec
 from generators.sources import SourceFiles, describe_source
 from generators.formula import _Grammar, normalize_latex, random_formula
 from generators.table import CJK_FONT, STYLES, check_text_coverage, random_table, to_latex, to_markdown
-from generators.tex import ESCAPE_PREAMBLE, OwnsRenderers, escape_text
+from generators.pages import rasterise_page
+from generators.tex import ESCAPE_PREAMBLE, escape_text
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LANGS = ("en", "zh", "mixed")
@@ -386,10 +388,8 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         return CompiledPage(doc.tobytes(), source, self._target(d), d.engine, self._sampled(d)), d.rng
 
     def _sample(self, seed: int, placed: _Placed) -> Sample:
-        from generators.tex import rasterise_fit
-
         d = placed.draft
-        img = rasterise_fit(placed.doc, placed.page, self.size)
+        img, _ = rasterise_page(placed.doc[placed.page], self.size)
         return self.finish_sample(seed, d.index, img, d.rng, lang=d.lang, text=self._target(d), sampled=self._sampled(d),
                                   degradations=self.degradations)
 
@@ -574,10 +574,8 @@ class LatexPageGenerator(OwnsRenderers, Generator):
     def _source_sample(self, seed: int, p: "_Paper", placed: _Placed, page: int, start: int) -> Sample:
         from dataclasses import replace
 
-        from generators.tex import rasterise_fit
-
         d = placed.draft
-        img = rasterise_fit(placed.doc, placed.page, self.size)
+        img, _ = rasterise_page(placed.doc[placed.page], self.size)
         sampled = dict(self._sampled(d), file=p.name, sha256=p.sha256, main=p.main, page=page,
                        block_range=[start, start + d.keep], dropped=p.dropped, packages=p.preamble.split())
         # A paper's last page may hold a heading and a line: real, if sparse; only an empty page is blank.

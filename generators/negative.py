@@ -5,11 +5,9 @@ from __future__ import annotations
 import io
 from typing import Any, Sequence
 
-from generators.base import (NEGATIVE_SENTENCES, PROMPT_OCR, Generator, GeneratorError, Reject, Sample, encode_png,
-                             fit_and_pad, sample_id)
+from generators.base import NEGATIVE_SENTENCES, PROMPT_OCR, Generator, GeneratorError, Reject, Sample, fit_and_pad
 from generators.corpus import pick_lang
-from generators.degrade import check_spec, degrade
-from generators.pages import no_colour
+from generators.degrade import check_spec
 from generators.sources import FileSourced, Lister, Reader, SourceFiles, describe_source, read_source
 
 # Decoding bombs: a small file can claim a huge canvas; refuse before Pillow allocates it.
@@ -60,23 +58,7 @@ class NegativeGenerator(FileSourced, Generator):
         sentence = self.sentences[int(rng.integers(len(self.sentences)))]
         original = img.size
         img = fit_and_pad(img, self.size, fill=(255, 255, 255))
-        img, applied = degrade(img, rng, self.degradations)
-        gray = _grayscale(img)
-        meta = self.base_meta(seed, index, file=name, lang=lang, sentence=sentence, original_size=list(original),
-                              grayscale=gray, degradations=applied)
-        return [Sample(id=sample_id(self.kind, seed, index), image=encode_png(img, 1, grayscale=gray),
-                       width=img.width, height=img.height, kind=self.kind, lang=lang, prompt=self.prompt,
-                       text=sentence, meta=meta)]
-
-
-def _grayscale(img: Any) -> bool:
-    """base.is_grayscale's rule, cheaply for photos: when the channel means of an 8×8 block differ by
-    more than the tolerance (+1 for rounding), some pixel in it does, so a colour photo is settled on
-    an image 64× smaller; only gray-looking ones pay for the full scan."""
-    import numpy as np
-
-    if img.mode == "L":
-        return True
-    if not no_colour(np.asarray(img.reduce(8)), tolerance=3):
-        return False
-    return no_colour(np.asarray(img))
+        # Photos: no blank check (a dark or plain photo is a fine negative); one channel when it has no colour.
+        sampled = {"file": name, "lang": lang, "sentence": sentence, "original_size": list(original)}
+        return [self.finish_sample(seed, index, img, rng, lang=lang, text=sentence, sampled=sampled,
+                                   degradations=self.degradations, min_ink=None, grayscale="detect")]

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from generators.base import fit_and_pad
+from generators.base import fit_and_pad, is_grayscale
 
 # Ligatures expanded ("ﬁ" -> "fi"), whitespace kept, text outside the page dropped; no de-hyphenation:
 # the target keeps the hyphen the image shows.
@@ -22,17 +22,24 @@ _HANGING = "，。、；：！？」』）》〉】〕〗〙〛”’．］｝"
 _HANGING_AT_LINE_END = re.compile(f"[{_HANGING}][ \\t]*$", re.M)
 
 
-def rasterize_page(page: Any, size: int = 1024, gray: bool | None = None, fill: int = 255) -> tuple[Image.Image, bool]:
-    """The page scaled so its longer side is `size` pixels and padded to size×size, plus whether it is
-    grayscale. `page` is a pymupdf Page or a DisplayList made from one. Rendering at the final
-    scale avoids a resampling pass; `gray=None` renders in colour and
-    keeps one channel when the page has no colour (PNG encoding then costs half). A colour render costs
-    about what a gray one does (MuPDF's time goes into glyphs, not pixels); a second, small render to
-    probe for colour measured no cheaper than scanning the full one."""
+def rasterise_page(page: Any, size: int | None = None, *, dpi: float | None = None, gray: bool | None = True,
+                   fill: int = 255) -> tuple[Image.Image, bool]:
+    """A PDF page as a PIL image, and whether it is grayscale: the one rasteriser of every kind that goes
+    through a PDF. `page` is a pymupdf Page or a DisplayList made from one.
+
+    `size`: rendered straight at the scale that fits a size×size square (no resampling pass), the pixel a
+    rounding may add cropped, then padded with `fill`. `dpi` (instead of `size`): rendered at that
+    resolution, as is (formula and table crops). `gray=True` renders one channel (TeX output and our own
+    documents have no colour); `gray=None` renders in colour and keeps one channel when the page has no
+    colour (PNG encoding then costs half). A colour render costs about what a gray one does (MuPDF's time
+    goes into glyphs, not pixels); a second, small render to probe for colour measured no cheaper than
+    scanning the full one."""
     import pymupdf
 
+    if (size is None) == (dpi is None):
+        raise ValueError("rasterise_page takes exactly one of size and dpi")
     rect = page.rect
-    zoom = size / max(rect.width, rect.height)
+    zoom = size / max(rect.width, rect.height) if size else dpi / 72.0
     cs = pymupdf.csGRAY if gray else pymupdf.csRGB
     pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=cs, alpha=False)
     if gray:
@@ -40,19 +47,13 @@ def rasterize_page(page: Any, size: int = 1024, gray: bool | None = None, fill: 
         is_gray = True
     else:
         arr = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, 3)
-        is_gray = gray is None and no_colour(arr)
+        is_gray = gray is None and is_grayscale(arr)
         img = Image.fromarray(np.ascontiguousarray(arr[..., 0]) if is_gray else arr, "L" if is_gray else "RGB")
+    if not size:
+        return img, is_gray
+    if img.size[0] > size or img.size[1] > size:  # rounding up by a pixel
+        img = img.crop((0, 0, min(size, img.size[0]), min(size, img.size[1])))
     return fit_and_pad(img, size, fill), is_gray
-
-
-def no_colour(arr: np.ndarray, tolerance: int = 2) -> bool:
-    """True when no pixel of an H×W×3 uint8 array has channels more than `tolerance` apart."""
-    # Same rule as base.is_grayscale, in uint8 without a widened copy of the page. Gray content
-    # rendered to RGB has exactly equal channels: test that first (half the cost), the tolerance after.
-    r, g, b = arr[..., 0], arr[..., 1], arr[..., 2]
-    if bool((r == g).all() and (g == b).all()):
-        return True
-    return bool((np.maximum(r, g) - np.minimum(r, g)).max() <= tolerance and (np.maximum(g, b) - np.minimum(g, b)).max() <= tolerance)
 
 
 @dataclass(frozen=True)

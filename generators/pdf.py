@@ -18,9 +18,9 @@ from __future__ import annotations
 import time
 from typing import Any, Iterator, Sequence
 
-from generators.base import PROMPT_OCR, Generator, GeneratorError, Reject, Rejected, Sample, encode_png, sample_id
-from generators.degrade import check_spec, degrade
-from generators.pages import PageText, rasterize_page, page_text, text_lang
+from generators.base import PROMPT_OCR, Generator, GeneratorError, Reject, Rejected, Sample, sample_id
+from generators.degrade import check_spec
+from generators.pages import PageText, page_text, rasterise_page, text_lang
 from generators.sources import FileSourced, Lister, Reader, SourceFiles, describe_source, read_source
 
 
@@ -101,20 +101,18 @@ class PdfGenerator(FileSourced, Generator):
             text = read.text
             if not text.strip():
                 return Rejected(sid, self.kind, "no_text", f"{name}: page {pno} has no text", name)
-            img, gray = rasterize_page(page, self.size)
+            img, gray = rasterise_page(page, self.size, gray=None)
         except Exception as e:  # a damaged page object; the other pages may still be fine
             return Rejected(sid, self.kind, "corrupt_page", f"{name}: page {pno}: {e}", name)
         problem = self._illegible(page, read, img)
         if problem:
             return Rejected(sid, self.kind, "illegible", f"{name}: page {pno}: {problem}", name)
-        rng = self.rng(seed, index, stream=pno + 1)
-        img, applied = degrade(img, rng, self.degradations)
         lang = text_lang(text) if self.lang in ("auto", "mixed") else self.lang
-        meta = self.base_meta(seed, index, file=name, page=pno, pages=doc.page_count, truncated=truncated, lang=lang,
-                              grayscale=gray, page_size=[round(page.rect.width, 2), round(page.rect.height, 2)],
-                              degradations=applied)
-        return Sample(id=sid, image=encode_png(img, 1, grayscale=gray), width=img.width, height=img.height,
-                      kind=self.kind, lang=lang, prompt=self.prompt, text=text, meta=meta)
+        sampled = {"file": name, "page": pno, "pages": doc.page_count, "truncated": truncated, "lang": lang,
+                   "grayscale": gray, "page_size": [round(page.rect.width, 2), round(page.rect.height, 2)]}
+        return self.finish_sample(seed, index, img, self.rng(seed, index, stream=pno + 1), lang=lang, text=text,
+                                  sampled=sampled, degradations=self.degradations, min_ink=None, grayscale=gray,
+                                  suffix=f"-p{pno:04d}")
 
 
     def _illegible(self, page: Any, read: PageText, img: Any) -> str | None:

@@ -13,9 +13,11 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, Reject, Rejected, Sample, as_reject, sample_id
+from generators.base import (PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample,
+                             as_reject, sample_id)
 from generators.degrade import check_spec
-from generators.tex import ESCAPE_PREAMBLE, OwnsRenderers, escape_text
+from generators.pages import rasterise_page
+from generators.tex import ESCAPE_PREAMBLE, escape_text
 
 BACKENDS = ("tex", "html")
 STYLES = ("booktabs", "grid", "hlines")
@@ -320,7 +322,7 @@ class TableGenerator(OwnsRenderers, Generator):
         return [img for t, st in zip(tables, styles) for img in self._html_images([t], [st])]
 
     def _tex_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
-        from generators.tex import TexRenderer, rasterise_page, render_batch
+        from generators.tex import TexRenderer, render_batch
 
         if self._tex is None:
             self._tex = TexRenderer(timeout_s=self.timeout_s)
@@ -351,7 +353,7 @@ class TableGenerator(OwnsRenderers, Generator):
                 continue
             rng, lang, table, tabular, sampled = drawn[index]
             try:
-                img = rasterise_page(outcome.doc, outcome.page, sampled["dpi"])
+                img, _ = rasterise_page(outcome.doc[outcome.page], dpi=sampled["dpi"])
                 yield self._finish(seed, index, img, rng, lang, self.target(table, sampled["style"], tabular), sampled)
             except Exception as e:
                 yield self.rejected(seed, index, e)

@@ -309,21 +309,6 @@ class TexRenderer:
         self.close()
 
 
-class OwnsRenderers:
-    """Mixin (before `Generator` in the bases) for generators that open a `TexRenderer` (`_tex`) and/or a
-    `BrowserRenderer` (`_browser`) lazily: `close()` releases whichever is open; the next sample reopens it."""
-
-    _browser: Any = None
-    _tex: Any = None
-
-    def close(self) -> None:
-        for attr in ("_browser", "_tex"):
-            renderer = getattr(self, attr)
-            if renderer is not None:
-                renderer.close()
-                setattr(self, attr, None)
-
-
 def open_pdf(pdf: bytes) -> Any:
     import pymupdf
 
@@ -331,31 +316,6 @@ def open_pdf(pdf: bytes) -> Any:
         return pymupdf.open(stream=pdf, filetype="pdf")
     except Exception as e:  # noqa: BLE001 - PyMuPDF raises several types for damaged files
         raise Reject("corrupt_pdf", str(e)) from None
-
-
-def rasterise_page(doc: Any, page_number: int, dpi: float, grayscale: bool = True) -> Any:
-    """One PDF page as a PIL image at `dpi` (grayscale by default: TeX output here has no colour)."""
-    import pymupdf
-    from PIL import Image
-
-    page = doc[page_number]
-    zoom = dpi / 72.0
-    pix = page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csGRAY if grayscale else pymupdf.csRGB,
-                          alpha=False)
-    mode = "L" if grayscale else "RGB"
-    return Image.frombytes(mode, (pix.width, pix.height), pix.samples)
-
-
-def rasterise_fit(doc: Any, page_number: int, size: int, grayscale: bool = True) -> Any:
-    """A PDF page rendered straight at the scale that fits a size×size square (no resampling), then padded."""
-    from generators.base import fit_and_pad
-
-    rect = doc[page_number].rect
-    dpi = 72.0 * size / max(rect.width, rect.height)
-    img = rasterise_page(doc, page_number, dpi, grayscale)
-    if img.size[0] > size or img.size[1] > size:  # rounding up by a pixel
-        img = img.crop((0, 0, min(size, img.size[0]), min(size, img.size[1])))
-    return fit_and_pad(img, size)
 
 
 # -- many items, one TeX run ---------------------------------------------------------------------------

@@ -9,7 +9,8 @@ from PIL import Image
 
 from generators.base import Sample, encode_png
 from generators.table import TableGenerator, tex_preamble, to_latex
-from generators.tex import TexRenderer, rasterise_page, render_batch
+from generators.pages import rasterise_page
+from generators.tex import TexRenderer, render_batch
 
 
 def _cells(table) -> list[str]:
@@ -35,7 +36,7 @@ def test_tex_tables_show_exactly_the_target_cells(lang):
             # The sample's pixels are exactly those of its tabular typeset alone...
             engine, preamble = tex_preamble(lang)
             (page,) = render_batch(tex, preamble, [to_latex(table, sampled["style"])], engine)
-            assert encode_png(rasterise_page(page.doc, page.page, sample.meta["sampled"]["dpi"])) == sample.image
+            assert encode_png(rasterise_page(page.doc[page.page], dpi=sample.meta["sampled"]["dpi"])[0]) == sample.image
             # ...and that page shows every cell's text.
             pdf_text = "".join(page.doc[page.page].get_text().split())
             for cell in _cells(table):
