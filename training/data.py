@@ -39,7 +39,7 @@ class DecodeError(RowError):
 
 
 def decode_image(data: bytes | None) -> np.ndarray:
-    """Encoded image -> HxWxC uint8 (C = 1 or 3). pyspng for PNG (the fastest decoder, VARY.md §7), Pillow
+    """Encoded image -> HxWxC uint8 (C = 1 or 3). pyspng for PNG (the fastest decoder, docs/measured-figures.md), Pillow
     for everything else."""
     if not data:
         raise DecodeError("empty image")

@@ -1,7 +1,7 @@
 """Vary-base / Vary-toy (stage 2, "vocabulary integration"): a CLIP-L/14 tower (224², hidden state -2,
 CLS dropped) beside the stage-1 vocabulary network, each projected by its own Linear and concatenated on
 channels to the LLM width; the features overwrite the `<imgpad>` embeddings of
-`<img>` + N × `<imgpad>` + `</img>` in a Qwen2-architecture LLM. Both towers are frozen (VARY.md §1)."""
+`<img>` + N × `<imgpad>` + `</img>` in a Qwen2-architecture LLM. Both towers are frozen (the Vary paper, arXiv 2312.06109)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,5 +1,5 @@
 """Vary-tiny (stage 1, "vocabulary generation"): vocabulary network -> Linear(1024->768) -> OPT-125M.
-The image tokens come first, then the target; there is no text prompt (VARY.md §1)."""
+The image tokens come first, then the target; there is no text prompt (the Vary paper, arXiv 2312.06109)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,7 +51,7 @@ class VaryTiny(VaryModel):
                         num_image_tokens=self.config.vocab.num_tokens)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        return [p for p in self.parameters() if p.requires_grad]  # all of it (VARY.md §3)
+        return [p for p in self.parameters() if p.requires_grad]  # all of it (Vary-tiny trains every part)
 
     def enable_gradient_checkpointing(self) -> None:
         kw = {"gradient_checkpointing_kwargs": {"use_reentrant": False}}

@@ -1,5 +1,5 @@
 """Vary's new vocabulary network: a SAM ViTDet image encoder (transformers' SAM vision blocks) and two
-strided convolutions that fold its 64×64×256 neck output into 256 tokens of width 1024 (VARY.md §1)."""
+strided convolutions that fold its 64×64×256 neck output into 256 tokens of width 1024 (the Vary paper, arXiv 2312.06109)."""
 from __future__ import annotations
 
 import re
