@@ -1,7 +1,7 @@
 """The mix flow: committed manifests + weights -> a mixture spec, the small JSON a training stage reads.
 
-Presets follow the paper's stage data (VARY.md §2): Vary-tiny learns the new vocabulary on documents,
-PDF pages, charts and negatives; Vary-base integrates it on LaTeX pages, formulas, tables and charts.
+Presets follow the stage data of the Vary paper (arXiv 2312.06109, its data-engine sections): Vary-tiny learns
+the new vocabulary on documents, PDF pages, charts and negatives; Vary-base integrates it on LaTeX pages, formulas, tables and charts.
 Weights are relative; kinds without a committed dataset are left out and the rest renormalised, and the
 spec says which were missing.
 """
