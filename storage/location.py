@@ -28,6 +28,17 @@ def default_root() -> str:
     return os.environ.get("VARYFLOW_ROOT", DEFAULT_ROOT)
 
 
+def is_uri(name: str) -> bool:
+    """True when `name` is written as a URI (`s3://b/k`, `https://…`, `file:///x`) rather than a plain path.
+    The one place the project tells the two apart by spelling."""
+    return "://" in name
+
+
+def is_remote(name: str) -> bool:
+    """True when `name` addresses bytes behind a network scheme (`s3://…`): a URI that is not `file://`."""
+    return is_uri(name) and not name.startswith("file://")
+
+
 class Location:
     """A file-like object address (`/data/x`, `s3://bucket/prefix/x`). Immutable; `/` joins."""
 

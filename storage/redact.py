@@ -6,6 +6,8 @@ import re
 from typing import Any, Mapping
 from urllib.parse import parse_qsl, urlencode, urlparse, urlunparse
 
+from storage.location import is_uri
+
 # Whole name parts only (snake, kebab or camelCase): `aws_secret_access_key`, `secretKey` and `hf_token`
 # are secrets; `tokenizer` is not.
 _SECRET_PART = re.compile(r"^(secret|password|passwd|token|credentials?|auth|authorization|signature|apikey|accesskey|privatekey)$", re.I)
@@ -25,7 +27,7 @@ def redact(value: Any) -> Any:
         return {k: ("***" if _is_secret_key(k) and v not in (None, "", False) else redact(v)) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [redact(v) for v in value]
-    if isinstance(value, str) and "://" in value:
+    if isinstance(value, str) and is_uri(value):
         parsed = urlparse(value)
         if parsed.username or parsed.password:
             parsed = parsed._replace(netloc=(parsed.hostname or "") + (f":{parsed.port}" if parsed.port else ""))
