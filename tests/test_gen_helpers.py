@@ -219,3 +219,42 @@ def test_corpus_from_a_folder_or_prefix_of_parquet_and_jsonl_with_a_named_column
     with DocumentGenerator(corpus=f"{web}#content") as gen:
         _, target, _, _ = gen.typeset(0, 0)
     assert "Shard" in target
+
+
+def test_the_sample_tail_keeps_renderer_png_and_detects_gray():
+    """`finish_sample` is every kind's tail: a renderer's PNG is kept byte for byte unless a degradation
+    applies; an image without colour is stored as one channel and says so in meta."""
+    import io
+
+    from generators.base import Generator, encode_png
+
+    class Tail(Generator):
+        kind = "tail"
+        prompt = "p"
+
+        def render(self, seed, index):
+            raise NotImplementedError
+
+    gen = Tail()
+    page = Image.new("RGB", (40, 30), "white")
+    ImageDraw.Draw(page).rectangle((5, 5, 30, 20), fill=(20, 20, 20))
+    png = encode_png(page)
+    kept = gen.finish_sample(0, 0, png, np.random.default_rng(0), lang="en", text="t", sampled={}, min_ink=None)
+    assert (kept.image, kept.width, kept.height) == (png, 40, 30)
+    assert kept.meta["sampled"]["degradations"] == []
+    degraded = gen.finish_sample(0, 0, png, np.random.default_rng(0), lang="en", text="t", sampled={}, min_ink=None,
+                                 degradations={"p": 1.0, "kinds": ["noise"]})
+    assert degraded.image != png and degraded.meta["sampled"]["degradations"][0]["op"] == "noise"
+
+    gray = gen.finish_sample(0, 1, page, np.random.default_rng(0), lang="en", text="t", sampled={}, size=64,
+                             grayscale="detect")
+    assert Image.open(io.BytesIO(gray.image)).mode == "L" and gray.meta["sampled"]["grayscale"] is True
+    assert (gray.width, gray.height, gray.id) == (64, 64, "tail-s0-000000001")
+    ImageDraw.Draw(page).rectangle((0, 0, 3, 3), fill=(200, 0, 0))
+    colour = gen.finish_sample(0, 2, page, np.random.default_rng(0), lang="en", text="t", sampled={},
+                               grayscale="detect", suffix="-p0001")
+    assert Image.open(io.BytesIO(colour.image)).mode == "RGB" and colour.meta["sampled"]["grayscale"] is False
+    assert colour.id == "tail-s0-000000002-p0001"
+    with pytest.raises(Reject, match="ink"):
+        gen.finish_sample(0, 3, Image.new("RGB", (40, 30), "white"), np.random.default_rng(0), lang="en", text="t",
+                          sampled={})
