@@ -212,7 +212,9 @@ def _local_task_runner(workers: int) -> Any:
         def duplicate(self):
             return type(self)(max_workers=self._max_workers)
 
-    return LocalPoolTaskRunner(max_workers=max(1, workers))
+    # Twice as many task threads as workers: while a finished shard's task run completes (API calls), the next
+    # shard is already queued in the pool, so no worker waits for Prefect between shards.
+    return LocalPoolTaskRunner(max_workers=2 * max(1, workers))
 
 
 def make_task_runner(kind: str = "process", workers: int = 2, address: str | None = None) -> Any:
