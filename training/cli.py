@@ -182,7 +182,9 @@ def cmd_export(args: argparse.Namespace) -> int:
 def checkpoint_dir(path: str) -> str:
     """A checkpoint directory, or a training `--out` directory standing for its newest complete checkpoint. An
     `s3://` checkpoint is fetched into the local cache first (`storage.publish.fetch_checkpoint`)."""
-    if "://" in path:
+    from storage import is_uri
+
+    if is_uri(path):
         from storage.publish import fetch_checkpoint
 
         return str(fetch_checkpoint(path))

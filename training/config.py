@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storage import is_uri
 from training.errors import TrainingError
 from training.recipes import RECIPES
 
@@ -117,7 +118,7 @@ class TrainConfig:
             raise TrainingError("batch_size and epochs must be positive")
         if self.grad_accum is not None and self.global_batch is not None:
             raise TrainingError("give grad_accum or global_batch, not both (global_batch derives grad_accum)")
-        if "://" in self.out:
+        if is_uri(self.out):
             raise TrainingError(f"checkpoints are written to a local directory, not {self.out!r}")
         if self.precision not in ("auto", "bf16", "fp32"):
             raise TrainingError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
