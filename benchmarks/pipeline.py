@@ -15,6 +15,10 @@ the median. From the wall times at `--count` (N) and at `--small` (n):
 - fixed overhead = flow(n) - plain(n): what orchestration adds to a small render (Python and Prefect imports,
   reaching the API, task and run bookkeeping, artifacts).
 
+The same ratios are given in CPU time: the command's whole process tree (this process is made the subreaper of
+their orphans, so a fork server or a browser driver is counted too) plus the CPU the background API spent meanwhile.
+On a shared machine wall time also counts waiting for a core; CPU time does not.
+
 Fixed overhead is measured for three ways of reaching the API: `server` (a `prefect server start` already running,
 PREFECT_API_URL set), `embedded` (no PREFECT_API_URL: the background API that the first render on the machine started,
 `flows.api`), and `embedded, first run` (a fresh PREFECT_HOME, so that render starts the API itself).
@@ -90,13 +94,69 @@ def _env(home: str, api_url: str | None) -> dict[str, str]:
     return env
 
 
+_HOMES: set[str] = set()  # every PREFECT_HOME a measured command used
+_KEEP: set[int] = set()  # servers of this benchmark's own, never waited for
+
+
+def _api_pids() -> set[int]:
+    pids = set(_KEEP)
+    for home in _HOMES:
+        try:
+            pids.add(int(json.loads((Path(home) / "varyflow-api.json").read_text())["pid"]))
+        except (OSError, ValueError, KeyError):
+            pass
+    return pids
+
+
+def _api_cpu(home: str) -> float:
+    """CPU seconds so far of the background API serving `home` (not a child of the command, so counted apart)."""
+    import psutil
+
+    try:
+        pid = json.loads((Path(home) / "varyflow-api.json").read_text())["pid"]
+        t = psutil.Process(pid).cpu_times()
+        return t.user + t.system
+    except (OSError, ValueError, KeyError, psutil.Error):
+        return 0.0
+
+
+def _become_subreaper() -> None:
+    """Orphans of the measured commands (a fork server, a browser driver) become this process's children, so their
+    CPU time is counted when `_reap` waits for them (Linux: PR_SET_CHILD_SUBREAPER)."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)
+
+
+def _reap(keep: set[int]) -> None:
+    """Wait for the descendants the command left (not `keep`: the background API, which outlives commands)."""
+    import psutil
+
+    left = [p for p in psutil.Process().children() if p.pid not in keep]
+    psutil.wait_procs(left, timeout=60)
+
+
 def _timed(cmd: list[str], env: dict[str, str], timeout: int = 3600) -> tuple[float, str]:
+    """Wall time of the command; its CPU time (the process tree, plus the background API's) goes to _LAST_CPU."""
+    import resource
+
+    global _LAST_CPU
+    _HOMES.add(env["PREFECT_HOME"])
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    api_before = _api_cpu(env["PREFECT_HOME"])
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     wall = time.perf_counter() - t0
+    _reap(_api_pids())
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    _LAST_CPU = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+                 + max(0.0, _api_cpu(env["PREFECT_HOME"]) - api_before))
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:6])}… exited {proc.returncode}: {proc.stderr[-2000:]}")
     return wall, proc.stdout
+
+
+_LAST_CPU = 0.0
 
 
 def run_flow(kind: str, count: int, shard_rows: int, workers: int, out: str, env: dict[str, str]) -> tuple[float, list[str]]:
@@ -133,8 +193,9 @@ class PrefectServer:
 
         env = _env(self.home, None)
         self.proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
-                                      str(self.port), "--no-services"], env=env, stdout=subprocess.DEVNULL,
+                                      str(self.port)], env=env, stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
+        _KEEP.add(self.proc.pid)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             try:
@@ -166,6 +227,7 @@ def measure_kind(kind: str, count: int, small: int, shard_rows: int, workers: in
                  scratch: Path) -> dict[str, Any]:
     env = _env(home, None)
     walls: dict[str, list[float]] = {"flow": [], "plain": [], "flow_small": [], "plain_small": []}
+    cpus: dict[str, list[float]] = {k: [] for k in walls}
     for r in range(rounds):
         order = ["flow", "plain"] if r % 2 == 0 else ["plain", "flow"]
         for size, suffix in ((count, ""), (small, "_small")):
@@ -175,14 +237,18 @@ def measure_kind(kind: str, count: int, small: int, shard_rows: int, workers: in
                 runner = run_flow if which == "flow" else run_plain
                 wall, shas[which] = runner(kind, size, min(shard_rows, size) if suffix else shard_rows, workers, out, env)
                 walls[which + suffix].append(wall)
+                cpus[which + suffix].append(_LAST_CPU)
                 shutil.rmtree(out, ignore_errors=True)
-                print(f"  {kind} {which:<5} n={size:<5} round {r}: {wall:6.1f} s", flush=True)
+                print(f"  {kind} {which:<5} n={size:<5} round {r}: {wall:6.1f} s wall, {_LAST_CPU:6.1f} s CPU", flush=True)
             if shas["flow"] != shas["plain"]:
                 raise RuntimeError(f"{kind}: the flow and the plain loop wrote different shards; not the same work")
     med = {k: statistics.median(v) for k, v in walls.items()}
+    cpu = {k: statistics.median(v) for k, v in cpus.items()}
     return {
         "kind": kind, "count": count, "small": small, "shard_rows": shard_rows, "workers": workers, "rounds": rounds,
-        "walls": walls, "median": med,
+        "walls": walls, "median": med, "cpus": cpus, "cpu_median": cpu,
+        "cpu_ratio": cpu["plain"] / max(cpu["flow"], 1e-9),
+        "cpu_ratio_excl_startup": (cpu["plain"] - cpu["plain_small"]) / max(cpu["flow"] - cpu["flow_small"], 1e-9),
         "flow_per_s": count / med["flow"], "plain_per_s": count / med["plain"],
         "ratio": med["plain"] / med["flow"],
         "ratio_excl_startup": (med["plain"] - med["plain_small"]) / max(med["flow"] - med["flow_small"], 1e-9),
@@ -202,6 +268,7 @@ def measure_fixed(kind: str, small: int, workers: int, rounds: int, scratch: Pat
         }
         run_flow(kind, small, small, workers, str(scratch / "warm-up"), setups["embedded"](0))  # starts the embedded API
         walls: dict[str, list[float]] = {name: [] for name in [*setups, "plain"]}
+        cpus: dict[str, list[float]] = {name: [] for name in walls}
         for r in range(rounds):
             for name in (list(setups) + ["plain"]) if r % 2 == 0 else (["plain"] + list(setups)):
                 target = str(scratch / f"fixed-{r}")
@@ -211,15 +278,59 @@ def measure_fixed(kind: str, small: int, workers: int, rounds: int, scratch: Pat
                     wall, _ = run_flow(kind, small, small, workers, target, setups[name](r))
                 shutil.rmtree(target, ignore_errors=True)
                 walls[name].append(wall)
-                print(f"  fixed {name:<20} round {r}: {wall:6.1f} s", flush=True)
+                cpus[name].append(_LAST_CPU)
+                print(f"  fixed {name:<20} round {r}: {wall:6.1f} s wall, {_LAST_CPU:5.1f} s CPU", flush=True)
             stop_background_api(str(scratch / f"home-first-{r}"))
+            _reap(_api_pids())  # the stopped API's CPU is not the next command's
         stop_background_api(warm_home)
-    plain_med = statistics.median(walls["plain"])
+    plain_med, plain_cpu = statistics.median(walls["plain"]), statistics.median(cpus["plain"])
     for name in setups:
-        med = statistics.median(walls[name])
-        out[name] = {"wall_s": round(med, 2), "overhead_s": round(med - plain_med, 2), "walls": walls[name]}
-    out["plain"] = {"wall_s": round(plain_med, 2), "walls": walls["plain"]}
+        med, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+        out[name] = {"wall_s": round(med, 2), "overhead_s": round(med - plain_med, 2), "walls": walls[name],
+                     "cpu_s": round(cpu, 2), "cpu_overhead_s": round(cpu - plain_cpu, 2)}
+    out["plain"] = {"wall_s": round(plain_med, 2), "walls": walls["plain"], "cpu_s": round(plain_cpu, 2)}
     return {"kind": kind, "small": small, "workers": workers, "rounds": rounds, "modes": out}
+
+
+NARRATIVE = """
+## Reading the figures
+
+The CPU columns answer "what does orchestration cost per sample": with start-up excluded they are the plain loop's
+CPU over the flow's for the same samples, so 1.0 means the flow spends nothing per sample that the loop does not.
+The wall columns answer what a user waits for, start-up included; on a shared machine they also move with
+whatever else runs (a round in which another job took a core shows as a slower flow or a slower loop), so compare
+them within a round and over the rounds, not across runs. A render's fixed cost is the last table: the command's
+whole wall and CPU time against the plain loop doing the same 8 samples, by the way the command reaches Prefect.
+
+## Where the flow's time went, and what changed
+
+Before (issue 14: the flow at 0.40-0.54x the plain loop, 25-30 s of start-up per command), a CLI render paid for:
+
+1. **Prefect's temporary API server**, started and stopped inside every command: 15-30 s of each render on 2 busy
+   cores (and a failure when it missed Prefect's 20 s start-up timeout). Now `flows/api.py` starts the same server
+   (ephemeral mode) once per `PREFECT_HOME` in the background and later commands reuse it after one health check;
+   start-up waits up to 90 s saying what for, retries once, then falls back to Prefect's own.
+2. **Prefect's process pool**: each worker a fresh interpreter (spawn) importing Prefect (1.3-1.5 s CPU), with its
+   own API client shipping logs and events, shut down (and flushed) at the end of every render. Now shard tasks run
+   in threads of the flow's process and hand the rendering to `flows.runners.LocalPool`: processes forked from a
+   server that imported the generators once, importing no Prefect.
+3. **A generator per shard**: a Chromium (formula `fast`, echart, table html) or a TeX work dir with its preloaded
+   formats, per shard. Now each pool worker keeps the generators it built (by kind, params and input digest) for the
+   next shard, as the plain loop does; the CLI builds the render's generators in the workers while Prefect imports.
+4. **One worker for small renders** (fewer shards than workers) and the pipeline's seven renders **one after
+   another**. Now a shard's index range is split across the workers (written as one shard: same bytes), and the
+   pipeline's renders run at once, sharing the one pool (so `--workers` still bounds the processes).
+
+Kept, because they are what the flow is for and cost little per sample: a Prefect task run per shard (a few API
+calls each), the manifest commit, the artifacts (statistics, the per-shard table, a gallery of the first shard's
+first samples, progress), one log line per shard, and the shards' sha256 (computed while writing, in a second
+thread, by the same `storage` writer the plain loop uses). Progress now reaches the CLI per sample (each worker
+reports at most every 0.2 s).
+
+What remains fixed per command is Python importing Prefect (1.3-1.5 s CPU), the run's and tasks' bookkeeping and
+artifacts in the CLI process (about 1.5 s CPU) and the API serving them (about 0.4 s CPU): about 3.5 s of CPU, with
+the worker pool's start and the generators' construction running beside it on the other core.
+"""
 
 
 def write_markdown(path: Path, results: dict[str, Any]) -> None:
@@ -232,22 +343,26 @@ def write_markdown(path: Path, results: dict[str, Any]) -> None:
         "",
         f"Measured {results['when']} on {results['machine']}. {results['note']}",
         "",
-        "| kind (count, shard rows) | flow | plain loop | flow ÷ plain | start-up excluded | fixed overhead (n={small}) |".format(
+        "| kind (count, shard rows) | flow | plain loop | flow ÷ plain | start-up excluded | fixed overhead (n={small}) "
+        "| CPU: plain ÷ flow | CPU, start-up excluded | rounds | measured |".format(
             small=results["kinds"][0]["small"] if results["kinds"] else "-"),
-        "|---|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for k in results["kinds"]:
         lines.append(f"| {k['kind']} ({k['count']}, {k['shard_rows']}) | {k['flow_per_s']:.1f}/s | {k['plain_per_s']:.1f}/s | "
-                     f"{k['ratio']:.2f} | {k['ratio_excl_startup']:.2f} | {k['fixed_overhead_s']:.1f} s |")
+                     f"{k['ratio']:.2f} | {k['ratio_excl_startup']:.2f} | {k['fixed_overhead_s']:.1f} s | "
+                     f"{k['cpu_ratio']:.2f} | {k['cpu_ratio_excl_startup']:.2f} | {k['rounds']} | {k.get('when', '')} |")
     fixed = results.get("fixed")
     if fixed:
         lines += ["", f"Fixed overhead of one `varyflow render {fixed['kind']} --count {fixed['small']}` (whole command) "
                   f"by way of reaching the API, against the plain loop's {fixed['modes']['plain']['wall_s']:.1f} s:", "",
-                  "| API | command wall time | overhead over the plain loop |", "|---|---:|---:|"]
+                  "| API | command wall time | overhead over the plain loop | CPU time | CPU overhead |",
+                  "|---|---:|---:|---:|---:|"]
         for name, m in fixed["modes"].items():
             if name != "plain":
-                lines.append(f"| {name} | {m['wall_s']:.1f} s | {m['overhead_s']:.1f} s |")
-    path.write_text("\n".join(lines) + "\n")
+                lines.append(f"| {name} | {m['wall_s']:.1f} s | {m['overhead_s']:.1f} s | {m['cpu_s']:.1f} s | "
+                             f"{m['cpu_overhead_s']:.1f} s |")
+    path.write_text("\n".join(lines) + "\n" + NARRATIVE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -273,31 +388,42 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--fixed-kind", default="document", help="kind of the fixed-overhead measurement ('' skips it)")
     ap.add_argument("--note", default="", help="a sentence for the results (e.g. the machine was shared)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "pipeline-benchmarks.md"))
+    ap.add_argument("--merge", action="store_true", help="keep the other kinds' (and the fixed overhead's) last figures")
     a = ap.parse_args(argv)
+    out = Path(a.out)
+    store = out.with_suffix(".json")
     scratch = Path(tempfile.mkdtemp(prefix="varyflow-bench-pipeline-"))
-    results: dict[str, Any] = {
+    _become_subreaper()
+    results: dict[str, Any] = json.loads(store.read_text()) if a.merge and store.exists() else {"kinds": []}
+    results.update({
         "when": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "note": a.note, "kinds": [],
-    }
+        "note": a.note or results.get("note", ""),
+    })
+
+    def save() -> None:
+        store.write_text(json.dumps(results, indent=1) + "\n")
+        write_markdown(out, results)
+
     try:
         home = str(scratch / "home")
         for kind in [k for k in a.kinds.split(",") if k]:
             print(f"== {kind}", flush=True)
             run_flow(kind, a.workers, 1, a.workers, str(scratch / f"warm-{kind}"), _env(home, None))  # API up, caches warm
             res = measure_kind(kind, a.count, a.small, a.shard_rows, a.workers, a.rounds, home, scratch)
-            results["kinds"].append(res)
+            res["when"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            results["kinds"] = [k for k in results["kinds"] if k["kind"] != kind] + [res]
+            save()
             print(f"  {kind}: flow {res['flow_per_s']:.1f}/s plain {res['plain_per_s']:.1f}/s ratio {res['ratio']:.2f} "
                   f"excl. start-up {res['ratio_excl_startup']:.2f} fixed {res['fixed_overhead_s']:.1f} s", flush=True)
         stop_background_api(home)
         if a.fixed_kind:
             print("== fixed overhead", flush=True)
             results["fixed"] = measure_fixed(a.fixed_kind, a.small, a.workers, a.rounds, scratch)
+            results["fixed"]["when"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            save()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    out = Path(a.out)
-    out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    write_markdown(out, results)
     print(f"wrote {out}")
     return 0
 
