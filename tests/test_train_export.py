@@ -55,4 +55,5 @@ def test_checkpoint_and_export_open_with_automodel_in_a_fresh_process(tmp_path):
         run = subprocess.run([sys.executable, "-c", FRESH, str(folder), str(tmp_path / "io.pt"), str(got)],
                              cwd=tmp_path, capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr[-3000:]
-        assert torch.equal(torch.load(got), expected), folder
+        # equal up to float reduction order: a fresh process may split matmuls over another number of threads
+        torch.testing.assert_close(torch.load(got), expected, rtol=1e-5, atol=1e-5, msg=lambda m: f"{folder}: {m}")
