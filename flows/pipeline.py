@@ -44,7 +44,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "train": {
         "preset": "tiny",
         "deepspeed": False,
-        "steps": 60,
+        "steps": 150,
         "batch_size": 2,  # whole pages are long sequences: 2 per step keeps the demo's time
         "lr": 5e-4,
         "seed": 0,
@@ -55,7 +55,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "holdout": 0.1,  # rows (by sample id) training never reads; the evaluation scores them
         "log_every": 25,
     },
-    "integration": {"steps": 60},  # stage-2 overrides of `train`
+    "integration": {"steps": 150},  # stage-2 overrides of `train`
     "launch": None,  # {"gpus", "nodes", "hostfile", ...} for the deepspeed launcher
     "evaluate": {"limit": 8, "max_new_tokens": 48},
     "retrain": {"deployment": "vocabulary_generation/vocabulary-generation"},
