@@ -10,7 +10,7 @@ import io
 import json
 import struct
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterator
+from typing import Any, Callable, ClassVar, Iterator
 
 import numpy as np
 
@@ -114,35 +114,83 @@ def params_fingerprint(params: dict[str, Any]) -> str:
 
 class Generator:
     """Base class. Subclasses set `kind` and `version`, take their parameters as keyword arguments
-    (recorded verbatim in every sample's meta) and implement `render(seed, index)`.
+    (recorded verbatim in every sample's meta) and implement `make(seed, index, prepared)`; a kind whose
+    renderer works faster on many samples at once (one TeX run, one screenshot) also implements
+    `prepare(seed, indices)` and sets `batch`. Both public ways in follow from that pair, so a kind never
+    writes them: `items(seed, start, stop)` (every sample and reject of an index range, in order) and
+    `render(seed, index)` (the samples of one index, or its `Reject` raised).
 
-    `render` returns the samples of one index (usually one; a PDF file yields one per page) or raises
-    `Reject`. Heavy resources (a browser, a TeX work dir) are opened lazily and released by `close()`;
-    use the generator as a context manager.
+    Heavy resources (a browser, a TeX work dir) are opened lazily and released by `close()`; use the
+    generator as a context manager.
     """
 
     kind: ClassVar[str] = ""
     version: ClassVar[str] = "0"
+    batch: int = 1  # indices one `prepare` call takes; kinds that batch set it from their `batch` parameter
 
     def __init__(self, **params: Any):
         self.params = params
 
-    def render(self, seed: int, index: int) -> list[Sample]:
+    # -- the hook pair a kind implements -------------------------------------------------------------
+    def prepare(self, seed: int, indices: list[int]) -> dict[int, Any]:
+        """The work a run of indices shares (a TeX run, a screenshot): for each index what `make` needs,
+        or the exception that index failed with (the others go on). Default: nothing shared."""
+        return dict.fromkeys(indices)
+
+    def make(self, seed: int, index: int, prepared: Any) -> list[Sample | Rejected]:
+        """The outcomes of one index from what `prepare` gave it: usually one sample; a multi-page source
+        yields a sample per page and a `Rejected` (id suffixed) for a page that failed alone. Raises
+        (`Reject`, or any exception: see `as_reject`) when the whole index fails."""
         raise NotImplementedError
+
+    # -- what callers use -------------------------------------------------------------------------------
+    def render(self, seed: int, index: int) -> list[Sample]:
+        """The samples of one index (pages that failed alone are left out: `items()` counts them); raises
+        the index's `Reject` when it fails whole. The same bytes as `items()` gives for that index."""
+        return [s for s in self._outcomes(seed, index, self.prepare(seed, [index])[index]) if isinstance(s, Sample)]
+
+    def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
+        """Samples and rejects for indices [start, stop), in order, prepared `batch` indices at a time. One
+        bad index never stops the rest."""
+        for lo in range(start, stop, self.batch):
+            yield from self.render_batch(seed, list(range(lo, min(stop, lo + self.batch))))
+
+    def render_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
+        """Samples and rejects of `indices`, prepared together, in order."""
+        prepared = self.prepare(seed, indices)
+        for index in indices:
+            try:
+                out = self._outcomes(seed, index, prepared[index])
+            except Exception as e:
+                yield self.rejected(seed, index, e)
+                continue
+            yield from out
+
+    def _outcomes(self, seed: int, index: int, prepared: Any) -> list[Sample | Rejected]:
+        if isinstance(prepared, Exception):
+            raise prepared
+        return list(self.make(seed, index, prepared))
+
+    @staticmethod
+    def each(indices: list[int], draw: Callable[[int], Any]) -> dict[int, Any]:
+        """`draw(index)` of every index, for `prepare`; an index whose draw raises holds its `Reject` instead
+        (`as_reject`: a `GeneratorError` still ends the run)."""
+        out: dict[int, Any] = {}
+        for index in indices:
+            try:
+                out[index] = draw(index)
+            except Exception as e:
+                out[index] = as_reject(e)
+        return out
+
+    @staticmethod
+    def pending(prepared: dict[int, Any]) -> list[int]:
+        """The indices of `prepared` (in order) that have not failed."""
+        return [i for i, v in prepared.items() if not isinstance(v, Exception)]
 
     def rng(self, seed: int, index: int, stream: int = 0) -> np.random.Generator:
         """`sample_rng` of this generator's kind."""
         return sample_rng(seed, index, stream, kind=self.kind)
-
-    def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
-        """Samples and rejects for indices [start, stop), in order. One bad index never stops the rest."""
-        for index in range(start, stop):
-            try:
-                samples = self.render(seed, index)
-            except Exception as e:
-                yield self.rejected(seed, index, e)
-                continue
-            yield from samples
 
     def rejected(self, seed: int, index: int, error: Exception, suffix: str = "") -> Rejected:
         """The `Rejected` of one index that raised `error` (see `as_reject`)."""
@@ -209,11 +257,29 @@ class Generator:
 
 class OwnsRenderers:
     """Mixin (before `Generator` in the bases) for generators that open a `TexRenderer` (`_tex`) and/or a
-    `BrowserRenderer` (`_browser`) lazily: `close()` releases whichever is open; the next sample reopens it.
-    It is part of the generator life cycle (`Generator.close`, `with gen:`), so it lives beside `Generator`."""
+    `BrowserRenderer` (`_browser`) lazily, each with the generator's `timeout_s`: `tex()` / `browser()` open
+    it on first use, `close()` releases whichever is open; the next sample reopens it. It is part of the
+    generator life cycle (`Generator.close`, `with gen:`), so it lives beside `Generator`."""
 
     _browser: Any = None
     _tex: Any = None
+    timeout_s: float
+
+    def tex(self) -> Any:
+        """The generator's `TexRenderer` (one private work dir), opened on first use."""
+        if self._tex is None:
+            from generators.tex import TexRenderer
+
+            self._tex = TexRenderer(timeout_s=self.timeout_s)
+        return self._tex
+
+    def browser(self) -> Any:
+        """The generator's `BrowserRenderer` (one offline Chromium), opened on first use."""
+        if self._browser is None:
+            from generators.browser import BrowserRenderer
+
+            self._browser = BrowserRenderer(timeout_s=self.timeout_s)
+        return self._browser
 
     def close(self) -> None:
         for attr in ("_browser", "_tex"):

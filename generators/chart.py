@@ -222,7 +222,7 @@ class ChartGenerator(DrawsCharts, Generator):
             img = Image.frombuffer("RGBA", (w, h), self._canvas.buffer_rgba(), "raw", "RGBA", 0, 1).convert("RGB")
         return img
 
-    def render(self, seed: int, index: int) -> list[Sample]:
+    def make(self, seed: int, index: int, prepared: None = None) -> list[Sample]:
         _, lang, chart_type, data, style = self.draw(seed, index)
         fonts.require_coverage("".join(data.texts()), style["font"])
         img = self._draw(data, style)

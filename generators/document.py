@@ -189,7 +189,7 @@ class DocumentGenerator(Generator):
         sampled.pop("page_wh")
         return pdf, target, sampled, rng
 
-    def render(self, seed: int, index: int) -> list[Sample]:
+    def make(self, seed: int, index: int, prepared: None = None) -> list[Sample]:
         import pymupdf
 
         pdf, target, sampled, rng = self.typeset(seed, index)

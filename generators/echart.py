@@ -184,7 +184,7 @@ class EChartGenerator(DrawsCharts, Generator):
         return option
 
     # -- rendering --------------------------------------------------------------------------------
-    def render(self, seed: int, index: int) -> list[Sample]:
+    def make(self, seed: int, index: int, prepared: None = None) -> list[Sample]:
         _, lang, chart_type, data, style = self.draw(seed, index)
         fonts.require_coverage("".join(data.texts()), style["font"])
         option = self.build_option(data, style)

@@ -21,16 +21,16 @@ the normalised string, so the target describes exactly what was drawn.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 import numpy as np
 
-from generators.base import (PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample,
-                             as_reject, sample_id)
+from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample
 from generators.degrade import check_spec
 from generators.sources import read_setup_file
 from generators.pages import rasterise_page
-from generators.tex import BatchPage, TexRenderer, brace_problem, check_untrusted, render_batch
+from generators.tex import BatchPage, brace_problem, check_untrusted, typeset_batch
 
 BACKENDS = ("fast", "faithful")
 
@@ -379,8 +379,6 @@ class FormulaGenerator(OwnsRenderers, Generator):
             self._tex_formulas = _load_tex_formulas(source, reader)
         elif source:
             self._lines = _load_lines(source, reader)
-        self._browser: Any = None
-        self._tex: Any = None
 
     # -- drawing a formula --------------------------------------------------------------------------
     def _draw(self, rng: np.random.Generator, index: int) -> tuple[str, dict[str, Any]]:
@@ -415,101 +413,71 @@ class FormulaGenerator(OwnsRenderers, Generator):
             raise Reject("malformed_formula", problem, where)
         return latex, {"origin": "tex", "where": where}
 
-    def _finish(self, seed: int, index: int, img: Any, rng: np.random.Generator, latex: str,
-                sampled: dict[str, Any]) -> Sample:
-        return self.finish_sample(seed, index, img, rng, lang="en", text=latex, sampled=sampled, size=self.size,
-                                  degradations=self.degradations)
+    # -- the batch hook: every index of a batch is drawn, then rendered by one call of the backend ------
+    def prepare(self, seed: int, indices: list[int]) -> dict[int, Any]:
+        """fast: one layout and one screenshot of the batch's MathML in Chromium (the screenshot is most of a
+        lone formula's cost); faithful: one TeX run, a formula a page. A formula's pixels do not depend on
+        its batch (tested in test_browser_containment and test_gen_formula), so `render` and `items` agree
+        byte for byte."""
+        if self.backend == "fast":
+            drawn = self.each(indices, lambda index: self._draw_fast(seed, index))
+            good = self.pending(drawn)
+            shots = self._mathml_images([drawn[i].mathml for i in good], [drawn[i].sampled["font_px"] for i in good])
+        else:
+            drawn = self.each(indices, lambda index: self._draw_faithful(seed, index))
+            good = self.pending(drawn)
+            shots = typeset_batch(self.tex(), FORMULA_PREAMBLE, [f"$\\displaystyle {drawn[i].latex}$" for i in good],
+                                  preload=True)
+        for index, shot in zip(good, shots):
+            drawn[index] = shot if isinstance(shot, Reject) else replace(drawn[index], shot=shot)
+        return drawn
 
-    # -- fast: MathML in Chromium, one layout and one screenshot per batch ----------------------------
-    def _fast_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
-        drawn: dict[int, Any] = {}
-        for index in indices:
-            rng = self.rng(seed, index)
-            try:
-                latex, sampled = self._draw(rng, index)
-                font_px = int(rng.integers(self.font_px[0], self.font_px[1] + 1))
-                mathml = to_mathml(latex)
-                _require_mathml_glyphs(mathml)
-                drawn[index] = (rng, latex, mathml, dict(sampled, backend="fast", font_px=font_px))
-            except Exception as e:
-                drawn[index] = as_reject(e)
-        good = [i for i in indices if not isinstance(drawn[i], Reject)]
-        images = self._mathml_images([drawn[i][2] for i in good], [drawn[i][3]["font_px"] for i in good])
-        placed = dict(zip(good, images))
-        for index in indices:
-            outcome = drawn[index] if isinstance(drawn[index], Reject) else placed[index]
-            try:
-                if isinstance(outcome, Reject):
-                    raise outcome
-                rng, latex, _, sampled = drawn[index]
-                yield self._finish(seed, index, outcome.convert("L"), rng, latex, sampled)
-            except Exception as e:
-                yield self.rejected(seed, index, e)
+    def make(self, seed: int, index: int, prepared: "_Drawn") -> list[Sample | Rejected]:
+        d = prepared
+        if isinstance(d.shot, BatchPage):
+            img, _ = rasterise_page(d.shot.doc[d.shot.page], dpi=d.sampled["dpi"])
+        else:
+            img = d.shot.convert("L")
+        return [self.finish_sample(seed, index, img, d.rng, lang="en", text=d.latex, sampled=d.sampled,
+                                   size=self.size, degradations=self.degradations)]
+
+    def _draw_fast(self, seed: int, index: int) -> "_Drawn":
+        rng = self.rng(seed, index)
+        latex, sampled = self._draw(rng, index)
+        font_px = int(rng.integers(self.font_px[0], self.font_px[1] + 1))
+        mathml = to_mathml(latex)
+        _require_mathml_glyphs(mathml)
+        return _Drawn(rng, latex, dict(sampled, backend="fast", font_px=font_px), mathml)
+
+    def _draw_faithful(self, seed: int, index: int) -> "_Drawn":
+        rng = self.rng(seed, index)
+        latex, sampled = self._draw(rng, index)
+        dpi = int(rng.integers(self.dpi[0], self.dpi[1] + 1))
+        return _Drawn(rng, latex, dict(sampled, backend="faithful", engine="pdflatex", dpi=dpi))
 
     def _mathml_images(self, mathmls: list[str], sizes: list[int]) -> list[Any]:
-        """One PIL image or Reject per formula. A formula's pixels do not depend on its batch (tested in
-        test_browser_containment), so `render` and `items` agree byte for byte."""
+        """One PIL image or Reject per formula."""
         if not mathmls:
             return []
-        if self._browser is None:
-            from generators.browser import BrowserRenderer
-
-            self._browser = BrowserRenderer(timeout_s=self.timeout_s)
         try:
-            return self._browser.render_mathml_many(mathmls, font_px=sizes)
+            return self.browser().render_mathml_many(mathmls, font_px=sizes)
         except Reject as r:
             if len(mathmls) == 1:
                 return [r]
         # The whole call failed (a timeout, a crashed page): render one by one, so only the culprit is rejected.
         return [img for m, f in zip(mathmls, sizes) for img in self._mathml_images([m], [f])]
 
-    # -- faithful: TeX, one run per batch ----------------------------------------------------------------
-    def _tex_renderer(self) -> Any:
-        if self._tex is None:
-            self._tex = TexRenderer(timeout_s=self.timeout_s)
-        return self._tex
 
-    def _faithful_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
-        drawn: dict[int, Any] = {}
-        for index in indices:
-            rng = self.rng(seed, index)
-            try:
-                latex, sampled = self._draw(rng, index)
-            except Exception as e:
-                drawn[index] = as_reject(e)
-                continue
-            dpi = int(rng.integers(self.dpi[0], self.dpi[1] + 1))
-            drawn[index] = (rng, latex, dict(sampled, backend="faithful", engine="pdflatex", dpi=dpi))
-        good = [i for i in indices if not isinstance(drawn[i], Reject)]
-        pages = render_batch(self._tex_renderer(), FORMULA_PREAMBLE, [f"$\\displaystyle {drawn[i][1]}$" for i in good],
-                             preload=True)
-        placed = dict(zip(good, pages))
-        for index in indices:
-            sid = sample_id(self.kind, seed, index)
-            outcome = drawn[index] if isinstance(drawn[index], Reject) else placed[index]
-            if isinstance(outcome, Reject):
-                yield Rejected(sid, self.kind, outcome.reason, outcome.detail, outcome.source)
-                continue
-            rng, latex, sampled = drawn[index]
-            assert isinstance(outcome, BatchPage)
-            try:
-                img, _ = rasterise_page(outcome.doc[outcome.page], dpi=sampled["dpi"])
-                yield self._finish(seed, index, img, rng, latex, sampled)
-            except Exception as e:
-                yield self.rejected(seed, index, e)
+@dataclass(frozen=True)
+class _Drawn:
+    """One index of a batch: its rng (positioned after the draws, for the degradations), formula and sampled
+    parameters, then what the backend made of it (`shot`: a PIL image, or the `BatchPage` of a TeX run)."""
 
-    # -- the contract ----------------------------------------------------------------------------------
-    def render(self, seed: int, index: int) -> list[Sample]:
-        batch = self._fast_batch if self.backend == "fast" else self._faithful_batch
-        (out,) = list(batch(seed, [index]))
-        if isinstance(out, Rejected):
-            raise Reject(out.reason, out.detail, out.source)
-        return [out]
-
-    def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
-        batch = self._fast_batch if self.backend == "fast" else self._faithful_batch
-        for lo in range(start, stop, self.batch):
-            yield from batch(seed, list(range(lo, min(stop, lo + self.batch))))
+    rng: np.random.Generator
+    latex: str
+    sampled: dict[str, Any]
+    mathml: str = ""
+    shot: Any = None
 
 
 FORMULA_PREAMBLE = r"""\documentclass[12pt]{article}

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
-from generators.base import (PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample,
-                             as_reject, sample_id)
+from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample
 from generators.degrade import check_spec
 from generators.sources import SourceFiles, describe_source
 from generators.formula import _Grammar, normalize_latex, random_formula
@@ -238,7 +237,7 @@ class LatexPageGenerator(OwnsRenderers, Generator):
     Real sources instead of a corpus: source (.tex files or arXiv-style archives: a file, folder, list or
     `s3://` prefix; read through reader/lister), max_pages (per source file), max_bytes (per source file).
     Then index i is source file i and yields its pages (ids `-pNNNN`), in the source's own language; see
-    `_source_items` and docs/data-engine-tex.md.
+    `_source_pages` and docs/data-engine-tex.md.
 
     Fitting: every block ends with a `\\write` to POSITIONS that records, at shipout, the page it ended on.
     A page whose blocks all end on its first page is done; otherwise its leading blocks that did end there
@@ -280,7 +279,6 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         self.budget_chars = tuple(budget_chars) if budget_chars else None
         self.batch = int(batch)
         self._corpora: dict[str, Any] = {}
-        self._tex: Any = None
 
     def _corpus(self, lang: str) -> Any:
         if lang not in self._corpora:
@@ -300,28 +298,24 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         engine = "pdflatex" if lang == "en" else "xelatex"
         return _Draft(index, rng, lang, name, engine, budget, blocks, keep=len(blocks))
 
+    # -- the batch hook ---------------------------------------------------------------------------------
+    def prepare(self, seed: int, indices: list[int]) -> dict[int, Any]:
+        """Corpus pages: each index's `_Placed` page (`_fit`); real sources: each file's page outcomes
+        (`_source_pages`)."""
+        return self._source_pages(seed, indices) if self.sources is not None else self._fit(seed, indices)
+
+    def make(self, seed: int, index: int, prepared: Any) -> list[Sample | Rejected]:
+        if self.sources is not None:
+            return prepared  # every page of source file `index`, made in `prepare`
+        return [self._sample(seed, prepared)]
+
     def _fit(self, seed: int, indices: list[int]) -> dict[int, _Placed | Reject]:
         """Draft every index, then compile rounds until each page fits on one page or is rejected."""
-        from generators.tex import TexRenderer
-
-        if self._tex is None:
-            self._tex = TexRenderer(timeout_s=self.timeout_s)
-        out: dict[int, _Placed | Reject] = {}
-        open_: list[_Draft] = []
-        for index in indices:
-            try:
-                open_.append(self._draft(seed, index))
-            except Exception as e:
-                out[index] = as_reject(e)
-        out.update(self._fit_drafts(open_))
-        return out
+        drafts = self.each(indices, lambda index: self._draft(seed, index))
+        return {**drafts, **self._fit_drafts([drafts[i] for i in self.pending(drafts)])}
 
     def _fit_drafts(self, open_: list[_Draft]) -> dict[int, _Placed | Reject]:
         """Compile rounds until each draft (at most one per index) fits on one page or is rejected."""
-        from generators.tex import TexRenderer
-
-        if self._tex is None:
-            self._tex = TexRenderer(timeout_s=self.timeout_s)
         out: dict[int, _Placed | Reject] = {}
         while open_:
             groups: dict[tuple[str, str, str], list[_Draft]] = {}
@@ -352,13 +346,13 @@ class LatexPageGenerator(OwnsRenderers, Generator):
 
         source = group_source(self._templates[name], lang, [d.blocks[: d.keep] for d in drafts], drafts[0].preamble)
         try:
-            out = self._tex.compile(source, drafts[0].engine, preload=True)
+            out = self.tex().compile(source, drafts[0].engine, preload=True)
         except TexError as e:
             if len(drafts) > 1:
                 return [self._compile_group(name, lang, [d])[0] for d in drafts]
             return [Reject(e.reason, f"{name}: {e.detail}")]
         doc = open_pdf(out.pdf)
-        positions = read_positions(self._tex.read_text(POSITIONS))
+        positions = read_positions(self.tex().read_text(POSITIONS))
         results: list[_Placed | Reject | int] = []
         for slot, d in enumerate(drafts):
             fit = fitting_blocks(positions, slot, d.keep)
@@ -392,30 +386,6 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         img, _ = rasterise_page(placed.doc[placed.page], self.size)
         return self.finish_sample(seed, d.index, img, d.rng, lang=d.lang, text=self._target(d), sampled=self._sampled(d),
                                   degradations=self.degradations)
-
-    def render(self, seed: int, index: int) -> list[Sample]:
-        if self.sources is not None:  # every page of source file `index`; rejected pages are left out
-            return [s for s in self._source_items(seed, [index]) if isinstance(s, Sample)]
-        placed = self._fit(seed, [index])[index]
-        if isinstance(placed, Reject):
-            raise placed
-        return [self._sample(seed, placed)]
-
-    def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
-        for lo in range(start, stop, self.batch):
-            indices = list(range(lo, min(stop, lo + self.batch)))
-            if self.sources is not None:
-                yield from self._source_items(seed, indices)
-                continue
-            placed = self._fit(seed, indices)
-            for index in indices:
-                outcome = placed[index]
-                try:
-                    if isinstance(outcome, Reject):
-                        raise outcome
-                    yield self._sample(seed, outcome)
-                except Exception as e:
-                    yield self.rejected(seed, index, e)
 
     # -- real LaTeX sources -------------------------------------------------------------------------------
     def _paper(self, seed: int, index: int) -> "_Paper":
@@ -453,10 +423,8 @@ class LatexPageGenerator(OwnsRenderers, Generator):
     def _undefined(self, papers: list["_Paper"]) -> None:
         """Drop the blocks that use a control sequence (or environment) their template does not define: TeX
         would stop at it. One probe run per template, language and preamble among `papers`."""
-        from generators.tex import TexError, TexRenderer
+        from generators.tex import TexError
 
-        if self._tex is None:
-            self._tex = TexRenderer(timeout_s=self.timeout_s)
         groups: dict[tuple[str, str, str], list[_Paper]] = {}
         for p in papers:
             groups.setdefault((p.template, p.lang, p.preamble), []).append(p)
@@ -467,8 +435,8 @@ class LatexPageGenerator(OwnsRenderers, Generator):
             # The pages' own preamble, so the probe runs on the format their runs preload.
             src = group_source(self._templates[template], lang, [[Block("paragraph", probe, "")]], preamble)
             try:
-                self._tex.compile(src, "pdflatex" if lang == "en" else "xelatex", preload=True)
-                missing = {ln.strip() for ln in self._tex.read_text(POSITIONS).splitlines() if len(ln.split()) == 1}
+                self.tex().compile(src, "pdflatex" if lang == "en" else "xelatex", preload=True)
+                missing = {ln.strip() for ln in self.tex().read_text(POSITIONS).splitlines() if len(ln.split()) == 1}
             except TexError:
                 continue  # the pages' own compiles will reject what fails
             for p in group:
@@ -477,8 +445,8 @@ class LatexPageGenerator(OwnsRenderers, Generator):
                     p.dropped["undefined_command"] = p.dropped.get("undefined_command", 0) + len(p.blocks) - len(keep)
                 p.blocks = keep
 
-    def _source_items(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
-        """Every page of each source file of `indices`, in order. Each paper is cut into pages from its first
+    def _source_pages(self, seed: int, indices: list[int]) -> dict[int, list[Sample | Rejected] | Reject]:
+        """Every page of each source file of `indices`, in order (or the file's Reject). Each paper is cut into pages from its first
         block on: a page takes blocks up to a drawn budget, is trimmed to what fits (as corpus pages are),
         and the next page starts at the first block it did not keep; a paper stops at `max_pages`.
 
@@ -486,17 +454,8 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         over is compiled again with the blocks that fitted, and since that says where the next page starts,
         the next page's first draft rides in the same run: about one TeX run per page, as a loop that knew
         every page's end beforehand would need."""
-        from generators.tex import TexRenderer
-
-        if self._tex is None:
-            self._tex = TexRenderer(timeout_s=self.timeout_s)
-        papers: dict[int, _Paper] = {}
-        failed: dict[int, Rejected] = {}
-        for index in indices:
-            try:
-                papers[index] = self._paper(seed, index)
-            except Exception as e:
-                failed[index] = self.rejected(seed, index, e)
+        parsed = self.each(indices, lambda index: self._paper(seed, index))
+        papers: dict[int, _Paper] = {i: parsed[i] for i in self.pending(parsed)}
         self._undefined(list(papers.values()))
         pages: dict[int, list[Sample | Rejected]] = {i: [] for i in papers}
         retry: dict[int, _Draft] = {}  # a page that ran over, to compile again with the blocks that fitted
@@ -522,11 +481,7 @@ class LatexPageGenerator(OwnsRenderers, Generator):
                     results[id(d)] = res
             for p, d, is_retry in slots:  # a paper's retry comes before its next page
                 self._source_outcome(seed, p, d, is_retry, results[id(d)], pages[p.index], retry)
-        for index in indices:
-            if index in failed:
-                yield failed[index]
-            else:
-                yield from pages[index]
+        return {**parsed, **pages}
 
     def _source_draft(self, seed: int, p: "_Paper", start: int, page: int) -> _Draft:
         """Page `page` of paper `p`, from block `start` on, up to a budget drawn from the page's own rng."""
@@ -572,16 +527,13 @@ class LatexPageGenerator(OwnsRenderers, Generator):
                                                        f"{res.detail}", p.name), f"-p{page:04d}"))
 
     def _source_sample(self, seed: int, p: "_Paper", placed: _Placed, page: int, start: int) -> Sample:
-        from dataclasses import replace
-
         d = placed.draft
         img, _ = rasterise_page(placed.doc[placed.page], self.size)
         sampled = dict(self._sampled(d), file=p.name, sha256=p.sha256, main=p.main, page=page,
                        block_range=[start, start + d.keep], dropped=p.dropped, packages=p.preamble.split())
         # A paper's last page may hold a heading and a line: real, if sparse; only an empty page is blank.
-        sample = self.finish_sample(seed, d.index, img, d.rng, lang=d.lang, text=self._target(d), sampled=sampled,
-                                    degradations=self.degradations, min_ink=0.0002)
-        return replace(sample, id=sample_id(self.kind, seed, d.index, f"-p{page:04d}"))
+        return self.finish_sample(seed, d.index, img, d.rng, lang=d.lang, text=self._target(d), sampled=sampled,
+                                  degradations=self.degradations, min_ink=0.0002, suffix=f"-p{page:04d}")
 
 
 @dataclass

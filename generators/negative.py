@@ -37,7 +37,7 @@ class NegativeGenerator(FileSourced, Generator):
         self.max_bytes, self.degradations, self.prompt = int(max_bytes), degradations, prompt
         self.sources = SourceFiles(source, reader, lister)
 
-    def render(self, seed: int, index: int) -> list[Sample]:
+    def make(self, seed: int, index: int, prepared: None = None) -> list[Sample]:
         from PIL import Image, ImageOps, UnidentifiedImageError
 
         name = self.sources.name(index)
@@ -52,7 +52,9 @@ class NegativeGenerator(FileSourced, Generator):
         except Reject:
             raise
         except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
-            raise Reject("corrupt_image", f"{name}: {type(e).__name__}: {e}", source=name) from None
+            # Pillow names an unknown format by the buffer object's address: not a detail that repeats.
+            why = "not an image format Pillow reads" if isinstance(e, UnidentifiedImageError) else f"{type(e).__name__}: {e}"
+            raise Reject("corrupt_image", f"{name}: {why}", source=name) from None
         rng = self.rng(seed, index)
         lang = pick_lang(rng, self.lang)
         sentence = self.sentences[int(rng.integers(len(self.sentences)))]

@@ -16,9 +16,9 @@ that buffer (a 1024² text page is ~100 KB of PNG, so ~50 MB at the default 500 
 from __future__ import annotations
 
 import time
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
-from generators.base import PROMPT_OCR, Generator, GeneratorError, Reject, Rejected, Sample, sample_id
+from generators.base import PROMPT_OCR, Generator, GeneratorError, Reject, Rejected, Sample
 from generators.degrade import check_spec
 from generators.pages import PageText, page_text, rasterise_page, text_lang
 from generators.sources import FileSourced, Lister, Reader, SourceFiles, describe_source, read_source
@@ -55,18 +55,7 @@ class PdfGenerator(FileSourced, Generator):
         self.sources = SourceFiles(source, reader, lister)
         self.min_glyph_px, self.min_ink_per_char = float(min_glyph_px), float(min_ink_per_char)
 
-    def render(self, seed: int, index: int) -> list[Sample]:
-        """The samples of file `index`; pages without text are left out (use `items()` to count them)."""
-        return [s for s in self._file_items(seed, index) if isinstance(s, Sample)]
-
-    def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
-        for index in range(start, stop):
-            try:
-                yield from self._file_items(seed, index)
-            except Exception as e:
-                yield self.rejected(seed, index, e)
-
-    def _file_items(self, seed: int, index: int) -> list[Sample | Rejected]:
+    def make(self, seed: int, index: int, prepared: None = None) -> list[Sample | Rejected]:
         """Every page outcome of file `index`, or Reject for the whole file. Pages are collected before any
         is handed out so that a file over its time limit leaves nothing behind."""
         import pymupdf
@@ -94,26 +83,25 @@ class PdfGenerator(FileSourced, Generator):
         return out
 
     def _page_item(self, seed: int, index: int, name: str, doc: Any, pno: int, truncated: bool) -> Sample | Rejected:
-        sid = sample_id(self.kind, seed, index, f"-p{pno:04d}")
+        suffix = f"-p{pno:04d}"
         try:
             page = doc.load_page(pno)
             read = page_text(page)
             text = read.text
             if not text.strip():
-                return Rejected(sid, self.kind, "no_text", f"{name}: page {pno} has no text", name)
+                return self.rejected(seed, index, Reject("no_text", f"{name}: page {pno} has no text", name), suffix)
             img, gray = rasterise_page(page, self.size, gray=None)
         except Exception as e:  # a damaged page object; the other pages may still be fine
-            return Rejected(sid, self.kind, "corrupt_page", f"{name}: page {pno}: {e}", name)
+            return self.rejected(seed, index, Reject("corrupt_page", f"{name}: page {pno}: {e}", name), suffix)
         problem = self._illegible(page, read, img)
         if problem:
-            return Rejected(sid, self.kind, "illegible", f"{name}: page {pno}: {problem}", name)
+            return self.rejected(seed, index, Reject("illegible", f"{name}: page {pno}: {problem}", name), suffix)
         lang = text_lang(text) if self.lang in ("auto", "mixed") else self.lang
         sampled = {"file": name, "page": pno, "pages": doc.page_count, "truncated": truncated, "lang": lang,
                    "grayscale": gray, "page_size": [round(page.rect.width, 2), round(page.rect.height, 2)]}
         return self.finish_sample(seed, index, img, self.rng(seed, index, stream=pno + 1), lang=lang, text=text,
                                   sampled=sampled, degradations=self.degradations, min_ink=None, grayscale=gray,
-                                  suffix=f"-p{pno:04d}")
-
+                                  suffix=suffix)
 
     def _illegible(self, page: Any, read: PageText, img: Any) -> str | None:
         """Why the text of a page cannot be read once it is `size`² (a poster-sized page shrinks its glyphs

@@ -8,16 +8,15 @@ merges) it is the LaTeX tabular itself. `meta.sampled.target_format` says which.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any, Callable
 
 import numpy as np
 
-from generators.base import (PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample,
-                             as_reject, sample_id)
+from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample
 from generators.degrade import check_spec
 from generators.pages import rasterise_page
-from generators.tex import ESCAPE_PREAMBLE, escape_text
+from generators.tex import ESCAPE_PREAMBLE, BatchPage, escape_text, typeset_batch
 
 BACKENDS = ("tex", "html")
 STYLES = ("booktabs", "grid", "hlines")
@@ -242,8 +241,6 @@ class TableGenerator(OwnsRenderers, Generator):
         self.size, self.dpi, self.font_px, self.batch = size, tuple(dpi), tuple(font_px), int(batch)
         self.timeout_s, self.degradations, self.prompt = timeout_s, degradations, prompt
         self._corpora: dict[str, Any] = {}
-        self._browser: Any = None
-        self._tex: Any = None
 
     def _corpus(self, lang: str) -> Any:
         if lang not in self._corpora:
@@ -270,11 +267,6 @@ class TableGenerator(OwnsRenderers, Generator):
             return tabular if tabular is not None else to_latex(table, style)
         return to_markdown(table)
 
-    def _finish(self, seed: int, index: int, img: Any, rng: np.random.Generator, lang: str, text: str,
-                sampled: dict[str, Any]) -> Sample:
-        return self.finish_sample(seed, index, img, rng, lang=lang, text=text, sampled=sampled, size=self.size,
-                                  degradations=self.degradations)
-
     def draw_html(self, seed: int, index: int) -> tuple[np.random.Generator, str, Table, dict[str, Any], dict[str, Any]]:
         """`draw` plus the html backend's draws: (rng, lang, table, sampled, style for `render_table`)."""
         rng, lang, table, sampled = self.draw(seed, index)
@@ -284,88 +276,73 @@ class TableGenerator(OwnsRenderers, Generator):
         style = {"font_px": font_px, "border": _HTML_BORDER[sampled["style"]], "font_family": family}
         return rng, lang, table, dict(sampled, backend="html", font_px=font_px, font_family=family), style
 
-    def _html_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
-        drawn: dict[int, Any] = {}
-        for index in indices:
-            try:
-                drawn[index] = self.draw_html(seed, index)
-            except Exception as e:
-                drawn[index] = as_reject(e)
-        good = [i for i in indices if not isinstance(drawn[i], Reject)]
-        placed = dict(zip(good, self._html_images([drawn[i][2].to_html_dict() for i in good],
-                                                  [drawn[i][4] for i in good])))
-        for index in indices:
-            outcome = drawn[index] if isinstance(drawn[index], Reject) else placed[index]
-            try:
-                if isinstance(outcome, Reject):
-                    raise outcome
-                rng, lang, table, sampled, _ = drawn[index]
-                yield self._finish(seed, index, outcome, rng, lang, self.target(table, sampled["style"]), sampled)
-            except Exception as e:
-                yield self.rejected(seed, index, e)
+    # -- the batch hook: every index of a batch is drawn, then rendered by one call of the backend ------
+    def prepare(self, seed: int, indices: list[int]) -> dict[int, Any]:
+        """html: one layout and screenshot of the batch's tables in Chromium; tex: one TeX run per language
+        present in the batch, a table a page. A table's pixels do not depend on its batch (tested in
+        test_browser_containment and test_gen_table), so `render` and `items` agree byte for byte."""
+        if self.backend == "html":
+            drawn = self.each(indices, lambda index: self._draw_html(seed, index))
+            good = self.pending(drawn)
+            shots = dict(zip(good, self._html_images([drawn[i].table.to_html_dict() for i in good],
+                                                     [drawn[i].style for i in good])))
+        else:
+            drawn = self.each(indices, lambda index: self._draw_tex(seed, index))
+            shots = {}
+            for lang in ("en", "zh"):  # one TeX run per language present in the batch
+                group = [i for i in self.pending(drawn) if drawn[i].lang == lang]
+                if group:
+                    engine, preamble = tex_preamble(lang)
+                    shots.update(zip(group, typeset_batch(self.tex(), preamble, [drawn[i].tabular for i in group],
+                                                          engine, preload=True)))
+        for index, shot in shots.items():
+            drawn[index] = shot if isinstance(shot, Reject) else replace(drawn[index], shot=shot)
+        return drawn
+
+    def make(self, seed: int, index: int, prepared: "_Drawn") -> list[Sample | Rejected]:
+        d = prepared
+        if isinstance(d.shot, BatchPage):
+            img, _ = rasterise_page(d.shot.doc[d.shot.page], dpi=d.sampled["dpi"])
+        else:
+            img = d.shot
+        return [self.finish_sample(seed, index, img, d.rng, lang=d.lang, text=self.target(d.table, d.sampled["style"], d.tabular),
+                                   sampled=d.sampled, size=self.size, degradations=self.degradations)]
+
+    def _draw_html(self, seed: int, index: int) -> "_Drawn":
+        rng, lang, table, sampled, style = self.draw_html(seed, index)
+        return _Drawn(rng, lang, table, sampled, style=style)
+
+    def _draw_tex(self, seed: int, index: int) -> "_Drawn":
+        rng, lang, table, sampled = self.draw(seed, index)
+        dpi = int(rng.integers(self.dpi[0], self.dpi[1] + 1))
+        engine = tex_preamble(lang)[0]
+        # typeset once: the tabular is both what TeX sets and, for merged tables, the target
+        tabular = to_latex(table, sampled["style"])
+        return _Drawn(rng, lang, table, dict(sampled, backend="tex", engine=engine, dpi=dpi), tabular=tabular)
 
     def _html_images(self, tables: list[dict[str, Any]], styles: list[dict[str, Any]]) -> list[Any]:
-        """One greyscale PIL image or Reject per table. A table's pixels do not depend on its batch (tested
-        in test_browser_containment), so `render` and `items` agree byte for byte."""
+        """One greyscale PIL image or Reject per table."""
         if not tables:
             return []
-        if self._browser is None:
-            from generators.browser import BrowserRenderer
-
-            self._browser = BrowserRenderer(timeout_s=self.timeout_s)
         try:
-            return self._browser.render_table_many(tables, styles, mode="L")
+            return self.browser().render_table_many(tables, styles, mode="L")
         except Reject as r:
             if len(tables) == 1:
                 return [r]
         # The whole call failed (a timeout, a crashed page): render one by one, so only the culprit is rejected.
         return [img for t, st in zip(tables, styles) for img in self._html_images([t], [st])]
 
-    def _tex_batch(self, seed: int, indices: list[int]) -> Iterator[Sample | Rejected]:
-        from generators.tex import TexRenderer, render_batch
 
-        if self._tex is None:
-            self._tex = TexRenderer(timeout_s=self.timeout_s)
-        drawn: dict[int, Any] = {}
-        for index in indices:
-            try:
-                rng, lang, table, sampled = self.draw(seed, index)
-            except Exception as e:
-                drawn[index] = as_reject(e)
-                continue
-            dpi = int(rng.integers(self.dpi[0], self.dpi[1] + 1))
-            engine = tex_preamble(lang)[0]
-            # typeset once: the tabular is both what TeX sets and, for merged tables, the target
-            tabular = to_latex(table, sampled["style"])
-            drawn[index] = (rng, lang, table, tabular, dict(sampled, backend="tex", engine=engine, dpi=dpi))
-        placed: dict[int, Any] = {}
-        for lang in ("en", "zh"):  # one TeX run per language present in the batch
-            group = [i for i in indices if not isinstance(drawn[i], Reject) and drawn[i][1] == lang]
-            if group:
-                engine, preamble = tex_preamble(lang)
-                items = [drawn[i][3] for i in group]
-                placed.update(zip(group, render_batch(self._tex, preamble, items, engine, preload=True)))
-        for index in indices:
-            outcome = drawn[index] if isinstance(drawn[index], Reject) else placed[index]
-            if isinstance(outcome, Reject):
-                yield Rejected(sample_id(self.kind, seed, index), self.kind, outcome.reason, outcome.detail,
-                               outcome.source)
-                continue
-            rng, lang, table, tabular, sampled = drawn[index]
-            try:
-                img, _ = rasterise_page(outcome.doc[outcome.page], dpi=sampled["dpi"])
-                yield self._finish(seed, index, img, rng, lang, self.target(table, sampled["style"], tabular), sampled)
-            except Exception as e:
-                yield self.rejected(seed, index, e)
+@dataclass(frozen=True)
+class _Drawn:
+    """One index of a batch: its rng (positioned after the draws, for the degradations), language, table and
+    sampled parameters, the backend's input (`style` for html, `tabular` for tex), then what the backend
+    made of it (`shot`: a PIL image, or the `BatchPage` of a TeX run)."""
 
-    def render(self, seed: int, index: int) -> list[Sample]:
-        batch = self._html_batch if self.backend == "html" else self._tex_batch
-        (out,) = list(batch(seed, [index]))
-        if isinstance(out, Rejected):
-            raise Reject(out.reason, out.detail, out.source)
-        return [out]
-
-    def items(self, seed: int, start: int, stop: int) -> Iterator[Sample | Rejected]:
-        batch = self._html_batch if self.backend == "html" else self._tex_batch
-        for lo in range(start, stop, self.batch):
-            yield from batch(seed, list(range(lo, min(stop, lo + self.batch))))
+    rng: np.random.Generator
+    lang: str
+    table: Table
+    sampled: dict[str, Any]
+    style: dict[str, Any] | None = None
+    tabular: str | None = None
+    shot: Any = None

@@ -253,7 +253,7 @@ class TexRenderer:
         A run spends most of its CPU on fixed costs (0.12 s for the table preamble on pdflatex against
         ~0.2 ms per table): undumping the format, then loading the preamble's packages. mylatexformat dumps
         the format at `\\begin{document}`; in a run on that format it skips the source's preamble line by
-        line, so line numbers (how `render_batch` finds a culprit) stay those of the source. The format is
+        line, so line numbers (how `typeset_batch` finds a culprit) stay those of the source. The format is
         built from the trusted preamble alone, in its own directory, which compile runs cannot write to.
         Formats are kept per process (building one costs ~0.28 s CPU, what ten batches save): the flows make a
         generator per shard, and every shard a worker renders reuses its formats."""
@@ -330,8 +330,8 @@ class BatchPage:
     page: int
 
 
-def render_batch(tex: TexRenderer, preamble: str, items: list[str], engine: str = "pdflatex",
-                 preload: bool = False) -> list[BatchPage | Reject]:
+def typeset_batch(tex: TexRenderer, preamble: str, items: list[str], engine: str = "pdflatex",
+                  preload: bool = False) -> list[BatchPage | Reject]:
     """Typeset each item as its own tightly cropped page (preview package) in as few TeX runs as possible
     (`preload`: on a format with `preamble` loaded, see `TexRenderer.preamble_format`).
 

@@ -160,7 +160,7 @@ def test_an_exception_in_one_sample_is_that_samples_reject_and_the_run_goes_on()
     class Fragile(Generator):
         kind = "fragile"
 
-        def render(self, seed, index):
+        def make(self, seed, index, prepared):
             if index == 1:
                 raise ValueError("Expected '}' at position 7")  # e.g. a parser inside a renderer
             if index == 3:
@@ -176,11 +176,59 @@ def test_an_exception_in_one_sample_is_that_samples_reject_and_the_run_goes_on()
     class Broken(Generator):
         kind = "broken"
 
-        def render(self, seed, index):
+        def make(self, seed, index, prepared):
             raise GeneratorError("pdflatex not found")  # set-up: every sample would fail alike
 
     with pytest.raises(GeneratorError, match="pdflatex not found"):
         list(Broken().items(0, 0, 2))
+
+
+
+def test_render_and_items_follow_from_the_batch_hook():
+    from generators import KINDS, generator_class
+    from generators.base import Generator, Rejected, Sample
+
+    class Batched(Generator):
+        kind = "batched"
+        batch = 3
+
+        def __init__(self):
+            super().__init__()
+            self.runs: list[list[int]] = []
+
+        def prepare(self, seed, indices):
+            self.runs.append(indices)
+            return self.each(indices, lambda i: self.draw(i))
+
+        def draw(self, index):
+            if index == 4:
+                raise Reject("blank", "no ink")
+            return index * 10
+
+        def make(self, seed, index, prepared):
+            if index == 5:  # a two-page source: one page made, one failed alone
+                return [self.page(seed, index, "-p0000"), self.rejected(seed, index, Reject("no_text"), "-p0001")]
+            return [self.page(seed, index, "", str(prepared))]
+
+        def page(self, seed, index, suffix, text="page"):
+            return Sample(f"batched-s{seed}-{index:09d}{suffix}", b"", 1, 1, self.kind, "en", "", text)
+
+    gen = Batched()
+    items = list(gen.items(0, 2, 8))
+    assert gen.runs == [[2, 3, 4], [5, 6, 7]]  # `batch` indices prepared together
+    assert [i.id for i in items] == ["batched-s0-000000002", "batched-s0-000000003", "batched-s0-000000004",
+                                     "batched-s0-000000005-p0000", "batched-s0-000000005-p0001",
+                                     "batched-s0-000000006", "batched-s0-000000007"]
+    assert [type(i) for i in items] == [Sample, Sample, Rejected, Sample, Rejected, Sample, Sample]
+    assert (items[0].text, items[2].reason, items[4].reason) == ("20", "blank", "no_text")
+    # render: the same samples; a page that failed alone is left out; a whole index's reject is raised
+    assert gen.render(0, 3) == [items[1]] and gen.render(0, 5) == [items[3]]
+    with pytest.raises(Reject, match="blank"):
+        gen.render(0, 4)
+    # No kind writes `render` or `items` by hand: both follow from prepare/make for every kind.
+    for kind in KINDS:
+        cls = generator_class(kind)
+        assert (cls.render, cls.items, cls.render_batch) == (Generator.render, Generator.items, Generator.render_batch), kind
 
 
 def test_corpus_from_a_folder_or_prefix_of_parquet_and_jsonl_with_a_named_column(tmp_path):
@@ -232,8 +280,6 @@ def test_the_sample_tail_keeps_renderer_png_and_detects_gray():
         kind = "tail"
         prompt = "p"
 
-        def render(self, seed, index):
-            raise NotImplementedError
 
     gen = Tail()
     page = Image.new("RGB", (40, 30), "white")

@@ -10,7 +10,7 @@ from PIL import Image
 from generators.base import Sample, encode_png
 from generators.table import TableGenerator, tex_preamble, to_latex
 from generators.pages import rasterise_page
-from generators.tex import TexRenderer, render_batch
+from generators.tex import TexRenderer, typeset_batch
 
 
 def _cells(table) -> list[str]:
@@ -35,7 +35,7 @@ def test_tex_tables_show_exactly_the_target_cells(lang):
             _, _, table, sampled = gen.draw(3, index)
             # The sample's pixels are exactly those of its tabular typeset alone...
             engine, preamble = tex_preamble(lang)
-            (page,) = render_batch(tex, preamble, [to_latex(table, sampled["style"])], engine)
+            (page,) = typeset_batch(tex, preamble, [to_latex(table, sampled["style"])], engine)
             assert encode_png(rasterise_page(page.doc[page.page], dpi=sample.meta["sampled"]["dpi"])[0]) == sample.image
             # ...and that page shows every cell's text.
             pdf_text = "".join(page.doc[page.page].get_text().split())
@@ -105,11 +105,11 @@ def test_preloaded_preamble_gives_the_same_pages_and_still_names_the_bad_table()
     items = [good[0], bad, good[1], good[2]]
     engine, preamble = tex_preamble("en")
     with TexRenderer() as tex:
-        plain = render_batch(tex, preamble, items, engine)
+        plain = typeset_batch(tex, preamble, items, engine)
         fmt = tex.preamble_format(preamble + "\\begin{document}\n", engine)
         assert fmt is not None
         runs = tex.runs
-        preloaded = render_batch(tex, preamble, items, engine, preload=True)
+        preloaded = typeset_batch(tex, preamble, items, engine, preload=True)
         assert tex.runs - runs == 2  # the failing run names line 2 of the body; the rest compiles once
         assert tex.preamble_format(preamble + "\\begin{document}\n", engine) == fmt  # built once, reused
         # xeCJK loads an OpenType font, which XeTeX cannot dump: Chinese tables compile without a format

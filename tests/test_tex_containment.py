@@ -162,11 +162,11 @@ def test_batch_timeout_is_bisected_down_to_the_culprit():
     # No formula the pre-filter passes keeps TeX busy for long (TeX typesets even 50k-character formulas in
     # well under a second), so the culprit bypasses the filter, as hostile input that slipped past it would.
     from generators.formula import FORMULA_PREAMBLE
-    from generators.tex import BatchPage, render_batch
+    from generators.tex import BatchPage, typeset_batch
 
     items = ["$a+b$", "$\\frac{1}{x}$", r"\def\x{\x}\x", "$e^{i\\pi}$"]
     with TexRenderer(timeout_s=2) as tex:
-        out = render_batch(tex, FORMULA_PREAMBLE, items)
+        out = typeset_batch(tex, FORMULA_PREAMBLE, items)
         runs = tex.runs
     assert isinstance(out[2], Reject) and out[2].reason == "timeout"
     good = [o for i, o in enumerate(out) if i != 2]
