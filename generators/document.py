@@ -180,7 +180,7 @@ class DocumentGenerator(Generator):
         lang = pick_lang(rng, self.lang)
         corpus = self.corpus(lang)
         s = self._sample_style(rng, lang)
-        pdf, layout = self._typeset(rng, corpus, s)
+        pdf, layout = _lay_out(rng, corpus, s)
         target = _join(layout.pieces)
         if layout.blocks == 0 or not target:
             raise Reject("overflow", "no body text fits the page with the sampled layout")
@@ -234,174 +234,213 @@ class DocumentGenerator(Generator):
             "block_gap": round(font_size * float(rng.uniform(0.4, 1.2)), 2),
         }
 
-    def _next_block(self, rng: np.random.Generator, corpus: Corpus, prev: _Block | None) -> _Block:
+
+# -- layout: one page, drawn block by block --------------------------------------------------------------
+def _lay_out(rng: np.random.Generator, corpus: Corpus, s: dict[str, Any]) -> tuple[bytes, _Layout]:
+    """The one-page PDF of a sampled style `s` filled from `corpus`, and what landed on it: an optional
+    title across the page, then columns filled in reading order; a paragraph that does not fit a
+    column's end is cut between sentences and continues at the top of the next column."""
+    page = _Page(s, corpus)
+    blocks = _BlockStream(rng, corpus)
+    y = page.top
+    if s["has_title"]:
+        y = page.title(corpus.title(rng, max_words=7))
+    pending: _Block | None = None
+    for col in range(s["columns"]):
+        pending = page.fill_column(col, y, blocks, pending)
+    return page.finish(), page.layout
+
+
+class _BlockStream:
+    """The blocks a page draws from the corpus, in layout order. A list is drawn whole (its items share
+    a bullet style), then handed out an item at a time."""
+
+    def __init__(self, rng: np.random.Generator, corpus: Corpus):
+        self.rng, self.corpus = rng, corpus
+        self.items: list[_Block] = []  # the rest of the list being laid out
+        self.prev: _Block | None = None  # the last block placed (no heading right after a heading)
+
+    def next(self) -> _Block:
+        if self.items:
+            return self.items.pop(0)
+        rng, corpus = self.rng, self.corpus
         r = rng.random()
-        if r < 0.14 and (prev is None or prev.kind not in ("heading", "title")):
+        if r < 0.14 and (self.prev is None or self.prev.kind not in ("heading", "title")):
             return _Block("heading", [corpus.title(rng, max_words=5)])
         if r < 0.26:
             lo, hi = (25, 140) if corpus.lang == "en" else (12, 60)
             n = int(rng.integers(2, 6))
             style = BULLETS[int(rng.integers(len(BULLETS)))]
-            items = [corpus.paragraph(rng, lo, hi) for _ in range(n)]
-            # A list is expanded into items that the layout places one by one.
-            self._pending_items = [
-                _Block("item", [t], bullet=f"{k + 1}." if style == "number" else style, new_list=(k == 0))
-                for k, t in enumerate(items)]
-            return self._pending_items.pop(0)
+            texts = [corpus.paragraph(rng, lo, hi) for _ in range(n)]
+            self.items = [_Block("item", [t], bullet=f"{k + 1}." if style == "number" else style, new_list=(k == 0))
+                          for k, t in enumerate(texts)]
+            return self.items.pop(0)
         n = int(rng.integers(2, 7))
         return _Block("para", corpus.sentences(rng, n))
 
-    # -- layout ------------------------------------------------------------------------------------
-    def _typeset(self, rng: np.random.Generator, corpus: Corpus, s: dict[str, Any]) -> tuple[bytes, _Layout]:
-        from reportlab.lib.enums import TA_JUSTIFY, TA_LEFT
-        from reportlab.lib.styles import ParagraphStyle
+
+class _Page:
+    """One page being typeset: reportlab paragraph styles of the sampled style, the canvas, and what has
+    been placed so far (the target's pieces, in reading order)."""
+
+    def __init__(self, s: dict[str, Any], corpus: Corpus):
         from reportlab.pdfgen.canvas import Canvas
+
+        for f in (s["body_font"], s["bold_font"]):
+            font_path(f) if f not in BASE14 else None  # a missing font is a set-up error, raised early
+        self.s, self.joiner = s, corpus.joiner
+        self.wrap = "CJK" if corpus.lang == "zh" else None
+        if self.wrap:
+            _teach_reportlab_kinsoku()
+        self.styles = _paragraph_styles(s, self.wrap)
+        self.width, self.height = s["page_wh"]
+        self.left, right, top, self.bottom = s["margins"]
+        self.top = self.height - top
+        self.col_w = (self.width - self.left - right - s["gutter"] * (s["columns"] - 1)) / s["columns"]
+        self.text_w = self.width - self.left - right
+        self._buf = io.BytesIO()
+        # The canvas's own first font is Helvetica; naming it as the generator does keeps one font
+        # resource for pages set in Helvetica.
+        self.canvas = Canvas(self._buf, pagesize=(self.width, self.height), invariant=1, pageCompression=0,
+                             initialFontName=_measured_font("Helvetica"))
+        self.layout = _Layout()
+        self._first_frag: dict[str, Any] = {}  # per block kind: the parser's fragment for plain text
+
+    def title(self, text: str) -> float:
+        """Draw the title across the page; the y where the columns start."""
+        title = _Block("title", [text])
+        p = self.paragraph(title, title.sentences)
+        _, h = p.wrap(self.text_w, self.height)
+        p.drawOn(self.canvas, self.left, self.top - h)
+        self.record(title, title.sentences)
+        return self.top - h - self.s["block_gap"] * 1.5
+
+    def fill_column(self, col: int, y: float, blocks: _BlockStream, pending: _Block | None) -> _Block | None:
+        """Place blocks in column `col` from `y` down, starting with `pending` (what the previous column
+        left over), until one does not fit; returns what is left over for the next column."""
+        s = self.s
+        x, cur, first = self.left + col * (self.col_w + s["gutter"]), y, True
+        while True:
+            block = pending or blocks.next()
+            pending = None
+            gap = 0.0 if first else s["block_gap"] * (0.35 if block.kind == "item" and not block.new_list else 1.0)
+            room = cur - gap - self.bottom
+            # A heading keeps two lines of what follows with it rather than end a column.
+            keep = 2 * s["leading"] if block.kind == "heading" else 0.0
+            if block.para is None:
+                block.para = self.paragraph(block, block.sentences)
+            p = block.para
+            if room - keep > 0 and self.fits(p, self.col_w, room - keep):
+                shown = block.sentences
+            else:
+                shown, p = self.cut(block, room) if block.kind == "para" and room > 0 else ([], p)
+                if not shown:
+                    return block  # starts the next column whole
+                self.layout.cut_paragraphs += 1
+                pending = _Block("para", block.sentences[len(shown):], continued=True)
+            p.drawOn(self.canvas, x, cur - gap - p.height)
+            self.record(block, shown)
+            self.layout.blocks += 1
+            cur -= gap + p.height
+            first = False
+            blocks.prev = block
+            if pending is not None:
+                return pending
+
+    def cut(self, block: _Block, room: float) -> tuple[list[str], Any]:
+        """The longest run of leading sentences of paragraph `block` that fits in `room`, and its Paragraph;
+        no sentences when not even the first fits."""
+        cut = _longest_fitting_prefix(block.para, block.sentences, room)
+        if cut:
+            q = self.paragraph(block, block.sentences[:cut])
+            if self.fits(q, self.col_w, room):
+                return block.sentences[:cut], q
+            cut -= 1
+        # Lines the estimate could not read (or a wrong one): the longest run of leading sentences that
+        # fits, by binary search (fit is monotone).
+        lo, hi, best = 1, cut if cut is not None else len(block.sentences) - 1, None
+        while lo <= hi:
+            k = (lo + hi) // 2
+            q = self.paragraph(block, block.sentences[:k])
+            if self.fits(q, self.col_w, room):
+                best, lo = (k, q), k + 1
+            else:
+                hi = k - 1
+        return (block.sentences[:best[0]], best[1]) if best is not None else ([], block.para)
+
+    def paragraph(self, block: _Block, sentences: list[str]) -> Any:
+        """The reportlab Paragraph of `sentences` of `block` (all of them, or a leading run of a cut)."""
         from reportlab.platypus import Paragraph
         from reportlab.platypus.paragraph import cleanBlockQuotedText
 
-        lang = corpus.lang
-        for f in (s["body_font"], s["bold_font"]):
-            font_path(f) if f not in BASE14 else None  # a missing font is a set-up error, raised early
-        body, bold = _measured_font(s["body_font"]), _measured_font(s["bold_font"])
-        wrap = "CJK" if lang == "zh" else None
-        if wrap:
-            _teach_reportlab_kinsoku()
-        align = TA_JUSTIFY if s["align"] == "justify" else TA_LEFT
-        common = dict(splitLongWords=0, wordWrap=wrap, allowWidows=1, allowOrphans=1)
-        styles = {
-            "para": ParagraphStyle("p", fontName=body, fontSize=s["font_size"], leading=s["leading"],
-                                   alignment=align, **common),
-            "item": ParagraphStyle("i", fontName=body, fontSize=s["font_size"], leading=s["leading"], alignment=TA_LEFT,
-                                   leftIndent=s["font_size"] * 1.8, bulletIndent=s["font_size"] * 0.3,
-                                   bulletFontName=body, bulletFontSize=s["font_size"], **common),
-            "heading": ParagraphStyle("h", fontName=bold, fontSize=s["heading_size"],
-                                      leading=s["heading_size"] * 1.25, alignment=TA_LEFT, **common),
-            "title": ParagraphStyle("t", fontName=bold, fontSize=s["title_size"], leading=s["title_size"] * 1.25,
-                                    alignment=1, **common),
-        }
-        W, H = s["page_wh"]
-        ml, mr, mt, mb = s["margins"]
-        buf = io.BytesIO()
-        # The canvas's own first font is Helvetica; naming it as the generator does keeps one font
-        # resource for pages set in Helvetica.
-        canvas = Canvas(buf, pagesize=(W, H), invariant=1, pageCompression=0,
-                        initialFontName=_measured_font("Helvetica"))
-        layout = _Layout()
-        joiner = corpus.joiner
-        self._pending_items: list[_Block] = []
+        text = self.joiner.join(sentences)
+        if sentences is block.sentences:
+            # The target is checked for coverage before anything is drawn: no tofu reaches an
+            # image. A cut keeps leading sentences, so checking the whole block covers it too.
+            font = self.s["bold_font"] if block.kind in ("title", "heading") else self.s["body_font"]
+            require_coverage(text + block.bullet, font)
+        bullet = block.bullet or None
+        plain = not any(c in text for c in "&<>")
+        frag = self._first_frag.get(block.kind) if plain else None
+        if frag is not None:
+            # reportlab's XML parser makes text without markup characters into one fragment
+            # that differs from the style's first one only by its text (whitespace collapsed);
+            # cloning that skips the parser, a sixth of the layout time.
+            text = cleanBlockQuotedText(text)
+            return Paragraph(text, self.styles[block.kind], bulletText=bullet, frags=[frag.clone(text=text)])
+        p = Paragraph(escape(text), self.styles[block.kind], bulletText=bullet)
+        if plain and len(p.frags) == 1:
+            self._first_frag[block.kind] = p.frags[0]
+        return p
 
-        first_frag: dict[str, Any] = {}  # per block kind: the parser's fragment for plain text
+    def fits(self, p: Any, width: float, height: float) -> bool:
+        if getattr(p, "_wrapped_at", None) != width:
+            # Wrapped once per width: the height asked for plays no part in the line breaks,
+            # so a block that moves on to the next column keeps its lines.
+            p.wrap(width, height)
+            p._wrapped_at = width
+        # reportlab squeezes justified lines a little past the width; a word that does not fit
+        # at all overshoots by far more.
+        # CJK wrapping hangs closing punctuation, one character past the width.
+        if max(p.getActualLineWidths0() or [0]) > width * 1.03 + (self.s["font_size"] * 1.1 if self.wrap else 0):
+            raise Reject("overflow", "a word is wider than the column")
+        return p.height <= height
 
-        def make(block: _Block, sentences: list[str]) -> Any:
-            text = joiner.join(sentences)
-            if sentences is block.sentences:
-                # The target is checked for coverage before anything is drawn: no tofu reaches an
-                # image. A cut keeps leading sentences, so checking the whole block covers it too.
-                font = s["bold_font"] if block.kind in ("title", "heading") else s["body_font"]
-                require_coverage(text + block.bullet, font)
-            bullet = block.bullet or None
-            plain = not any(c in text for c in "&<>")
-            frag = first_frag.get(block.kind) if plain else None
-            if frag is not None:
-                # reportlab's XML parser makes text without markup characters into one fragment
-                # that differs from the style's first one only by its text (whitespace collapsed);
-                # cloning that skips the parser, a sixth of the layout time.
-                text = cleanBlockQuotedText(text)
-                return Paragraph(text, styles[block.kind], bulletText=bullet, frags=[frag.clone(text=text)])
-            p = Paragraph(escape(text), styles[block.kind], bulletText=bullet)
-            if plain and len(p.frags) == 1:
-                first_frag[block.kind] = p.frags[0]
-            return p
+    def record(self, block: _Block, sentences: list[str]) -> None:
+        """Add what was drawn of `block` to the target, with the separator reading order puts before it."""
+        text = self.joiner.join(sentences)
+        if block.kind == "item":
+            text = f"{block.bullet} {text}"
+            sep = "\n\n" if block.new_list else "\n"
+        else:
+            sep = self.joiner if block.continued else "\n\n"
+        self.layout.pieces.append((sep, text))
 
-        def fits(p: Any, width: float, height: float) -> bool:
-            if getattr(p, "_wrapped_at", None) != width:
-                # Wrapped once per width: the height asked for plays no part in the line breaks,
-                # so a block that moves on to the next column keeps its lines.
-                p.wrap(width, height)
-                p._wrapped_at = width
-            h = p.height
-            # reportlab squeezes justified lines a little past the width; a word that does not fit
-            # at all overshoots by far more.
-            # CJK wrapping hangs closing punctuation, one character past the width.
-            if max(p.getActualLineWidths0() or [0]) > width * 1.03 + (s["font_size"] * 1.1 if wrap else 0):
-                raise Reject("overflow", "a word is wider than the column")
-            return h <= height
+    def finish(self) -> bytes:
+        self.canvas.showPage()
+        self.canvas.save()
+        return self._buf.getvalue()
 
-        def record(block: _Block, sentences: list[str]) -> None:
-            text = joiner.join(sentences)
-            if block.kind == "item":
-                text = f"{block.bullet} {text}"
-                sep = "\n\n" if block.new_list else "\n"
-            else:
-                sep = joiner if block.continued else "\n\n"
-            layout.pieces.append((sep, text))
 
-        y = H - mt
-        if s["has_title"]:
-            title = _Block("title", [corpus.title(rng, max_words=7)])
-            p = make(title, title.sentences)
-            _, h = p.wrap(W - ml - mr, H)
-            p.drawOn(canvas, ml, y - h)
-            record(title, title.sentences)
-            y -= h + s["block_gap"] * 1.5
-        ncols = s["columns"]
-        col_w = (W - ml - mr - s["gutter"] * (ncols - 1)) / ncols
-        prev: _Block | None = None
-        pending: _Block | None = None
-        for col in range(ncols):
-            x, cur = ml + col * (col_w + s["gutter"]), y
-            first = True
-            while True:
-                block = pending or (self._pending_items.pop(0) if self._pending_items else self._next_block(rng, corpus, prev))
-                pending = None
-                gap = 0.0 if first else s["block_gap"] * (0.35 if block.kind == "item" and not block.new_list else 1.0)
-                room = cur - gap - mb
-                # A heading keeps two lines of what follows with it rather than end a column.
-                keep = 2 * s["leading"] if block.kind == "heading" else 0.0
-                if block.para is None:
-                    block.para = make(block, block.sentences)
-                p = block.para
-                if room - keep > 0 and fits(p, col_w, room - keep):
-                    shown = block.sentences
-                else:
-                    shown = []
-                    if block.kind == "para" and room > 0:
-                        cut = _longest_fitting_prefix(p, block.sentences, room)
-                        if cut:
-                            q = make(block, block.sentences[:cut])
-                            if fits(q, col_w, room):
-                                shown, p = block.sentences[:cut], q
-                            cut -= 1
-                        if not shown:
-                            # Lines the estimate could not read (or a wrong one): the longest run of
-                            # leading sentences that fits, by binary search (fit is monotone).
-                            lo, hi, best = 1, cut if cut is not None else len(block.sentences) - 1, None
-                            while lo <= hi:
-                                k = (lo + hi) // 2
-                                q = make(block, block.sentences[:k])
-                                if fits(q, col_w, room):
-                                    best, lo = (k, q), k + 1
-                                else:
-                                    hi = k - 1
-                            if best is not None:
-                                shown, p = block.sentences[:best[0]], best[1]
-                    if not shown:
-                        pending = block
-                        break
-                    layout.cut_paragraphs += 1
-                    pending = _Block("para", block.sentences[len(shown):], continued=True)
-                h = p.height
-                p.drawOn(canvas, x, cur - gap - h)
-                record(block, shown)
-                layout.blocks += 1
-                cur -= gap + h
-                first = False
-                prev = block
-                if pending is not None:
-                    break
-        canvas.showPage()
-        canvas.save()
-        return buf.getvalue(), layout
+def _paragraph_styles(s: dict[str, Any], wrap: str | None) -> dict[str, Any]:
+    """reportlab's paragraph style per block kind for the sampled style `s`."""
+    from reportlab.lib.enums import TA_JUSTIFY, TA_LEFT
+    from reportlab.lib.styles import ParagraphStyle
+
+    body, bold = _measured_font(s["body_font"]), _measured_font(s["bold_font"])
+    align = TA_JUSTIFY if s["align"] == "justify" else TA_LEFT
+    common = dict(splitLongWords=0, wordWrap=wrap, allowWidows=1, allowOrphans=1)
+    return {
+        "para": ParagraphStyle("p", fontName=body, fontSize=s["font_size"], leading=s["leading"],
+                               alignment=align, **common),
+        "item": ParagraphStyle("i", fontName=body, fontSize=s["font_size"], leading=s["leading"], alignment=TA_LEFT,
+                               leftIndent=s["font_size"] * 1.8, bulletIndent=s["font_size"] * 0.3,
+                               bulletFontName=body, bulletFontSize=s["font_size"], **common),
+        "heading": ParagraphStyle("h", fontName=bold, fontSize=s["heading_size"],
+                                  leading=s["heading_size"] * 1.25, alignment=TA_LEFT, **common),
+        "title": ParagraphStyle("t", fontName=bold, fontSize=s["title_size"], leading=s["title_size"] * 1.25,
+                                alignment=1, **common),
+    }
 
 
 def _longest_fitting_prefix(p: Any, sentences: list[str], height: float) -> int | None:
