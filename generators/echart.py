@@ -95,92 +95,12 @@ class EChartGenerator(DrawsCharts, Generator):
 
     # -- option -----------------------------------------------------------------------------------
     def build_option(self, data: ChartData, st: dict[str, Any]) -> dict[str, Any]:
-        """The ECharts option of a chart, made by pyecharts' chart classes."""
-        from pyecharts import options as opts
-        from pyecharts.charts import Bar, Line, Pie, Scatter
-
-        pal = PALETTES[st["palette"]]
-        colors = [pal[(st["color_offset"] + i) % len(pal)] for i in range(len(pal))]
-        init = opts.InitOpts(width=f"{self.size}px", height=f"{self.size}px", bg_color=st["background"],
-                             animation_opts=opts.AnimationOpts(animation=False))
-        label = opts.LabelOpts(is_show=st["show_values"], font_size=st["tick_px"])
-        ct = data.chart_type
-        if ct == "pie":
-            chart = Pie(init_opts=init).add(
-                data.series[0][0], [list(p) for p in zip(data.categories, data.series[0][1])],
-                radius=["38%", "68%"] if st["donut"] else [0, "68%"], rosetype="radius" if st["rose"] else None,
-                center=["50%", "55%"],
-                label_opts=opts.LabelOpts(is_show=st["show_values"], formatter="{c}", font_size=st["tick_px"]),
-            )
-        elif ct == "scatter":
-            chart = Scatter(init_opts=init).add_xaxis([])  # no shared x: each point carries its own [x, y]
-            for name, pts in data.series:
-                chart.add_yaxis(name, [list(p) for p in pts], symbol_size=int(10 * self.size / 1024),
-                                label_opts=opts.LabelOpts(is_show=False))
-        elif ct in ("line", "area"):
-            chart = Line(init_opts=init).add_xaxis(list(data.categories))
-            for name, vals in data.series:
-                chart.add_yaxis(name, list(vals), is_smooth=st["smooth"], symbol=st["symbol"], label_opts=label,
-                                areastyle_opts=opts.AreaStyleOpts(opacity=0.3) if ct == "area" else None)
-        else:
-            chart = Bar(init_opts=init).add_xaxis(list(data.categories))
-            for name, vals in data.series:
-                chart.add_yaxis(name, list(vals), stack="total" if ct == "stacked_bar" else None,
-                                gap=f"{st['bar_gap_pct']}%", label_opts=label)
-            if ct == "hbar":
-                chart.reversal_axis()
-        chart.set_colors(colors)
-        left, right, top, bottom = st["margins_pct"]
-        legend_kw: dict[str, Any] = {
-            "top": {"pos_top": f"{top // 2 + 4}%"}, "bottom": {"pos_bottom": "1%"},
-            "right": {"pos_right": "1%", "orient": "vertical", "pos_top": "middle"},
-        }[st["legend_pos"]]
-        global_kw: dict[str, Any] = {
-            "title_opts": opts.TitleOpts(title=data.title, pos_left=st["title_left"], pos_top="1%",
-                                         title_textstyle_opts=opts.TextStyleOpts(font_size=st["title_px"])),
-            "legend_opts": opts.LegendOpts(textstyle_opts=opts.TextStyleOpts(font_size=st["tick_px"]), **legend_kw),
-            "tooltip_opts": opts.TooltipOpts(is_show=False),
-        }
-        if ct != "pie":
-            name_style = opts.TextStyleOpts(font_size=st["label_px"])
-            tick_label = opts.LabelOpts(font_size=st["tick_px"])
-            # interval=0: every category label is drawn (ECharts would otherwise skip some that the target lists).
-            cat_label = opts.LabelOpts(font_size=st["tick_px"], rotate=st["tick_rotate"] if ct != "hbar" else 0, interval=0)
-            split = opts.SplitLineOpts(is_show=st["split_line"])
-            x_is_value = ct in ("hbar", "scatter")
-            # An axis name sits beyond its tick labels: the gap grows with the category labels' extent
-            # (long or rotated labels would otherwise run into the name). hbar's labels lie level beside
-            # a vertical axis: they reach out by their full width, as if turned 90 degrees.
-            cat_extent = _label_extent(data.categories, st["font"], st["tick_px"],
-                                       90 if ct == "hbar" else st["tick_rotate"])
-            x_gap = int(st["label_px"] * 2.2 + st["tick_px"])
-            y_gap = int(st["label_px"] * 3.5 + st["tick_px"])
-            if ct == "hbar":
-                y_gap = max(y_gap, int(cat_extent + 8 + st["label_px"] * 0.8))
-            elif ct != "scatter":
-                x_gap = max(x_gap, int(cat_extent + 8 + st["label_px"] * 0.5))
-            x_axis = dict(name=data.x_title, name_location="middle", name_gap=x_gap,
-                          name_textstyle_opts=name_style, axislabel_opts=tick_label if x_is_value else cat_label,
-                          type_="value" if x_is_value else "category", splitline_opts=split if x_is_value else None)
-            y_axis = dict(name=data.y_title, name_location="middle", name_gap=y_gap,
-                          name_textstyle_opts=name_style, axislabel_opts=cat_label if ct == "hbar" else tick_label,
-                          type_="category" if ct == "hbar" else "value", splitline_opts=None if ct == "hbar" else split,
-                          is_inverse=ct == "hbar")  # hbar: first category on top, as the target lists it
-            if ct == "scatter":
-                x_axis["is_scale"] = y_axis["is_scale"] = True
-            global_kw["xaxis_opts"] = opts.AxisOpts(**x_axis)
-            global_kw["yaxis_opts"] = opts.AxisOpts(**y_axis)
-        chart.set_global_opts(**global_kw)
+        """The ECharts option of a chart, made by pyecharts' chart classes: the series, then the title,
+        legend and axes, then what pyecharts has no argument for."""
+        chart = _series_chart(data, st, self.size)
+        chart.set_global_opts(**_global_opts(data, st))
         option = json.loads(chart.dump_options())
-        option["textStyle"] = {"fontFamily": st["font"]}
-        if st["show_values"]:
-            # Value labels of neighbouring points (two series at one value) would be drawn over each other
-            # and read as neither; ECharts hides one of two overlapping value labels instead.
-            for series in option["series"]:
-                series["labelLayout"] = {"hideOverlap": True}
-        if ct != "pie":
-            option["grid"] = {"left": f"{left + 6}%", "right": f"{right + (14 if st['legend_pos'] == 'right' else 0)}%",
-                              "top": f"{top + 8}%", "bottom": f"{bottom + 4}%", "containLabel": True}
+        _add_layout(option, data, st)
         return option
 
     # -- rendering --------------------------------------------------------------------------------
@@ -195,6 +115,121 @@ class EChartGenerator(DrawsCharts, Generator):
         sampled = {"lang": lang, "chart_type": chart_type, "data": data.to_meta(), "style": style}
         return [self.finish_sample(seed, index, png, self.rng(seed, index, stream=1), lang=lang, text=data.target(),
                                    sampled=sampled, degradations=self.degradations, min_ink=None)]
+
+
+# -- the option, part by part ------------------------------------------------------------------------------
+def _series_chart(data: ChartData, st: dict[str, Any], size: int) -> Any:
+    """The pyecharts chart of the data's type holding its series, in the sampled palette."""
+    from pyecharts import options as opts
+    from pyecharts.charts import Bar, Line, Pie, Scatter
+
+    init = opts.InitOpts(width=f"{size}px", height=f"{size}px", bg_color=st["background"],
+                         animation_opts=opts.AnimationOpts(animation=False))
+    label = opts.LabelOpts(is_show=st["show_values"], font_size=st["tick_px"])
+    ct = data.chart_type
+    if ct == "pie":
+        chart = Pie(init_opts=init).add(
+            data.series[0][0], [list(p) for p in zip(data.categories, data.series[0][1])],
+            radius=["38%", "68%"] if st["donut"] else [0, "68%"], rosetype="radius" if st["rose"] else None,
+            center=["50%", "55%"],
+            label_opts=opts.LabelOpts(is_show=st["show_values"], formatter="{c}", font_size=st["tick_px"]),
+        )
+    elif ct == "scatter":
+        chart = Scatter(init_opts=init).add_xaxis([])  # no shared x: each point carries its own [x, y]
+        for name, pts in data.series:
+            chart.add_yaxis(name, [list(p) for p in pts], symbol_size=int(10 * size / 1024),
+                            label_opts=opts.LabelOpts(is_show=False))
+    elif ct in ("line", "area"):
+        chart = Line(init_opts=init).add_xaxis(list(data.categories))
+        for name, vals in data.series:
+            chart.add_yaxis(name, list(vals), is_smooth=st["smooth"], symbol=st["symbol"], label_opts=label,
+                            areastyle_opts=opts.AreaStyleOpts(opacity=0.3) if ct == "area" else None)
+    else:
+        chart = Bar(init_opts=init).add_xaxis(list(data.categories))
+        for name, vals in data.series:
+            chart.add_yaxis(name, list(vals), stack="total" if ct == "stacked_bar" else None,
+                            gap=f"{st['bar_gap_pct']}%", label_opts=label)
+        if ct == "hbar":
+            chart.reversal_axis()
+    pal = PALETTES[st["palette"]]
+    chart.set_colors([pal[(st["color_offset"] + i) % len(pal)] for i in range(len(pal))])
+    return chart
+
+
+def _global_opts(data: ChartData, st: dict[str, Any]) -> dict[str, Any]:
+    """Title, legend (placed by the sampled position), no tooltip, and the axes of a chart that has them."""
+    from pyecharts import options as opts
+
+    top = st["margins_pct"][2]
+    legend_kw: dict[str, Any] = {
+        "top": {"pos_top": f"{top // 2 + 4}%"}, "bottom": {"pos_bottom": "1%"},
+        "right": {"pos_right": "1%", "orient": "vertical", "pos_top": "middle"},
+    }[st["legend_pos"]]
+    out: dict[str, Any] = {
+        "title_opts": opts.TitleOpts(title=data.title, pos_left=st["title_left"], pos_top="1%",
+                                     title_textstyle_opts=opts.TextStyleOpts(font_size=st["title_px"])),
+        "legend_opts": opts.LegendOpts(textstyle_opts=opts.TextStyleOpts(font_size=st["tick_px"]), **legend_kw),
+        "tooltip_opts": opts.TooltipOpts(is_show=False),
+    }
+    if data.chart_type != "pie":
+        out.update(_axes_opts(data, st))
+    return out
+
+
+def _axes_opts(data: ChartData, st: dict[str, Any]) -> dict[str, Any]:
+    """`xaxis_opts` and `yaxis_opts`: which axis holds values and which categories (hbar and scatter have
+    values on x), the ticks, the names and how far the names stand off their axis."""
+    from pyecharts import options as opts
+
+    ct = data.chart_type
+    name_style = opts.TextStyleOpts(font_size=st["label_px"])
+    tick_label = opts.LabelOpts(font_size=st["tick_px"])
+    # interval=0: every category label is drawn (ECharts would otherwise skip some that the target lists).
+    cat_label = opts.LabelOpts(font_size=st["tick_px"], rotate=st["tick_rotate"] if ct != "hbar" else 0, interval=0)
+    split = opts.SplitLineOpts(is_show=st["split_line"])
+    x_is_value = ct in ("hbar", "scatter")
+    x_gap, y_gap = _name_gaps(data, st)
+    x_axis = dict(name=data.x_title, name_location="middle", name_gap=x_gap,
+                  name_textstyle_opts=name_style, axislabel_opts=tick_label if x_is_value else cat_label,
+                  type_="value" if x_is_value else "category", splitline_opts=split if x_is_value else None)
+    y_axis = dict(name=data.y_title, name_location="middle", name_gap=y_gap,
+                  name_textstyle_opts=name_style, axislabel_opts=cat_label if ct == "hbar" else tick_label,
+                  type_="category" if ct == "hbar" else "value", splitline_opts=None if ct == "hbar" else split,
+                  is_inverse=ct == "hbar")  # hbar: first category on top, as the target lists it
+    if ct == "scatter":
+        x_axis["is_scale"] = y_axis["is_scale"] = True
+    return {"xaxis_opts": opts.AxisOpts(**x_axis), "yaxis_opts": opts.AxisOpts(**y_axis)}
+
+
+def _name_gaps(data: ChartData, st: dict[str, Any]) -> tuple[int, int]:
+    """How far the x and y axis names stand off their axes. A name sits beyond its tick labels: the gap
+    grows with the category labels' extent (long or rotated labels would otherwise run into the name).
+    hbar's labels lie level beside a vertical axis: they reach out by their full width, as if turned 90
+    degrees."""
+    ct = data.chart_type
+    cat_extent = _label_extent(data.categories, st["font"], st["tick_px"], 90 if ct == "hbar" else st["tick_rotate"])
+    x_gap = int(st["label_px"] * 2.2 + st["tick_px"])
+    y_gap = int(st["label_px"] * 3.5 + st["tick_px"])
+    if ct == "hbar":
+        y_gap = max(y_gap, int(cat_extent + 8 + st["label_px"] * 0.8))
+    elif ct != "scatter":
+        x_gap = max(x_gap, int(cat_extent + 8 + st["label_px"] * 0.5))
+    return x_gap, y_gap
+
+
+def _add_layout(option: dict[str, Any], data: ChartData, st: dict[str, Any]) -> None:
+    """What pyecharts has no argument for: the text font, value labels that hide rather than overlap, and
+    the plot's grid inside the sampled margins (room on the right for a legend placed there)."""
+    option["textStyle"] = {"fontFamily": st["font"]}
+    if st["show_values"]:
+        # Value labels of neighbouring points (two series at one value) would be drawn over each other
+        # and read as neither; ECharts hides one of two overlapping value labels instead.
+        for series in option["series"]:
+            series["labelLayout"] = {"hideOverlap": True}
+    if data.chart_type != "pie":
+        left, right, top, bottom = st["margins_pct"]
+        option["grid"] = {"left": f"{left + 6}%", "right": f"{right + (14 if st['legend_pos'] == 'right' else 0)}%",
+                          "top": f"{top + 8}%", "bottom": f"{bottom + 4}%", "containLabel": True}
 
 
 @functools.lru_cache(maxsize=64)
