@@ -21,7 +21,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from generators.base import GeneratorError, Reject
 
@@ -353,20 +353,30 @@ def typeset_batch(tex: TexRenderer, preamble: str, items: list[str], engine: str
 
 def brace_problem(tex: str) -> str | None:
     """Why the braces of `tex` do not balance (escaped braces and `\\` aside), or None."""
-    depth, i = 0, 0
-    while i < len(tex):
-        ch = tex[i]
-        if ch == "\\":
-            i += 2
-            continue
-        if ch == "{":
-            depth += 1
-        elif ch == "}":
-            depth -= 1
-            if depth < 0:
-                return f"unmatched '}}' at character {i}"
-        i += 1
+    depth = 0
+    for i, depth in brace_depths(tex):
+        if depth < 0:
+            return f"unmatched '}}' at character {i}"
     return f"{depth} unclosed '{{'" if depth else None
+
+
+_BRACE_OR_ESCAPE = re.compile(r"\\.|[{}]", re.DOTALL)
+
+
+def brace_depths(tex: str, start: int = 0) -> Iterator[tuple[int, int]]:
+    """(position, depth after it) of every brace of `tex` from `start` on, depth counted from `start`;
+    a backslash escapes the character after it (`\\{`, `\\}`, `\\\\`). The one brace scanner of the
+    TeX code (balance checks here, argument groups in `tex_source`)."""
+    depth = 0
+    for m in _BRACE_OR_ESCAPE.finditer(tex, start):
+        c = m.group()
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+        else:
+            continue
+        yield m.start(), depth
 
 
 def _batch_source(preamble: str, items: list[str], group: list[int]) -> tuple[str, int]:

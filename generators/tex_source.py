@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from generators.base import Reject
+from generators.tex import brace_depths
 
 MAX_MEMBER_BYTES = 8 << 20  # one .tex file of an archive; real papers are well under 1 MB
 MAX_INPUT_DEPTH = 8
@@ -138,20 +139,9 @@ def group_end(s: str, i: int) -> int:
             m = re.match(r"\\([A-Za-z]+|.)", s[i:])
             return i + (m.end() if m else 1)
         return i + 1
-    depth = 0
-    j = i
-    while j < len(s):
-        c = s[j]
-        if c == "\\":
-            j += 2
-            continue
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return j + 1
-        j += 1
+    for j, depth in brace_depths(s, i):
+        if depth == 0:
+            return j + 1
     raise ValueError("unbalanced braces")
 
 
