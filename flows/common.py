@@ -45,18 +45,6 @@ class InputUnavailable(BaseException):
         return (InputUnavailable, (self.error,))
 
 
-def read_input(name: str) -> bytes:
-    """The reader generators get: `read_location`, where only a missing file is the sample's problem."""
-    from storage.errors import NotFound, StorageError
-
-    try:
-        return read_location(name)
-    except NotFound:
-        raise
-    except StorageError as e:
-        raise InputUnavailable(e) from None
-
-
 def storage_errors_for_inputs(fn: Any) -> Any:
     """Decorator for task functions that render: an `InputUnavailable` leaves them as its StorageError."""
     import functools
@@ -72,27 +60,10 @@ def storage_errors_for_inputs(fn: Any) -> Any:
 
 
 def list_location(prefix: str) -> list[str]:
-    """The lister generators get for remote folders: every object name under a prefix."""
+    """Every object name under a prefix (`--source` checks)."""
     from storage import Location
 
     return [loc.uri for loc in Location.parse(prefix).list()]
-
-
-def generator_params(kind: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The parameters a generator is built with: the recorded ones plus storage's reader (and lister,
-    where the generator takes one) when input files are named."""
-    import inspect
-
-    from generators import generator_class
-
-    built = dict(params)
-    if any(built.get(p) for p in FILE_PARAMS):
-        accepted = inspect.signature(generator_class(kind).__init__).parameters
-        if "reader" in accepted:
-            built["reader"] = read_input
-        if "lister" in accepted:
-            built["lister"] = list_location
-    return built
 
 
 def artifact_key(*parts: object) -> str:

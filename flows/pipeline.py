@@ -170,8 +170,9 @@ def check_render_config(config: dict[str, Any]) -> None:
     """Build every configured generator from its params (construction only: no rendering, no listing) so a
     wrong parameter, or an input kind given no `source`, fails before hours of rendering the other kinds."""
     from flows.checks import needs_source
-    from flows.common import generator_params
-    from generators import GeneratorError, get_generator
+    from flows.shardwork import input_files
+    from generators import GeneratorError
+    from generators.render_unit import build_generator
 
     for kind, spec in config["render"].items():
         params = dict((spec or {}).get("params") or {})
@@ -179,7 +180,7 @@ def check_render_config(config: dict[str, Any]) -> None:
             # Kinds that read one input file per sample have nothing to render without a source.
             if needs_source(kind) and not params.get("source"):
                 raise GeneratorError("it reads input files: give render.%s.params.source (a folder, list or s3:// prefix)" % kind)
-            get_generator(kind, **generator_params(kind, params)).close()
+            build_generator(kind, params, input_files()).close()
         except (GeneratorError, TypeError) as e:
             raise ValueError(f"render.{kind}: {e}") from None
 

@@ -1,12 +1,13 @@
 """The render flow: one parameterised flow for every generator kind, one task per shard.
 
-Shard k holds sample indices [k*R, (k+1)*R), so any shard can be rendered alone and a rerun after a crash
-renders exactly the shards that are missing. The manifest commit is the last task: readers never see a
-dataset version whose shards are not all written.
+It reads top to bottom: the request is validated into a `RenderSpec` (`generators.render_unit`: what every sample
+is a function of, its shards and their fingerprints), the spec's shards are mapped over the task runner (each task
+runs the unit's `run_shard`, with storage's writer and input files), the manifest is committed last (readers never
+see a dataset version whose shards are not all written), and the run's artifacts are published. A rerun after a
+crash renders exactly the shards that are missing.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 import time
@@ -29,7 +30,6 @@ from flows.common import (
     api_url_exported,
     artifact_key,
     default_root,
-    generator_params,
     location_markdown,
     md_cell,
     package_versions,
@@ -39,41 +39,13 @@ from flows.common import (
 from flows.checks import check_reject_rate, check_render
 from flows.inputs import count_within_inputs, input_digest
 from flows.runners import active_local_pool, make_task_runner
-from flows.shardwork import MAX_REJECT_EXAMPLES, Rows, ShardResult, existing_shard, rows_job, shard_job, write_shard
+from flows.shardwork import rows_job, shard_job, writer_for
+from generators.render_unit import MAX_REJECT_EXAMPLES, RenderSpec, Rows, ShardResult, existing_shard, write_rows
 from storage import DEFAULT_SHARD_ROWS  # one default for every writer (storage/shards.py says why 512)
 
 # Called as listener(kind, done, count) as sample indices are rendered (at most every 0.2 s per worker, and as
 # each shard ends); the CLI's progress bar. Reused shards count as done.
 PROGRESS_LISTENERS: list[Callable[[str, int, int], None]] = []
-
-
-def shard_ranges(count: int, shard_rows: int) -> list[tuple[int, int, int]]:
-    """(shard index, first sample index, stop) for `count` samples in shards of `shard_rows`."""
-    if count < 1:
-        raise ValueError(f"count must be at least 1, got {count}")
-    if shard_rows < 1:
-        raise ValueError(f"shard rows must be at least 1, got {shard_rows}")
-    return [(k, start, min(start + shard_rows, count)) for k, start in enumerate(range(0, count, shard_rows))]
-
-
-def render_fingerprint(kind: str, params: dict[str, Any], seed: int, shard_rows: int,
-                       inputs: dict[str, Any] | None = None) -> str:
-    """What every sample of a dataset is a function of: kind, generator version, params, seed, shard size and
-    the digest of its input files (`input_digest`). Not the count: growing a dataset keeps its fingerprint,
-    so the shards already written are reused (see `shard_fingerprint`)."""
-    from generators import generator_class
-    from generators.base import params_fingerprint
-
-    version = generator_class(kind).version
-    return params_fingerprint(
-        {"kind": kind, "version": version, "params": params, "seed": seed, "shard_rows": shard_rows, "inputs": inputs or {}}
-    )
-
-
-def shard_fingerprint(fingerprint: str, start: int, stop: int) -> str:
-    """A shard's identity: the dataset fingerprint and its index range. A full shard keeps it when the count
-    grows; the old last, partial shard covers another range then, so it is written anew, never reused."""
-    return hashlib.sha256(f"{fingerprint}:{start}:{stop}".encode()).hexdigest()
 
 
 def _storage_failure(task: Any, task_run: Any, state: Any) -> bool:
@@ -88,17 +60,6 @@ def _storage_failure(task: Any, task_run: Any, state: Any) -> bool:
     except Exception:
         return False
     return False
-
-
-def render_shard_rows(kind: str, params: dict[str, Any], seed: int, start: int, stop: int, gallery: int = 0) -> Rows:
-    """Generator -> rows, with rejects counted by reason (`flows.shardwork.render_rows` with a fresh generator);
-    unpacks as (rows, rejects, examples, gallery)."""
-    from generators import get_generator
-
-    from flows.shardwork import render_rows
-
-    with get_generator(kind, **generator_params(kind, params)) as gen:
-        return render_rows(gen, kind, seed, start, stop, gallery)
 
 
 class _Progress:
@@ -140,15 +101,16 @@ def _untrack_progress() -> None:
     _PROGRESS.pop(str(runtime_flow_run.id), None)
 
 
-def _render_split(pool: Any, kind: str, params: dict[str, Any], seed: int, root: str, dataset: str, shard_fp: str,
-                  index: int, start: int, stop: int, gallery: int, parts: int, progress: _Progress | None,
-                  inputs: dict[str, Any] | None) -> ShardResult:
+def _render_split(pool: Any, spec: RenderSpec, root: str, dataset: str, index: int, gallery: int, parts: int,
+                  progress: _Progress | None) -> ShardResult:
     """One shard rendered as `parts` index ranges on as many workers, written here as one shard: the same rows in
     the same order, so the same bytes as rendering it whole (a small render uses every worker asked for)."""
-    found = existing_shard(root, dataset, shard_fp, index)
+    writer = writer_for(root, dataset, spec)
+    found = existing_shard(spec, index, writer)
     if found is not None:
         return found
     t0 = time.perf_counter()
+    _, start, stop = spec.shard(index)
     bounds = [start + (stop - start) * i // parts for i in range(parts + 1)]
     spans = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
     done = [0] * len(spans)
@@ -162,62 +124,48 @@ def _render_split(pool: Any, kind: str, params: dict[str, Any], seed: int, root:
             progress.update(index, sum(done))
         return report
 
-    futures = [pool.submit(rows_job, kind, params, seed, a, b, gallery if i == 0 else 0, inputs=inputs, progress=reporter(i))
+    futures = [pool.submit(rows_job, spec.kind, dict(spec.params), spec.seed, a, b, gallery if i == 0 else 0,
+                           inputs=dict(spec.inputs), progress=reporter(i))
                for i, (a, b) in enumerate(spans)]
-    pieces = [f.result() for f in futures]
-    rejects: Counter[str] = Counter()
-    for piece in pieces:
-        rejects.update(piece.rejects)
-    merged = Rows([r for p in pieces for r in p.rows], dict(rejects),
-                  [e for p in pieces for e in p.examples][:MAX_REJECT_EXAMPLES], [g for p in pieces for g in p.gallery][:gallery])
-    return write_shard(root, dataset, shard_fp, index, merged, t0)
+    return write_rows(spec, index, writer, Rows.merge([f.result() for f in futures], gallery), t0)
 
 
 @task(
     name="render-shard",
-    task_run_name="render {kind} shard {index}",
+    task_run_name="render {spec.kind} shard {index}",
     retries=3,
     retry_delay_seconds=exponential_backoff(backoff_factor=1),
     retry_condition_fn=_storage_failure,
 )
 @storage_errors_for_inputs
-def render_shard(
-    kind: str,
-    params: dict[str, Any],
-    seed: int,
-    root: str,
-    dataset: str,
-    fingerprint: str,
-    index: int,
-    start: int,
-    stop: int,
-    gallery: int = 0,
-    parts: int = 1,
-    inputs: dict[str, Any] | None = None,
-) -> ShardResult:
-    """Inline where the task runs (threads, Dask, Ray), or in the local pool under the `process` runner, then split
-    into `parts` index ranges when the render has fewer shards than workers (same bytes either way)."""
-    logger = get_run_logger()
-    shard_fp = shard_fingerprint(fingerprint, start, stop)
+def render_shard(spec: RenderSpec, root: str, dataset: str, index: int, gallery: int = 0, parts: int = 1) -> ShardResult:
+    """Shard `index` of `spec` (`run_shard`): inline where the task runs (threads, Dask, Ray), or in the local pool
+    under the `process` runner, then split into `parts` index ranges when the render has fewer shards than workers
+    (same bytes either way)."""
     progress = _progress_of_run()
     report = (lambda n: progress.update(index, n)) if progress is not None else None
     pool = active_local_pool()
+    _, start, stop = spec.shard(index)
     if pool is None:
-        result = shard_job(kind, params, seed, root, dataset, shard_fp, index, start, stop, gallery, report)
-    elif parts > 1:
-        result = _render_split(pool, kind, params, seed, root, dataset, shard_fp, index, start, stop, gallery, parts, progress,
-                               inputs)
+        result = shard_job(spec, root, dataset, index, gallery, report)
+    elif parts > 1 or pool.has_ahead(rows_job, spec.kind, dict(spec.params), spec.seed, start, stop, gallery,
+                                     inputs=dict(spec.inputs)):  # CLI head start
+        result = _render_split(pool, spec, root, dataset, index, gallery, parts, progress)
     else:
-        result = pool.submit(shard_job, kind, params, seed, root, dataset, shard_fp, index, start, stop, gallery,
-                             reuse_generator=True, inputs=inputs, progress=report).result()
+        result = pool.submit(shard_job, spec, root, dataset, index, gallery, reuse_generator=True, progress=report).result()
+    _log_shard(result, dataset)
+    return result
+
+
+def _log_shard(result: ShardResult, dataset: str) -> None:
+    logger = get_run_logger()
     if result.reused:
-        logger.info("shard %d of %s already written (%d rows); not rendered again", index, dataset, result.info.rows)
-        return result
+        logger.info("shard %d of %s already written (%d rows); not rendered again", result.index, dataset, result.info.rows)
+        return
     for ex in result.reject_examples:
         logger.warning("rejected %s: %s %s", ex["id"], ex["reason"], ex["detail"])
-    logger.info("shard %d of %s: %d rows, %d rejects in %.1f s", index, dataset, result.info.rows,
+    logger.info("shard %d of %s: %d rows, %d rejects in %.1f s", result.index, dataset, result.info.rows,
                 sum(result.rejects.values()), result.seconds)
-    return result
 
 
 @task(
@@ -227,23 +175,8 @@ def render_shard(
     retry_delay_seconds=exponential_backoff(backoff_factor=1),
     retry_condition_fn=_storage_failure,
 )
-def commit_manifest(root: str, dataset: str, fingerprint: str, shards: list[Any], facts: dict[str, Any]) -> str:
-    from storage import DatasetWriter
-
-    return DatasetWriter(root, dataset, fingerprint).commit(shards, facts)
-
-
-def _committed(root: str, dataset: str, fingerprint: str, count: int):
-    """The newest manifest of `dataset` when it already holds exactly this render; a rerun then does nothing."""
-    from storage import read_manifest
-    from storage.manifest import latest_manifest
-
-    uri = latest_manifest(root, dataset)
-    if uri is None:
-        return None
-    manifest = read_manifest(uri)
-    same = manifest.facts.get("fingerprint") == fingerprint and manifest.facts.get("count") == count
-    return manifest if same else None
+def commit_manifest(root: str, dataset: str, spec: RenderSpec, shards: list[Any], facts: dict[str, Any]) -> str:
+    return writer_for(root, dataset, spec).commit(shards, facts)
 
 
 def _render_run_name() -> str:
@@ -272,89 +205,102 @@ def render(
 
     Returns {"dataset", "manifest", "rows", "shards", "rejects", "reused", "samples_per_s"}.
     """
-    logger = get_run_logger()
-    root = out or default_root()
-    dataset = dataset or kind
-    params = dict(params or {})
-    check_render(kind, params, root, list_source=False)  # unknown params, no source, unwritable root: fail now
+    root, dataset = out or default_root(), dataset or kind
+    spec = _validated_spec(kind, count, seed, shard_rows, dict(params or {}), root)
+    done = _committed(root, dataset, spec)
+    if done is not None:
+        return _already_committed(spec, dataset, done)
+    results, elapsed = _render_shards(spec, root, dataset, workers, runner, runner_address, gallery)
+    result = _commit(spec, root, dataset, results, elapsed, max_reject_rate)
+    _publish(kind, dataset, result, [g for r in results for g in r.gallery], elapsed, root, results)
+    return result
+
+
+def _validated_spec(kind: str, count: int, seed: int, shard_rows: int, params: dict[str, Any], root: str) -> RenderSpec:
+    """The render asked for, checked before any work starts (unknown params, no source, an unwritable root), with
+    the digest of its input files and its count capped to them (one sample index per file for pdf, negative)."""
+    check_render(kind, params, root, list_source=False)  # the digest lists the source anyway
     inputs = input_digest(kind, params)
     count, note = count_within_inputs(count, inputs, params.get("source"))
     if note:
-        logger.warning(note)
-    ranges = shard_ranges(count, shard_rows)
-    fingerprint = render_fingerprint(kind, params, seed, shard_rows, inputs)
+        get_run_logger().warning(note)
+    return RenderSpec.of(kind, count=count, seed=seed, shard_rows=shard_rows, params=params, inputs=inputs)
 
-    done = _committed(root, dataset, fingerprint, count)
-    if done is not None:
-        logger.info("%s already holds this render (%s); nothing to do", dataset, done.uri)
-        result = _summary(dataset, done.uri, done.shards, done.facts.get("rejects", {}), reused=len(done.shards), rate=0.0)
-        _notify(kind, count, count)
-        return result
 
+def _committed(root: str, dataset: str, spec: RenderSpec):
+    """The newest manifest of `dataset` when it already holds exactly this render; a rerun then does nothing."""
+    from storage import read_manifest
+    from storage.manifest import latest_manifest
+
+    uri = latest_manifest(root, dataset)
+    if uri is None:
+        return None
+    manifest = read_manifest(uri)
+    try:
+        recorded = RenderSpec.from_facts(manifest.facts, manifest.uri)
+    except ValueError:  # written by something else (an import): not this render
+        return None
+    return manifest if (recorded.fingerprint, recorded.count) == (spec.fingerprint, spec.count) else None
+
+
+def _already_committed(spec: RenderSpec, dataset: str, done: Any) -> dict[str, Any]:
+    get_run_logger().info("%s already holds this render (%s); nothing to do", dataset, done.uri)
+    result = _summary(dataset, done.uri, done.shards, done.facts.get("rejects", {}), reused=len(done.shards), rate=0.0)
+    _notify(spec.kind, spec.count, spec.count)
+    return result
+
+
+def _render_shards(spec: RenderSpec, root: str, dataset: str, workers: int, runner: str, runner_address: str | None,
+                   gallery: int) -> tuple[list[ShardResult], float]:
+    """Every shard of `spec`, one `render_shard` task each, by index; and the seconds they took."""
+    shards = spec.shards()
     progress_id = create_progress_artifact(0.0, key=artifact_key("render", dataset, root_tag(root), "progress"),
                                            description=f"shards of {dataset} written under {root}")
-    t0 = time.perf_counter()
-    results: list[ShardResult] = []
     task_runner = make_task_runner(runner, workers, runner_address)
     # Fewer shards than workers (a small render): each shard's index range is split across the workers.
-    parts = math.ceil(workers / len(ranges)) if runner == "process" and len(ranges) < workers else 1
-    progress = _track_progress(kind, count)
+    parts = math.ceil(workers / len(shards)) if runner == "process" and len(shards) < workers else 1
+    results: list[ShardResult] = []
+    t0 = time.perf_counter()
+    progress = _track_progress(spec.kind, spec.count)
     try:
         with api_url_exported(), task_runner:
-            futures = [
-                task_runner.submit(
-                    render_shard,
-                    parameters=dict(kind=kind, params=params, seed=seed, root=root, dataset=dataset, fingerprint=fingerprint,
-                                    index=k, start=start, stop=stop, gallery=gallery if k == 0 else 0, parts=parts,
-                                    inputs=inputs),
-                )
-                for k, start, stop in ranges
-            ]
+            futures = [task_runner.submit(render_shard, parameters=dict(
+                           spec=spec, root=root, dataset=dataset, index=k, gallery=gallery if k == 0 else 0, parts=parts))
+                       for k, _, _ in shards]
             for fut in as_completed(futures):
                 results.append(fut.result())
-                rows_done = sum(r.info.rows for r in results)
-                _, start, stop = ranges[results[-1].index]
+                _, start, stop = shards[results[-1].index]
                 progress.finish(results[-1].index, stop - start)
-                update_progress_artifact(progress_id, 100.0 * len(results) / len(ranges),
-                                         description=f"{len(results)}/{len(ranges)} shards, {rows_done} rows")
+                update_progress_artifact(progress_id, 100.0 * len(results) / len(shards),
+                                         description=f"{len(results)}/{len(shards)} shards, "
+                                                     f"{sum(r.info.rows for r in results)} rows")
     finally:
         _untrack_progress()
-    elapsed = time.perf_counter() - t0
+    return sorted(results, key=lambda r: r.index), time.perf_counter() - t0
 
-    results.sort(key=lambda r: r.index)
+
+def _commit(spec: RenderSpec, root: str, dataset: str, results: list[ShardResult], elapsed: float,
+            max_reject_rate: float | None) -> dict[str, Any]:
+    """The manifest of the shards, committed unless too many samples were rejected; the flow's summary."""
     rejects: Counter[str] = Counter()
     for r in results:
         rejects.update(r.rejects)
     rendered = [r for r in results if not r.reused]
     rate = sum(r.info.rows for r in rendered) / elapsed if rendered and elapsed > 0 else 0.0
+    check_reject_rate(dataset, sum(r.info.rows for r in results), rejects, max_reject_rate)
     facts = {
-        "kind": kind,
-        "generator_version": _generator_version(kind),
-        "params": params,
-        "seed": seed,
-        "count": count,
-        "shard_rows": shard_rows,
-        "inputs": inputs,
-        "fingerprint": fingerprint,
+        **spec.to_facts(),
         "rejects": dict(rejects),
         "reject_examples": [ex for r in results for ex in r.reject_examples][:MAX_REJECT_EXAMPLES],
         "packages": package_versions(),
         "flow_run_id": str(runtime_flow_run.id) if runtime_flow_run.id else None,
         "deployment": runtime_deployment.name,
     }
-    check_reject_rate(dataset, sum(r.info.rows for r in results), rejects, max_reject_rate)
-    manifest_uri = commit_manifest(root, dataset, fingerprint, [r.info for r in results], facts)
+    manifest_uri = commit_manifest(root, dataset, spec, [r.info for r in results], facts)
     result = _summary(dataset, manifest_uri, [r.info for r in results], dict(rejects), reused=len(results) - len(rendered), rate=rate)
-    logger.info("committed %s: %d rows in %d shards (%d reused), %d rejects, %.1f samples/s",
-                manifest_uri, result["rows"], result["shards"], result["reused"], sum(rejects.values()), rate)
-    _publish(kind, dataset, result, [g for r in results for g in r.gallery], elapsed, root, results)
+    get_run_logger().info("committed %s: %d rows in %d shards (%d reused), %d rejects, %.1f samples/s",
+                          manifest_uri, result["rows"], result["shards"], result["reused"], sum(rejects.values()), rate)
     return result
-
-
-def _generator_version(kind: str) -> str:
-    from generators import generator_class
-
-    return generator_class(kind).version
 
 
 def _summary(dataset: str, manifest: str, shards: list[Any], rejects: dict[str, int], reused: int, rate: float) -> dict[str, Any]:

@@ -1,8 +1,8 @@
 """`varyflow reproduce CHECKPOINT`: re-render every shard a checkpoint was trained on and compare hashes.
 
-Each manifest records its generator kind, version, parameters, seed, count and shard size (flows.render
-writes them as facts), and shard k always covers the same sample indices, so a shard can be rendered
-again alone. Same package versions -> the same bytes; a mismatch names the shard and the versions then
+Each manifest records its render's `RenderSpec` as facts (`generators.render_unit`: kind, version, parameters,
+seed, count, shard size, input digest, fingerprint), and shard k always covers the same sample indices, so a shard
+can be rendered again alone. Same package versions -> the same bytes; a mismatch names the shard and the versions then
 and now.
 """
 from __future__ import annotations
@@ -14,8 +14,9 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_table_artifact
 
 from flows.common import api_url_exported, artifact_key, package_versions
-from flows.render import render_shard, shard_ranges
+from flows.render import render_shard
 from flows.runners import make_task_runner
+from generators.render_unit import RenderSpec
 
 
 def _plan(checkpoint: str) -> list[dict[str, Any]]:
@@ -28,14 +29,10 @@ def _plan(checkpoint: str) -> list[dict[str, Any]]:
     plan = []
     for shard in record.get("shards", []):
         manifest = manifests.get(shard["manifest"]) or read_manifest(shard["manifest"])
-        facts = manifest.facts
-        missing = [k for k in ("kind", "params", "seed", "count", "shard_rows", "fingerprint") if k not in facts]
-        if missing:
-            raise ValueError(f"{manifest.uri} does not record {', '.join(missing)}; it was not written by the render flow")
+        spec = RenderSpec.from_facts(manifest.facts, manifest.uri)
         info = next(s for s in manifest.shards if s.uri == shard["uri"])
-        _, start, stop = shard_ranges(facts["count"], facts["shard_rows"])[info.index]
         plan.append({"uri": shard["uri"], "sha256": shard["sha256"], "dataset": manifest.dataset, "index": info.index,
-                     "start": start, "stop": stop, "facts": facts})
+                     "spec": spec, "facts": manifest.facts})
     return plan
 
 
@@ -47,9 +44,7 @@ def reproduce_flow(checkpoint: str, out: str, workers: int = 2) -> dict[str, Any
     # Spawned workers would each start a temporary Prefect server without the API URL exported.
     with api_url_exported(), make_task_runner("process", workers) as runner:
         futures = [
-            runner.submit(render_shard, parameters=dict(kind=p["facts"]["kind"], params=p["facts"]["params"], seed=p["facts"]["seed"],
-                                                       root=out, dataset=p["dataset"], fingerprint=p["facts"]["fingerprint"],
-                                                       index=p["index"], start=p["start"], stop=p["stop"]))
+            runner.submit(render_shard, parameters=dict(spec=p["spec"], root=out, dataset=p["dataset"], index=p["index"]))
             for p in plan
         ]
         results = [f.result() for f in futures]
@@ -79,8 +74,9 @@ def _inputs_changed(facts: dict[str, Any]) -> bool | None:
     if "inputs" not in facts:
         return None
     try:
-        return input_digest(facts["kind"], facts["params"]) != facts["inputs"]
-    except (GeneratorError, StorageError, OSError):  # a source that no longer lists or reads has changed too
+        spec = RenderSpec.from_facts(facts)
+        return input_digest(spec.kind, dict(spec.params)) != spec.inputs
+    except (GeneratorError, StorageError, OSError, ValueError):  # a source that no longer lists or reads has changed too
         return True
 
 

@@ -1,66 +1,64 @@
-"""The work of one shard, without Prefect: generator -> rows -> one Parquet shard.
+"""The local pool's side of rendering: jobs a pool worker runs, and the generators it keeps between them.
 
-A render task runs these functions inline (thread, Dask or Ray workers) or hands them to the local worker pool
-(`flows.runners.LocalPool`), whose processes import no Prefect and keep each generator they built for the next shard
-(a Chromium or a TeX work dir starts once per process, not once per shard). This module must stay importable
-without Prefect: pool workers import it.
+The work itself is the render unit's (`generators.render_unit.run_shard`); this module adds what a long-lived
+worker process needs around it: storage's writer and input files, and one generator per (kind, params, input
+digest) kept for the next shard (a Chromium or a TeX work dir starts once per process, not once per shard).
+A render task runs `shard_job` inline (thread, Dask or Ray workers) or hands it to `flows.runners.LocalPool`,
+whose processes import no Prefect: neither may this module.
 """
 from __future__ import annotations
 
 import json
-import time
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-MAX_REJECT_EXAMPLES = 20
+from flows.common import FILE_PARAMS, InputUnavailable
+from generators.render_unit import Progress, RenderSpec, Rows, ShardResult, build_generator, render_rows, run_shard
+from storage import DatasetWriter, StorageFiles
+from storage.errors import NotFound, StorageError
 
 # Built generators of this process, by (kind, params, input digest); closed when the process exits.
 _GENERATORS: dict[str, Any] = {}
-# Parameters that name input files (flows.inputs digests them): a generator built on them is reused only for the
-# same digest, so a folder that gained a file, or a corpus edited in place, gets a new one.
-_FILE_PARAMS = ("source", "corpus", "records")
 
 
-@dataclass
-class ShardResult:
-    index: int
-    info: Any  # storage.ShardInfo
-    reused: bool
-    seconds: float = 0.0
-    rejects: dict[str, int] = field(default_factory=dict)
-    reject_examples: list[dict[str, str]] = field(default_factory=list)
-    gallery: list[dict[str, str]] = field(default_factory=list)
+class TaskInputFiles(StorageFiles):
+    """storage's input files as a render task hands them to generators: a storage outage (S3 down, a timeout, a
+    denial) leaves the generator as an `InputUnavailable`, so the task fails or retries instead of committing the
+    outage as rejects; only a missing file is the sample's problem."""
+
+    def read(self, name: str) -> bytes:
+        try:
+            return super().read(name)
+        except NotFound:
+            raise
+        except StorageError as e:
+            raise InputUnavailable(e) from None
+
+    def open(self, name: str) -> Any:
+        try:
+            return super().open(name)
+        except NotFound:
+            raise
+        except StorageError as e:
+            raise InputUnavailable(e) from None
 
 
-@dataclass
-class Rows:
-    """What rendering an index range gives: rows in index order, rejects by reason, examples, gallery."""
-
-    rows: list[dict[str, Any]]
-    rejects: dict[str, int]
-    examples: list[dict[str, str]]
-    gallery: list[dict[str, str]]
-
-    def __iter__(self):  # (rows, rejects, examples, gallery), as render_shard_rows always returned
-        return iter((self.rows, self.rejects, self.examples, self.gallery))
+def input_files() -> TaskInputFiles:
+    return TaskInputFiles()
 
 
 def cached_generator(kind: str, params: dict[str, Any], inputs: dict[str, Any] | None = None) -> Any:
-    """This process's generator for (kind, params, `inputs`: the render's `flows.inputs.input_digest`), built on
-    first use; None when `params` name input files and no digest is given (build a fresh one then). Pool workers
-    render many shards; the generators are pure per index, so reusing one gives the bytes a fresh one would."""
+    """This process's generator for (kind, params, `inputs`: the render's input digest), built on first use; None
+    when `params` name input files and no digest is given (build a fresh one then). Pool workers render many
+    shards; the generators are pure per index, so reusing one gives the bytes a fresh one would. A folder that
+    gained a file, or a corpus edited in place, has another digest, so it gets a new generator."""
     from multiprocessing.util import Finalize
 
-    from flows.common import generator_params
-    from generators import get_generator
-
-    if inputs is None and any(params.get(p) for p in _FILE_PARAMS):
+    if inputs is None and any(params.get(p) for p in FILE_PARAMS):
         return None
     key = json.dumps([kind, params, inputs or {}], sort_keys=True, default=str)
     gen = _GENERATORS.get(key)
     if gen is None:
-        gen = _GENERATORS[key] = get_generator(kind, **generator_params(kind, params))
+        gen = _GENERATORS[key] = build_generator(kind, params, input_files())
         # Runs as a pool worker exits (multiprocessing's exit handler), so its Chromium or TeX dir goes too.
         Finalize(gen, gen.close, exitpriority=10)
     return gen
@@ -72,92 +70,25 @@ def close_generators() -> None:
         gen.close()
 
 
-def render_rows(gen: Any, kind: str, seed: int, start: int, stop: int, gallery: int = 0,
-                progress: Callable[[int], None] | None = None) -> Rows:
-    """Generator -> rows for indices [start, stop), rejects counted by reason. The only place flows touch samples.
-    `progress(n)` is told how many indices are done so far (samples and rejects alike)."""
-    from flows.common import thumbnail_data_uri
-    from generators.base import Rejected
-
-    rows: list[dict[str, Any]] = []
-    rejects: Counter[str] = Counter()
-    examples: list[dict[str, str]] = []
-    shown: list[dict[str, str]] = []
-    done = 0
-    last: int | None = None
-    for item in gen.items(seed, start, stop):
-        if isinstance(item, Rejected):
-            rejects[item.reason] += 1
-            if len(examples) < MAX_REJECT_EXAMPLES:
-                examples.append({"id": item.id, "reason": item.reason, "detail": item.detail, "source": item.source})
-        else:
-            rows.append(item.to_row())
-            if len(shown) < gallery:
-                shown.append({"id": item.id, "lang": item.lang, "text": item.text, "thumb": thumbnail_data_uri(item.image)})
-        if progress is not None:
-            # A PDF yields one item per page: count an index once, when its first item arrives.
-            index = _index_of(item.id, start)
-            if index != last:
-                done, last = done + 1, index
-                progress(done)
-    if progress is not None and done != stop - start:
-        progress(stop - start)
-    return Rows(rows, dict(rejects), examples, shown)
+def writer_for(root: str, dataset: str, spec: RenderSpec) -> DatasetWriter:
+    return DatasetWriter(root, dataset, spec.fingerprint)
 
 
-def _index_of(sample_id: str, default: int) -> int:
-    """The sample index in a generator id (`kind-s{seed}-{index:09d}[suffix]`)."""
-    try:
-        return int(sample_id.split("-s", 1)[1].split("-", 1)[1][:9])
-    except (IndexError, ValueError):
-        return default
-
-
-def write_shard(root: str, dataset: str, shard_fingerprint: str, index: int, rendered: Rows, started: float) -> ShardResult:
-    from storage import DatasetWriter
-
-    info = DatasetWriter(root, dataset, shard_fingerprint).write_shard(index, rendered.rows, rejects=rendered.rejects)
-    return ShardResult(index, info, reused=False, seconds=time.perf_counter() - started, rejects=rendered.rejects,
-                       reject_examples=rendered.examples, gallery=rendered.gallery)
-
-
-def existing_shard(root: str, dataset: str, shard_fingerprint: str, index: int) -> ShardResult | None:
-    from storage import DatasetWriter
-
-    existing = DatasetWriter(root, dataset, shard_fingerprint).existing_shard(index)
-    if existing is None:
-        return None
-    return ShardResult(index, existing, reused=True, rejects=dict(existing.rejects))
-
-
-def _rendered(kind: str, params: dict[str, Any], seed: int, start: int, stop: int, gallery: int,
-              progress: Callable[[int], None] | None, reuse: bool, inputs: dict[str, Any] | None) -> Rows:
-    gen = cached_generator(kind, params, inputs) if reuse else None
-    if gen is not None:
-        return render_rows(gen, kind, seed, start, stop, gallery, progress)
-    from flows.common import generator_params
-    from generators import get_generator
-
-    with get_generator(kind, **generator_params(kind, params)) as fresh:
-        return render_rows(fresh, kind, seed, start, stop, gallery, progress)
-
-
-def shard_job(kind: str, params: dict[str, Any], seed: int, root: str, dataset: str, shard_fingerprint: str, index: int,
-              start: int, stop: int, gallery: int = 0, progress: Callable[[int], None] | None = None,
-              reuse_generator: bool = False, inputs: dict[str, Any] | None = None) -> ShardResult:
-    """One whole shard: reuse it when already written whole, else render and write it. `reuse_generator` (pool
-    workers) keeps the generator for the next shard of the same kind, params and input digest."""
-    found = existing_shard(root, dataset, shard_fingerprint, index)
-    if found is not None:
-        if progress is not None:
-            progress(stop - start)
-        return found
-    t0 = time.perf_counter()
-    rendered = _rendered(kind, params, seed, start, stop, gallery, progress, reuse_generator, inputs)
-    return write_shard(root, dataset, shard_fingerprint, index, rendered, t0)
+def shard_job(spec: RenderSpec, root: str, dataset: str, index: int, gallery: int = 0, progress: Progress | None = None,
+              reuse_generator: bool = False) -> ShardResult:
+    """Shard `index` of `spec` under `root`/`dataset` (`run_shard` with storage's writer and input files).
+    `reuse_generator` (pool workers) keeps the generator for the next shard of the same kind, params and inputs."""
+    gen = cached_generator(spec.kind, dict(spec.params), dict(spec.inputs)) if reuse_generator else None
+    return run_shard(spec, index, writer_for(root, dataset, spec), input_files(), generator=gen, gallery=gallery,
+                     progress=progress)
 
 
 def rows_job(kind: str, params: dict[str, Any], seed: int, start: int, stop: int, gallery: int = 0,
-             progress: Callable[[int], None] | None = None, inputs: dict[str, Any] | None = None) -> Rows:
-    """Part of a shard (a small render split across workers): its rows, for the caller to write as one shard."""
-    return _rendered(kind, params, seed, start, stop, gallery, progress, True, inputs)
+             progress: Progress | None = None, inputs: dict[str, Any] | None = None) -> Rows:
+    """Part of a shard (a small render split across workers, or a CLI head start): its rows, for the caller to
+    write as one shard. Plain arguments, so a job started ahead is found again by its call."""
+    gen = cached_generator(kind, params, inputs)
+    if gen is not None:
+        return render_rows(gen, seed, start, stop, gallery, progress)
+    with build_generator(kind, params, input_files()) as fresh:
+        return render_rows(fresh, seed, start, stop, gallery, progress)

@@ -1,6 +1,6 @@
 """Bytes, shards, manifests and lineage on a local directory or S3. Knows nothing of generators."""
 from storage.errors import CommitConflict, LocationError, ManifestError, NotFound, ShardCorrupt, StorageError
-from storage.location import Location, default_root, is_remote, is_uri
+from storage.location import Location, StorageFiles, default_root, is_remote, is_uri
 from storage.manifest import DatasetWriter, Manifest, latest_manifest, list_datasets, read_manifest
 from storage.reader import StreamingReader
 from storage.schema import SHARD_SCHEMA
@@ -9,5 +9,5 @@ from storage.shards import DEFAULT_ROW_GROUP_ROWS, DEFAULT_SHARD_ROWS, ShardInfo
 __all__ = [
     "CommitConflict", "DEFAULT_ROW_GROUP_ROWS", "DEFAULT_SHARD_ROWS", "DatasetWriter", "Location", "LocationError",
     "Manifest", "ManifestError", "NotFound", "SHARD_SCHEMA", "ShardCorrupt", "ShardInfo", "StorageError",
-    "StreamingReader", "default_root", "is_remote", "is_uri", "latest_manifest", "list_datasets", "read_manifest", "verify_shard",
+    "StorageFiles", "StreamingReader", "default_root", "is_remote", "is_uri", "latest_manifest", "list_datasets", "read_manifest", "verify_shard",
 ]

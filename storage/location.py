@@ -380,3 +380,86 @@ class S3Location(Location):
             token = resp["NextContinuationToken"]
         return dict(sorted(out.items()))
 
+
+
+class StorageFiles:
+    """Input files by name, local paths and `s3://` names alike: what generators read their inputs through
+    (`generators.sources.InputFiles`, a structural protocol this class satisfies without importing generators).
+    Which names are remote, and how a folder or a prefix is listed, is decided here and nowhere else.
+
+    A listing remembers the size and ETag of each object it saw, so a `stat` of a listed name costs no request
+    (a remote folder of 10,000 PDFs is digested with one listing, not 10,000 HEADs); use a fresh instance for an
+    answer as of now."""
+
+    def __init__(self) -> None:
+        self._listed: dict[str, str] = {}
+
+    def is_folder(self, name: str) -> bool:
+        """A local directory; a remote name ending in "/", or one that no object has and some objects lie under."""
+        loc = Location.parse(name)
+        if isinstance(loc, LocalLocation):
+            return loc.path.is_dir()
+        if name.endswith("/"):
+            return True
+        return loc.stat() is None and bool(loc.listing())
+
+    def list(self, folder: str) -> list[str]:
+        """The names in `folder`, sorted. Locally: its direct entries, subfolders with a trailing "/" (a caller
+        may take one as a single input: a LaTeX paper's folder). Under a remote prefix, where folders do not
+        exist: every object."""
+        loc = Location.parse(folder)
+        if isinstance(loc, LocalLocation):
+            if not loc.path.is_dir():
+                raise NotFound(f"{loc.uri}: no such folder")
+            return sorted(f"{p}/" if p.is_dir() else str(p) for p in loc.path.iterdir() if p.is_file() or p.is_dir())
+        listing = loc.listing()
+        self._listed.update((uri, f"{size}\t{etag}") for uri, (size, etag) in listing.items())
+        return list(listing)
+
+    def stat(self, name: str) -> str | None:
+        """A short text that changes when the file does, None when there is none: size and modification time
+        (ns) of a local file (a copy that resets the time only costs a re-render); a digest over every file of
+        a local folder; size and ETag of an object."""
+        if name in self._listed:
+            return self._listed[name]
+        loc = Location.parse(name)
+        if isinstance(loc, LocalLocation):
+            return _local_stat(loc.path)
+        head = loc.stat()
+        return None if head is None else f"{head[0]}\t{head[1]}"
+
+    def size(self, name: str) -> int:
+        return Location.parse(name).size()
+
+    def read(self, name: str) -> bytes:
+        return Location.parse(name).read_bytes()
+
+    def open(self, name: str) -> BinaryIO:
+        """A file to read: streamed from a local disk; an object is fetched whole (one GET)."""
+        loc = Location.parse(name)
+        if isinstance(loc, LocalLocation):
+            try:
+                return open(loc.path, "rb")
+            except FileNotFoundError:
+                raise NotFound(f"{loc.uri}: no such file") from None
+            except IsADirectoryError:
+                raise NotFound(f"{loc.uri}: is a directory, not a file") from None
+        return io.BytesIO(loc.read_bytes())
+
+    def resolve(self, name: str, base: str) -> str:
+        """`name` as written in a list file in folder `base`: a URI or an absolute path as it is, else under `base`."""
+        return name if is_uri(name) or os.path.isabs(name) else f"{base}/{name}"
+
+
+def _local_stat(path: Path) -> str | None:
+    if path.is_dir():  # a folder taken as one input (a LaTeX paper): every file in it counts
+        import hashlib
+
+        entries = (os.path.join(root, n) for root, _, names in sorted(os.walk(path)) for n in sorted(names))
+        return hashlib.sha256("".join(f"{os.path.relpath(f, path)}\t{_local_stat(Path(f)) or 'missing'}\n"
+                                      for f in entries).encode()).hexdigest()
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return f"{st.st_size}\t{st.st_mtime_ns}"

@@ -146,46 +146,57 @@ def same_contents(manifest: Manifest, shards: Iterable[ShardInfo], facts: Mappin
     return mine == theirs and _recipe(manifest.facts) == _recipe(facts)
 
 
+def _check_fingerprint(fingerprint: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{8,}", fingerprint):
+        raise ValueError(f"fingerprint must be a hex digest, got {fingerprint!r}")
+    return fingerprint
+
+
 class DatasetWriter:
     """Writes shards of one dataset and commits versions of it.
 
-    `fingerprint` identifies the content (generator parameters and seed): it is part of every shard's
-    name, so a run with other parameters can never overwrite a shard an older manifest names.
+    Two fingerprints, each named for what it identifies. `dataset_fingerprint`: the recipe of the whole dataset
+    (generator, parameters, seed, inputs), recorded in the manifest a commit writes. `shard_fingerprint` (per
+    shard, given to `write_shard` / `existing_shard`): the recipe of one shard, the first 8 hex digits of which are
+    part of its file name, so a run with other parameters can never overwrite a shard an older manifest names. A
+    dataset whose shards share one recipe (an import, a test) may leave it out: the dataset's is used.
     """
 
-    def __init__(self, root: str | Location, dataset: str, fingerprint: str,
+    def __init__(self, root: str | Location, dataset: str, dataset_fingerprint: str,
                  row_group_rows: int = DEFAULT_ROW_GROUP_ROWS):
-        if not re.fullmatch(r"[0-9a-f]{8,}", fingerprint):
-            raise ValueError(f"fingerprint must be a hex digest, got {fingerprint!r}")
+        _check_fingerprint(dataset_fingerprint)
         self.dataset = dataset
         self.dir = dataset_location(root, dataset)
-        self.fingerprint = fingerprint
+        self.dataset_fingerprint = dataset_fingerprint
         self.row_group_rows = row_group_rows
 
-    def shard_path(self, index: int) -> str:
-        return f"shards/{shard_name(index, self.fingerprint)}"
+    def _shard_name(self, index: int, shard_fingerprint: str | None) -> str:
+        return shard_name(index, _check_fingerprint(shard_fingerprint or self.dataset_fingerprint))
 
-    def sidecar_path(self, index: int) -> str:
+    def shard_path(self, index: int, shard_fingerprint: str | None = None) -> str:
+        return f"shards/{self._shard_name(index, shard_fingerprint)}"
+
+    def sidecar_path(self, index: int, shard_fingerprint: str | None = None) -> str:
         """Where a shard's sidecar (what a manifest records of it) lives: outside shards/, which holds Parquet
         files only, so `load_dataset("parquet", data_dir=...)`, pyarrow datasets, duckdb and polars read it."""
-        return f"{SIDECAR_DIR}/{shard_name(index, self.fingerprint)}.json"
+        return f"{SIDECAR_DIR}/{self._shard_name(index, shard_fingerprint)}.json"
 
     def write_shard(self, index: int, rows: Iterable[Mapping[str, Any]] | pa.Table,
-                    rejects: Mapping[str, int] | None = None) -> ShardInfo:
-        rel = self.shard_path(index)
+                    rejects: Mapping[str, int] | None = None, *, shard_fingerprint: str | None = None) -> ShardInfo:
+        rel = self.shard_path(index, shard_fingerprint)
         info = write_shard(self.dir / rel, rows, index=index, rel_path=rel, rejects=rejects,
                            row_group_rows=self.row_group_rows)
         # The sidecar lands after the shard: its presence says the shard is whole.
-        (self.dir / self.sidecar_path(index)).write_bytes(sidecar_json(info))
+        (self.dir / self.sidecar_path(index, shard_fingerprint)).write_bytes(sidecar_json(info))
         return info
 
-    def existing_shard(self, index: int, verify: bool = True) -> ShardInfo | None:
-        """The shard written earlier for this index (same fingerprint) if it is whole and matches its
+    def existing_shard(self, index: int, verify: bool = True, *, shard_fingerprint: str | None = None) -> ShardInfo | None:
+        """The shard written earlier for this index (same shard fingerprint) if it is whole and matches its
         recorded hash; None when it must be (re)written. Lets a rerun after a crash skip finished work."""
-        rel = self.shard_path(index)
+        rel = self.shard_path(index, shard_fingerprint)
         info = None
         # the sidecar's place, then where datasets written before kept it (beside the shard)
-        for side in (self.sidecar_path(index), f"{rel}.json"):
+        for side in (self.sidecar_path(index, shard_fingerprint), f"{rel}.json"):
             try:
                 info = ShardInfo.from_json(json.loads((self.dir / side).read_bytes()), self.dir)
                 break
@@ -235,7 +246,7 @@ class DatasetWriter:
             "dataset": self.dataset,
             "version": version,
             "created": time.time(),
-            "fingerprint": self.fingerprint,
+            "fingerprint": self.dataset_fingerprint,
             "rows": sum(s.rows for s in shards),
             "bytes": sum(s.bytes for s in shards),
             "counts": counts,

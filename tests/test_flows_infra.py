@@ -194,9 +194,9 @@ def test_example_pipeline_config_builds_every_generator(tmp_path):
     import pytest
     from PIL import Image
 
-    from flows.common import generator_params
     from flows.pipeline import check_render_config, load_config
-    from generators import get_generator
+    from flows.shardwork import input_files
+    from generators.render_unit import build_generator
 
     config = load_config(str(REPO / "infra/pipeline.example.yaml"))
     assert {"pdf", "negative"} <= set(config["render"])
@@ -212,7 +212,7 @@ def test_example_pipeline_config_builds_every_generator(tmp_path):
         params = dict(spec.get("params") or {})
         if "source" in params:
             params["source"] = str(folder)
-            with get_generator(kind, **generator_params(kind, params)) as gen:
+            with build_generator(kind, params, input_files()) as gen:
                 assert len(gen.sources) == 2, kind
             listed += 1
     assert listed == 2

@@ -147,7 +147,8 @@ def test_a_changed_input_folder_or_corpus_is_a_new_render(prefect_api, tmp_path)
     from PIL import Image
 
     from flows.inputs import input_digest
-    from flows.render import render, render_fingerprint
+    from flows.render import render
+    from generators.render_unit import RenderSpec
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -177,9 +178,12 @@ def test_a_changed_input_folder_or_corpus_is_a_new_render(prefect_api, tmp_path)
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("One paragraph of text.\n")
     params = {"corpus": str(corpus)}
-    fp = render_fingerprint("document", params, 0, 2, input_digest("document", params))
+    def fingerprint() -> str:
+        return RenderSpec.of("document", count=2, shard_rows=2, params=params, inputs=input_digest("document", params)).fingerprint
+
+    fp = fingerprint()
     corpus.write_text("Another paragraph of text.\n")
-    assert render_fingerprint("document", params, 0, 2, input_digest("document", params)) != fp
+    assert fingerprint() != fp
 
 
 def test_shard_rows_zero_is_an_error_and_the_default_is_storages(capsys):
