@@ -258,11 +258,13 @@ class Generator:
 class OwnsRenderers:
     """Mixin (before `Generator` in the bases) for generators that open a `TexRenderer` (`_tex`) and/or a
     `BrowserRenderer` (`_browser`) lazily, each with the generator's `timeout_s`: `tex()` / `browser()` open
-    it on first use, `close()` releases whichever is open; the next sample reopens it. It is part of the
+    it on first use, `close()` releases whichever is open (not one a caller lent, named in `_shared`); the
+    next sample reopens it. It is part of the
     generator life cycle (`Generator.close`, `with gen:`), so it lives beside `Generator`."""
 
     _browser: Any = None
     _tex: Any = None
+    _shared: frozenset[str] = frozenset()  # renderers a caller lent (e.g. one browser for several generators)
     timeout_s: float
 
     def tex(self) -> Any:
@@ -284,7 +286,7 @@ class OwnsRenderers:
     def close(self) -> None:
         for attr in ("_browser", "_tex"):
             renderer = getattr(self, attr)
-            if renderer is not None:
+            if renderer is not None and attr not in self._shared:
                 renderer.close()
                 setattr(self, attr, None)
 

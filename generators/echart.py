@@ -17,11 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from generators import fonts
-from generators.base import (
-    PROMPT_CHART,
-    Generator,
-    Sample,
-)
+from generators.base import PROMPT_CHART, Generator, OwnsRenderers, Sample
 from generators.chart import BACKGROUNDS, PALETTES, ZH_FONT, DrawsCharts
 from generators.chart_data import ChartData
 
@@ -30,9 +26,10 @@ LEGEND_POS = ("top", "bottom", "right")
 SYMBOLS = ("circle", "rect", "triangle", "diamond", "emptyCircle", "none")
 
 
-class EChartGenerator(DrawsCharts, Generator):
+class EChartGenerator(DrawsCharts, OwnsRenderers, Generator):
     kind = "echart"
     version = "4"
+    timeout_s = 30.0  # per page call of the browser (BrowserRenderer's own default)
 
     def __init__(
         self,
@@ -51,20 +48,8 @@ class EChartGenerator(DrawsCharts, Generator):
                          degradations=degradations, prompt=prompt)
         self._init_charts(lang, chart_types, corpus, records, size, degradations, prompt, reader, lister)
         # A caller may share one browser between generators; then it also closes it.
-        self._browser = renderer
-        self._own_browser = renderer is None
-
-    def _renderer(self):
-        if self._browser is None:
-            from generators.browser import BrowserRenderer
-
-            self._browser = BrowserRenderer()
-        return self._browser
-
-    def close(self) -> None:
-        if self._own_browser and self._browser is not None:
-            self._browser.close()
-        self._browser = None if self._own_browser else self._browser
+        if renderer is not None:
+            self._browser, self._shared = renderer, frozenset({"_browser"})
 
     # -- sampling ---------------------------------------------------------------------------------
     def _sample_style(self, rng: np.random.Generator, data: ChartData) -> dict[str, Any]:
@@ -108,7 +93,7 @@ class EChartGenerator(DrawsCharts, Generator):
         _, lang, chart_type, data, style = self.draw(seed, index)
         fonts.require_coverage("".join(data.texts()), style["font"])
         option = self.build_option(data, style)
-        png = self._renderer().render_echart(option, self.size, self.size, background=style["background"],
+        png = self.browser().render_echart(option, self.size, self.size, background=style["background"],
                                              required_text=target_texts(data))
         # The page already rejected a blank or overflowing chart; the tail decodes the PNG only when a
         # degradation needs its pixels.

@@ -203,7 +203,9 @@ def test_generator_rejects_text_that_cannot_fit(browser, tmp_path):
 def test_seed_sweep_rarely_trips_the_gate(browser, lang):
     # Layout leaves room for the sampled texts (axis names clear of long or rotated labels, overlapping
     # value labels hidden), so the gate is a safety net, not a filter that throws away much of the output.
-    items = list(get_generator("echart", lang=lang, renderer=browser).items(1, 0, 20))
+    with get_generator("echart", lang=lang, renderer=browser) as gen:
+        items = list(gen.items(1, 0, 20))
+    assert gen._browser is browser and browser._driver is not None  # a lent browser stays open for its owner
     rejects = [i for i in items if isinstance(i, Rejected)]
     assert {r.reason for r in rejects} <= {"overflow"}
     assert len(rejects) <= 1, [r.detail for r in rejects]  # at most 5%
