@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextvars
+import json
 import signal
 import threading
 import time
@@ -109,6 +110,8 @@ class LocalPool:
         self.workers = workers
         self._queue = ctx.SimpleQueue()
         self._callbacks: dict[str, Callable[[int], None]] = {}
+        self._ahead: dict[str, tuple[Future, _Relay]] = {}  # jobs started before the render asked (`start_ahead`)
+        self._ahead_lock = threading.Lock()
         self._executor = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init,
                                              initargs=(self._queue,))
         self._reader = threading.Thread(target=self._read, name="varyflow-pool-progress", daemon=True)
@@ -134,8 +137,43 @@ class LocalPool:
                 except Exception:  # a progress display must never stop rendering
                     pass
 
+    def start_ahead(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run `fn(*args, **kwargs)` now, before the render asks for it: the render's `submit` of the same call
+        (same function and arguments) gets this future, and its progress callback hears what was done meanwhile."""
+        relay = _Relay()
+        future = self.submit(fn, *args, progress=relay, **kwargs)
+        with self._ahead_lock:
+            self._ahead[_job_key(fn, args, kwargs)] = (future, relay)
+
+    def has_ahead(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+        """Whether this call was started ahead and not yet claimed by a `submit`."""
+        if not self._ahead:
+            return False
+        with self._ahead_lock:
+            return _job_key(fn, args, kwargs) in self._ahead
+
+    def ahead_left(self) -> int:
+        """Jobs started ahead that no `submit` claimed (0 once a render has taken all of its own)."""
+        with self._ahead_lock:
+            return len(self._ahead)
+
+    def drop_ahead(self) -> None:
+        """Forget unclaimed jobs started ahead (the render failed or asked for other work): cancel the ones still
+        queued, so the pool does not render what nobody will write."""
+        with self._ahead_lock:
+            dropped, self._ahead = list(self._ahead.values()), {}
+        for future, _ in dropped:
+            future.cancel()
+
     def submit(self, fn: Callable[..., Any], *args: Any, progress: Callable[[int], None] | None = None,
                **kwargs: Any) -> Future:
+        if self._ahead:
+            with self._ahead_lock:
+                started = self._ahead.pop(_job_key(fn, args, kwargs), None)
+            if started is not None:
+                future, relay = started
+                relay.attach(progress)
+                return future
         token = None
         if progress is not None:
             token = uuid.uuid4().hex
@@ -159,16 +197,54 @@ class LocalPool:
         self._reader.join(5)
 
 
+class _Relay:
+    """The progress callback of a job started ahead: holds the latest count until the render attaches its own."""
+
+    def __init__(self) -> None:
+        self.n: int | None = None
+        self.target: Callable[[int], None] | None = None
+
+    def __call__(self, n: int) -> None:
+        self.n = n
+        if self.target is not None:
+            self.target(n)
+
+    def attach(self, target: Callable[[int], None] | None) -> None:
+        self.target = target
+        if target is not None and self.n is not None:
+            target(self.n)
+
+
+def _job_key(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> str:
+    return json.dumps([fn.__module__, fn.__qualname__, args, kwargs], sort_keys=True, default=str)
+
+
 def local_pool(workers: int, preload: Iterable[str] = ()) -> LocalPool:
     """The process's pool, started on first use; a request for another size replaces it."""
-    global _pool
     with _lock:
-        if _pool is not None and (_pool.workers != workers or _pool.broken):
-            _pool.close(kill=_pool.broken)
-            _pool = None
-        if _pool is None:
-            _pool = LocalPool(max(1, workers), preload)
-        return _pool
+        return _local_pool_locked(workers, preload)
+
+
+def _local_pool_locked(workers: int, preload: Iterable[str]) -> LocalPool:
+    global _pool
+    if _pool is not None and (_pool.workers != workers or _pool.broken):
+        _pool.close(kill=_pool.broken)
+        _pool = None
+    if _pool is None:
+        _pool = LocalPool(max(1, workers), preload)
+    return _pool
+
+
+def start_local_pool(workers: int, preload: Iterable[str] = (), then: Callable[[LocalPool], None] | None = None) -> None:
+    """Start the process's pool and run `then(pool)` (warm it, start jobs ahead) before any other thread gets the
+    pool, so a render's tasks find the jobs started ahead for them. `then` failing only loses the head start."""
+    with _lock:
+        pool = _local_pool_locked(workers, preload)
+        if then is not None:
+            try:
+                then(pool)
+            except Exception:  # an optimisation; the render reports its own errors
+                pool.drop_ahead()
 
 
 def shutdown_local_pool(kill: bool = False) -> None:
@@ -180,6 +256,17 @@ def shutdown_local_pool(kill: bool = False) -> None:
 
 
 atexit.register(shutdown_local_pool)
+
+
+def active_pool_drop_ahead() -> int:
+    """Cancel the process pool's unclaimed jobs started ahead; how many there were (0 after a render took its own)."""
+    with _lock:
+        pool = _pool
+    if pool is None:
+        return 0
+    left = pool.ahead_left()
+    pool.drop_ahead()
+    return left
 
 
 def active_local_pool() -> LocalPool | None:
