@@ -7,10 +7,10 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-# Constructor parameters the driver injects (storage's reader and lister, a shared browser): not settable.
-INJECTED = ("reader", "lister", "renderer")
-# Kinds that render one input file per sample index. (Their generators take a `source` and a `lister`, but so
-# does latex_page, whose source is optional: the signature cannot tell, so it is said here.)
+# Constructor parameters the driver injects (the input files storage serves, a shared browser): not settable.
+INJECTED = ("files", "renderer")
+# Kinds that render one input file per sample index, so need a source. (latex_page lists its source too, but it
+# is optional there: its text may come from a corpus.)
 SOURCE_KINDS = ("pdf", "negative")
 # Input files a kind can use, by suffix; a folder with none of them would only make rejects.
 USABLE_SUFFIXES = {
@@ -65,12 +65,12 @@ def check_params(kind: str, params: dict[str, Any]) -> None:
 
 def check_source(kind: str, source: Any) -> int:
     """The number of usable input files `source` stands for; a ValueError when it is missing or has none."""
-    from flows.common import list_location, read_location
     from generators.base import GeneratorError
     from generators.sources import list_sources
+    from storage import StorageFiles
 
     try:
-        names = list_sources(source, read_location, list_location)
+        names = list_sources(source, StorageFiles())
     except GeneratorError as e:
         raise ValueError(f"--source {source}: {e}") from None
     if not names:

@@ -1,4 +1,4 @@
-"""Small helpers the flows share: where data lives, how file inputs are read, artifact keys and pictures."""
+"""Small helpers the flows share: where data lives, input outages, artifact keys and pictures."""
 from __future__ import annotations
 
 import base64
@@ -9,8 +9,6 @@ import re
 from importlib import metadata
 from typing import Any, Iterator
 
-# Generator parameters that name input files; the driver hands generators storage's reader for them.
-FILE_PARAMS = ("source", "corpus", "records")
 # Distributions whose versions decide whether a re-render is byte-identical.
 TRACKED_PACKAGES = ("varyflow", "pillow", "numpy", "pyarrow", "pymupdf", "matplotlib", "reportlab", "latex2mathml", "prefect")
 
@@ -21,17 +19,10 @@ def default_root() -> str:
     return storage_root()
 
 
-def read_location(name: str) -> bytes:
-    """The reader generators get for file parameters: local paths and s3:// names alike."""
-    from storage import Location
-
-    return Location.parse(name).read_bytes()
-
-
 class InputUnavailable(BaseException):
     """Storage failed while a generator read one of its input files (an S3 outage, a timeout, a denial).
 
-    Generators turn any exception of their reader into a per-sample `unreadable` reject, which is right for a
+    Generators turn any exception of their input files into a per-sample `unreadable` reject, which is right for a
     file that is broken or gone, and wrong for storage that is down: an outage would be committed into a
     dataset version as rejects. So this one is a BaseException, which the generators' `except Exception`
     lets through; `storage_errors_for_inputs` turns it back into the StorageError it carries at the task's
@@ -57,13 +48,6 @@ def storage_errors_for_inputs(fn: Any) -> Any:
             raise e.error from None
 
     return wrapper
-
-
-def list_location(prefix: str) -> list[str]:
-    """Every object name under a prefix (`--source` checks)."""
-    from storage import Location
-
-    return [loc.uri for loc in Location.parse(prefix).list()]
 
 
 def artifact_key(*parts: object) -> str:
@@ -126,7 +110,9 @@ def md_cell(text: str, limit: int = 160) -> str:
 
 def link_for(uri: str) -> str:
     """A clickable form of a storage URI: local paths become file:// links."""
-    if "://" in uri:
+    from storage import is_uri
+
+    if is_uri(uri):
         return uri
     return "file://" + os.path.abspath(uri)
 

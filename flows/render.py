@@ -37,11 +37,12 @@ from flows.common import (
     storage_errors_for_inputs,
 )
 from flows.checks import check_reject_rate, check_render
-from flows.inputs import count_within_inputs, input_digest
 from flows.runners import active_local_pool, make_task_runner
 from flows.shardwork import rows_job, shard_job, writer_for
-from generators.render_unit import MAX_REJECT_EXAMPLES, RenderSpec, Rows, ShardResult, existing_shard, write_rows
+from generators.render_unit import (MAX_REJECT_EXAMPLES, RenderSpec, Rows, ShardResult, count_within_inputs, existing_shard,
+                                    input_digest, write_rows)
 from storage import DEFAULT_SHARD_ROWS  # one default for every writer (storage/shards.py says why 512)
+from storage import StorageFiles
 
 # Called as listener(kind, done, count) as sample indices are rendered (at most every 0.2 s per worker, and as
 # each shard ends); the CLI's progress bar. Reused shards count as done.
@@ -220,7 +221,7 @@ def _validated_spec(kind: str, count: int, seed: int, shard_rows: int, params: d
     """The render asked for, checked before any work starts (unknown params, no source, an unwritable root), with
     the digest of its input files and its count capped to them (one sample index per file for pdf, negative)."""
     check_render(kind, params, root, list_source=False)  # the digest lists the source anyway
-    inputs = input_digest(kind, params)
+    inputs = input_digest(kind, params, StorageFiles())
     count, note = count_within_inputs(count, inputs, params.get("source"))
     if note:
         get_run_logger().warning(note)

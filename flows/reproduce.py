@@ -67,15 +67,16 @@ def reproduce_flow(checkpoint: str, out: str, workers: int = 2) -> dict[str, Any
 
 def _inputs_changed(facts: dict[str, Any]) -> bool | None:
     """Whether the input files a render read (its recorded digest) differ now; None when it recorded none."""
-    from flows.inputs import input_digest
     from generators import GeneratorError
+    from generators.render_unit import input_digest
+    from storage import StorageFiles
     from storage.errors import StorageError
 
     if "inputs" not in facts:
         return None
     try:
         spec = RenderSpec.from_facts(facts)
-        return input_digest(spec.kind, dict(spec.params)) != spec.inputs
+        return input_digest(spec.kind, spec.params, StorageFiles()) != spec.inputs
     except (GeneratorError, StorageError, OSError, ValueError):  # a source that no longer lists or reads has changed too
         return True
 

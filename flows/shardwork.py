@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flows.common import FILE_PARAMS, InputUnavailable
-from generators.render_unit import Progress, RenderSpec, Rows, ShardResult, build_generator, render_rows, run_shard
+from flows.common import InputUnavailable
+from generators.render_unit import (Progress, RenderSpec, Rows, ShardResult, build_generator, input_params, render_rows,
+                                    run_shard)
 from storage import DatasetWriter, StorageFiles
 from storage.errors import NotFound, StorageError
 
@@ -53,7 +54,7 @@ def cached_generator(kind: str, params: dict[str, Any], inputs: dict[str, Any] |
     gained a file, or a corpus edited in place, has another digest, so it gets a new generator."""
     from multiprocessing.util import Finalize
 
-    if inputs is None and any(params.get(p) for p in FILE_PARAMS):
+    if inputs is None and any(params.get(p) for p in input_params(kind)):
         return None
     key = json.dumps([kind, params, inputs or {}], sort_keys=True, default=str)
     gen = _GENERATORS.get(key)

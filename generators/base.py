@@ -126,6 +126,11 @@ class Generator:
 
     kind: ClassVar[str] = ""
     version: ClassVar[str] = "0"
+    # Parameters that name input files: when one is set, a driver hands the generator a `files` argument, the
+    # `generators.sources.InputFiles` those names are read through (storage's in a render).
+    input_params: ClassVar[tuple[str, ...]] = ()
+    # Whether `source` is a set of input files, one per sample index (a folder, list or prefix, listed).
+    lists_source: ClassVar[bool] = False
     batch: int = 1  # indices one `prepare` call takes; kinds that batch set it from their `batch` parameter
 
     def __init__(self, **params: Any):

@@ -6,7 +6,7 @@ drawn at exactly `size` px so `fit_and_pad` only pads and never resamples the gl
 """
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +22,7 @@ from generators.base import (
 from generators.chart_data import ChartData, check_chart_params, sample_chart_data
 from generators.chart_text import ChartTexts, CorpusTexts, RecordTexts, TopicTexts
 from generators.corpus import Corpus, pick_lang
+from generators.sources import InputFiles
 
 # Palettes as fixed hex lists so a recorded palette name always means the same colours.
 PALETTES: dict[str, tuple[str, ...]] = {
@@ -41,8 +42,7 @@ DPI = 100
 
 
 def load_texts(corpus: str | dict[str, str] | None, records: str | dict[str, str] | None, lang: str,
-               reader: Callable[[str], bytes] | None,
-               lister: Callable[[str], list[str]] | None = None) -> dict[str, ChartTexts]:
+               files: InputFiles | None) -> dict[str, ChartTexts]:
     """The chart texts of each language `lang` needs: a user's chart records (`records`, JSON lines), else
     runs of words from a text corpus (`corpus`), else the embedded coherent topics. Each of `records` and
     `corpus` is one spec for a single language, or {"en": spec, "zh": spec}."""
@@ -58,10 +58,10 @@ def load_texts(corpus: str | dict[str, str] | None, records: str | dict[str, str
             name = records.get(lg) if isinstance(records, dict) else records
             if not name:
                 raise GeneratorError(f"records has no file for language {lg!r}")
-            out[lg] = RecordTexts(name, reader, lg)
+            out[lg] = RecordTexts(name, files, lg)
         elif corpus is not None:
             spec = corpus.get(lg) if isinstance(corpus, dict) else corpus
-            out[lg] = CorpusTexts(Corpus.load(spec, lg, reader=reader, lister=lister))
+            out[lg] = CorpusTexts(Corpus.load(spec, lg, files=files))
         else:
             out[lg] = TopicTexts(lg)
     return out
@@ -76,11 +76,11 @@ class DrawsCharts:
 
     def _init_charts(self, lang: str, chart_types: list[str] | None, corpus: str | dict[str, str] | None,
                      records: str | dict[str, str] | None, size: int, degradations: dict | None, prompt: str,
-                     reader: Callable[[str], bytes] | None, lister: Callable[[str], list[str]] | None = None) -> None:
+                     files: InputFiles | None) -> None:
         self.lang, self.chart_types, self.size = check_chart_params(lang, chart_types, size, degradations)
         self.degradations = degradations
         self.prompt = prompt
-        self.texts = load_texts(corpus, records, self.lang, reader, lister)
+        self.texts = load_texts(corpus, records, self.lang, files)
 
     def _sample_style(self, rng: np.random.Generator, data: ChartData) -> dict[str, Any]: ...
 
@@ -96,6 +96,7 @@ class DrawsCharts:
 class ChartGenerator(DrawsCharts, Generator):
     kind = "chart"
     version = "5"
+    input_params = ("corpus", "records")
 
     def __init__(
         self,
@@ -105,13 +106,12 @@ class ChartGenerator(DrawsCharts, Generator):
         size: int = 1024,
         degradations: dict | None = None,
         prompt: str = PROMPT_CHART,
-        reader: Callable[[str], bytes] | None = None,
+        files: InputFiles | None = None,
         records: str | dict[str, str] | None = None,
-        lister: Callable[[str], list[str]] | None = None,
     ):
         super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, records=records, size=size,
                          degradations=degradations, prompt=prompt)
-        self._init_charts(lang, chart_types, corpus, records, size, degradations, prompt, reader, lister)
+        self._init_charts(lang, chart_types, corpus, records, size, degradations, prompt, files)
         self._fig = None
         self._canvas = None
         self._families: dict[str, str] = {}

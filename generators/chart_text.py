@@ -7,20 +7,20 @@ Vary-base's charts carried semantically coherent text; random runs of corpus wor
   categories are consecutive years, quarters or months, countries, cities, products..., whose series are
   regions, products, scenarios..., with units and a value range that suits the quantity;
 - `RecordTexts`: a user's chart records (JSON lines: title, axis titles, categories, series names,
-  optional values), local or remote through the `reader`;
+  optional values), read through the caller's `files` (local or remote);
 - `CorpusTexts`: runs of words from a text corpus (what every chart drew before; kept for `corpus=`).
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from generators.base import GeneratorError
 from generators.corpus import Corpus
-from generators.sources import read_setup_file
+from generators.sources import InputFiles, read_setup_file
 
 
 @dataclass(frozen=True)
@@ -225,8 +225,8 @@ class RecordTexts(ChartTexts):
     and series are used as given (a chart type needing fewer takes the leading ones), and its values when
     every series has them, one per category."""
 
-    def __init__(self, name: str, reader: Callable[[str], bytes] | None = None, lang: str = "en"):
-        data = read_setup_file(name, reader, what="chart records file")
+    def __init__(self, name: str, files: InputFiles | None = None, lang: str = "en"):
+        data = read_setup_file(name, files, what="chart records file")
         self.records: list[dict[str, Any]] = []
         for n, line in enumerate(data.decode("utf-8").splitlines(), 1):
             if line.strip():

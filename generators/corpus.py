@@ -3,8 +3,9 @@
 Built-in corpora (original prose, licence-clean) ship in `generators/data/corpus_<lang>.txt`, one paragraph
 per line, so every kind works offline. A user corpus is a .txt (one paragraph per line), .jsonl or .parquet
 file, or a folder / prefix of .jsonl and .parquet files, local or remote, with its text in a named column
-(`spec#column`, default "text"), read as a stream up to a bounded size (`Corpus.load`); remote names are
-fetched and listed by the caller's `reader` and `lister`, which keeps this module free of the storage layer.
+(`spec#column`, default "text"), read as a stream up to a bounded size (`Corpus.load`) through the caller's
+`InputFiles` (`generators.sources`: storage's in a render, local paths and s3:// names alike), which keeps this
+module free of the storage layer.
 """
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ import json
 import re
 import threading
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from generators.base import GeneratorError
-from generators.sources import is_remote, read_setup_file
+from generators.sources import InputFiles, LocalFiles, input_files
 
 DATA_DIR = Path(__file__).parent / "data"
 LANGS = ("en", "zh")
@@ -32,7 +33,7 @@ _EN_WORD_STRIP = "\"'()[],.;:!?"
 # A corpus holds at most this much text (characters): a web-scale source is read only this far.
 MAX_CORPUS_CHARS = 20_000_000
 
-_cache: dict[tuple[str, str, str, int], "Corpus"] = {}
+_cache: dict[tuple[str, str, str, int, str], "Corpus"] = {}
 _cache_lock = threading.Lock()
 
 
@@ -55,28 +56,32 @@ class Corpus:
 
     # -- loading -----------------------------------------------------------------------------------
     @classmethod
-    def load(cls, spec: str | None, lang: str, reader: Callable[[str], bytes] | None = None,
-             lister: Callable[[str], list[str]] | None = None, max_chars: int = MAX_CORPUS_CHARS) -> "Corpus":
+    def load(cls, spec: str | None, lang: str, files: InputFiles | None = None,
+             max_chars: int = MAX_CORPUS_CHARS) -> "Corpus":
         """The built-in corpus of `lang` when `spec` is None, else the corpus `spec` names: a .txt, .jsonl or
         .parquet file, or a folder / `s3://` prefix of .jsonl and .parquet files (web-scale text as users
         hold it), optionally with `#column` naming the text column (default "text"). Files are read in
         sorted order as a stream (Parquet by row group, JSON lines by line) until `max_chars` characters
         of text are in: the corpus is the same on every run and its size is bounded, however large the
-        source. Remote names go through `reader` (one file's bytes at a time) and `lister`.
+        source. Files are read through `files` (this machine's when None; the built-ins always are).
 
-        Local files and built-ins are cached per process; remote ones are read each time."""
+        A corpus is cached per process by its name and `files.stat` (size and version): a file edited in place
+        is read again; a remote prefix, which has no version of its own, is read each time."""
         if lang not in LANGS:
             raise GeneratorError(f"corpus language must be one of {LANGS}, not {lang!r}")
-        path, column = (str(DATA_DIR / f"corpus_{lang}.txt"), "text") if spec is None else _split_column(spec)
-        remote = is_remote(path)
-        key = (path, column, lang, max_chars)
-        if not remote:
+        if spec is None:
+            path, column, files = str(DATA_DIR / f"corpus_{lang}.txt"), "text", LocalFiles()
+        else:
+            (path, column), files = _split_column(spec), input_files(files)
+        version = files.stat(path)
+        key = (path, column, lang, max_chars, version or "")
+        if version is not None:
             with _cache_lock:
                 if key in _cache:
                     return _cache[key]
-        paragraphs = list(_stream(path, column, reader, lister, max_chars))
+        paragraphs = list(_stream(path, column, files, max_chars))
         corpus = cls(paragraphs, lang, source="builtin" if spec is None else spec)
-        if not remote:
+        if version is not None:
             with _cache_lock:
                 _cache[key] = corpus
         return corpus
@@ -184,27 +189,17 @@ def _split_column(spec: str) -> tuple[str, str]:
 _STREAMED = (".txt", ".jsonl", ".parquet")
 
 
-def _stream(path: str, column: str, reader: Callable[[str], bytes] | None,
-            lister: Callable[[str], list[str]] | None, max_chars: int) -> Iterator[str]:
+def _stream(path: str, column: str, files: InputFiles, max_chars: int) -> Iterator[str]:
     """The texts of a corpus file or folder/prefix, in order, until `max_chars` characters are out."""
-    local = path.removeprefix("file://")
-    if is_remote(path):
-        folder = path.endswith("/") or not _suffix(path)
-        if folder:
-            if lister is None:
-                raise GeneratorError(f"corpus {path!r} is a remote prefix; pass a lister")
-            names = sorted(n for n in lister(path) if _suffix(n) in _STREAMED)
-        else:
-            names = [path]
-    elif Path(local).is_dir():
-        names = sorted(str(p) for p in Path(local).iterdir() if p.is_file() and _suffix(p.name) in _STREAMED)
+    if files.is_folder(path):
+        names = sorted(n for n in files.list(path) if _suffix(n) in _STREAMED)  # a subfolder ends in "/": no suffix
     else:
         names = [path]
     if not names:
         raise GeneratorError(f"corpus {path!r} holds no .txt, .jsonl or .parquet files")
     budget = max_chars
     for name in names:
-        for text in _texts(name, column, reader):
+        for text in _texts(name, column, files):
             if budget <= 0:
                 return
             budget -= len(text)
@@ -216,20 +211,25 @@ def _suffix(name: str) -> str:
     return "." + base.rsplit(".", 1)[1] if "." in base else ""
 
 
-def _texts(name: str, column: str, reader: Callable[[str], bytes] | None) -> Iterator[str]:
-    """The texts of one corpus file, streamed: a local file is never read whole."""
+def _open(name: str, files: InputFiles) -> io.BufferedIOBase:
+    try:
+        return files.open(name)
+    except FileNotFoundError:
+        raise GeneratorError(f"corpus file not found: {name}") from None
+    except Exception as e:  # the store's own error types are unknown here
+        raise GeneratorError(f"cannot read corpus file {name}: {e}") from e
+
+
+def _texts(name: str, column: str, files: InputFiles) -> Iterator[str]:
+    """The texts of one corpus file, streamed (a local file is never read whole)."""
     suffix = _suffix(name)
     if suffix not in (".txt", ".jsonl", ".parquet", ""):
         raise GeneratorError(f"corpus {name}: expected a .txt, .jsonl or .parquet file")
-    remote = is_remote(name)
-    local = Path(name.removeprefix("file://"))
-    if not remote and not local.is_file():
-        raise GeneratorError(f"corpus file not found: {local}")
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
         try:
-            pf = pq.ParquetFile(io.BytesIO(read_setup_file(name, reader, what="corpus file")) if remote else str(local))
+            pf = pq.ParquetFile(_open(name, files))
             if column not in pf.schema_arrow.names:
                 raise GeneratorError(f"corpus {name}: no column {column!r} (columns: {', '.join(pf.schema_arrow.names)})")
             for batch in pf.iter_batches(batch_size=1024, columns=[column]):
@@ -239,11 +239,7 @@ def _texts(name: str, column: str, reader: Callable[[str], bytes] | None) -> Ite
         except Exception as e:  # pyarrow's errors for a file that is not Parquet
             raise GeneratorError(f"corpus {name}: not a Parquet file ({e})") from None
         return
-    lines: Iterator[str]
-    if remote:
-        lines = iter(read_setup_file(name, reader, what="corpus file").decode("utf-8").splitlines())
-    else:
-        lines = (line.rstrip("\n") for line in local.open(encoding="utf-8"))
+    lines = (line.rstrip("\n") for line in io.TextIOWrapper(_open(name, files), encoding="utf-8"))
     if suffix != ".jsonl":
         yield from lines
         return

@@ -12,7 +12,7 @@ import functools
 import io
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -145,16 +145,16 @@ class _Layout:
 
 class DocumentGenerator(Generator):
     """Params: lang ('en' | 'zh' | 'mixed'), size (1024), corpus (None = built-in; a path/URI, or a dict
-    lang -> path/URI; see `Corpus.load`), reader and lister (fetch and list remote corpora), degradations ({"p", "kinds"} or None),
+    lang -> path/URI; see `Corpus.load`), files (where corpora are read: `generators.sources.InputFiles`), degradations ({"p", "kinds"} or None),
     prompt (default the OCR prompt), columns (list of allowed column counts, default [1, 2, 3])."""
 
     kind = "document"
     version = "2"
+    input_params = ("corpus",)
 
     def __init__(self, lang: str = "en", size: int = 1024, corpus: str | dict[str, str] | None = None,
-                 reader: Callable[[str], bytes] | None = None, degradations: dict | None = None,
-                 prompt: str = PROMPT_OCR, columns: list[int] | tuple[int, ...] = (1, 2, 3),
-                 lister: Callable[[str], list[str]] | None = None):
+                 files: Any = None, degradations: dict | None = None,
+                 prompt: str = PROMPT_OCR, columns: list[int] | tuple[int, ...] = (1, 2, 3)):
         super().__init__(lang=lang, size=size, corpus=corpus, degradations=degradations, prompt=prompt,
                          columns=list(columns))
         if lang not in ("en", "zh", "mixed"):
@@ -164,13 +164,13 @@ class DocumentGenerator(Generator):
         check_spec(degradations)
         self.lang, self.size, self.prompt, self.degradations = lang, int(size), prompt, degradations
         self.columns = tuple(columns)
-        self._corpus_spec, self._reader, self._lister = corpus, reader, lister
+        self._corpus_spec, self._files = corpus, files
         self._corpora: dict[str, Corpus] = {}
 
     def corpus(self, lang: str) -> Corpus:
         if lang not in self._corpora:
             spec = self._corpus_spec.get(lang) if isinstance(self._corpus_spec, dict) else self._corpus_spec
-            self._corpora[lang] = Corpus.load(spec, lang, self._reader, self._lister)
+            self._corpora[lang] = Corpus.load(spec, lang, self._files)
         return self._corpora[lang]
 
     def typeset(self, seed: int, index: int) -> tuple[bytes, str, dict[str, Any], np.random.Generator]:

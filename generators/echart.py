@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -29,6 +29,7 @@ SYMBOLS = ("circle", "rect", "triangle", "diamond", "emptyCircle", "none")
 class EChartGenerator(DrawsCharts, OwnsRenderers, Generator):
     kind = "echart"
     version = "4"
+    input_params = ("corpus", "records")
     timeout_s = 30.0  # per page call of the browser (BrowserRenderer's own default)
 
     def __init__(
@@ -39,14 +40,13 @@ class EChartGenerator(DrawsCharts, OwnsRenderers, Generator):
         size: int = 1024,
         degradations: dict | None = None,
         prompt: str = PROMPT_CHART,
-        reader: Callable[[str], bytes] | None = None,
+        files: Any = None,  # generators.sources.InputFiles, where corpus and records are read
         renderer: Any = None,
         records: str | dict[str, str] | None = None,
-        lister: Callable[[str], list[str]] | None = None,
     ):
         super().__init__(lang=lang, chart_types=chart_types, corpus=corpus, records=records, size=size,
                          degradations=degradations, prompt=prompt)
-        self._init_charts(lang, chart_types, corpus, records, size, degradations, prompt, reader, lister)
+        self._init_charts(lang, chart_types, corpus, records, size, degradations, prompt, files)
         # A caller may share one browser between generators; then it also closes it.
         if renderer is not None:
             self._browser, self._shared = renderer, frozenset({"_browser"})

@@ -1,6 +1,6 @@
 """`formula`: one LaTeX formula per sample, target = its normalised LaTeX.
 
-Sources: a corpus file (one formula per line; local, or remote through `reader`) or the built-in
+Sources: a corpus file (one formula per line; read through `files`, local or remote) or the built-in
 procedural grammar (`random_formula`). Backends:
 - "fast": latex2mathml -> MathML -> the persistent Chromium (Latin Modern Math), every index of an `items()`
   batch laid out in one page and taken in one screenshot (`BrowserRenderer.render_mathml_many`: the
@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample
 from generators.degrade import check_spec
-from generators.sources import read_setup_file
+from generators.sources import InputFiles, input_files, list_sources, read_setup_file
 from generators.pages import rasterise_page
 from generators.tex import BatchPage, brace_problem, check_untrusted, typeset_batch
 
@@ -348,15 +348,16 @@ def random_formula(rng: np.random.Generator, max_chars: int = 160) -> str:
 
 # -- the generator --------------------------------------------------------------------------------
 class FormulaGenerator(OwnsRenderers, Generator):
-    """Params: source (None = procedural, else a formula file), reader, order ("random" | "sequential"
+    """Params: source (None = procedural, else a formula file), files (where it is read), order ("random" | "sequential"
     line choice for a file), backend ("fast" | "faithful"),
     size (None = tight crop plus margin; an int pads to size×size), font_px (range for fast),
     dpi (range for faithful), batch (formulas per TeX run or per browser screenshot), timeout_s, degradations, prompt."""
 
     kind = "formula"
     version = "3"
+    input_params = ("source",)
 
-    def __init__(self, source: str | None = None, reader: Callable[[str], bytes] | None = None,
+    def __init__(self, source: str | None = None, files: InputFiles | None = None,
                  backend: str = "fast", size: int | None = None, font_px: tuple[int, int] = (24, 48),
                  dpi: tuple[int, int] = (150, 300), batch: int = 64, timeout_s: float = 30.0,
                  degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN, lang: str = "en",
@@ -375,10 +376,10 @@ class FormulaGenerator(OwnsRenderers, Generator):
         self.degradations, self.prompt, self.order = degradations, prompt, order
         self._lines = None
         self._tex_formulas: list[tuple[str, str, str | None]] | None = None  # (where, latex, first occurrence)
-        if source and is_tex_source(source):
-            self._tex_formulas = _load_tex_formulas(source, reader)
+        if source and is_tex_source(source, input_files(files)):
+            self._tex_formulas = _load_tex_formulas(source, input_files(files))
         elif source:
-            self._lines = _load_lines(source, reader)
+            self._lines = _load_lines(source, files)
 
     # -- drawing a formula --------------------------------------------------------------------------
     def _draw(self, rng: np.random.Generator, index: int) -> tuple[str, dict[str, Any]]:
@@ -529,8 +530,8 @@ def _require_mathml_glyphs(mathml: str) -> None:
                                       f"draws {shown!r} ({', '.join(f'U+{ord(c):04X}' for c in sorted(missing)[:20])})")
 
 
-def _load_lines(source: str, reader: Callable[[str], bytes] | None) -> list[tuple[int, str]]:
-    data = read_setup_file(source, reader, what="formula file")
+def _load_lines(source: str, files: InputFiles | None) -> list[tuple[int, str]]:
+    data = read_setup_file(source, files, what="formula file")
     lines = [(n, line) for n, line in enumerate(data.decode("utf-8").splitlines(), 1) if line.strip()]
     if not lines:
         raise GeneratorError(f"formula file {source!r} holds no formulas")
@@ -540,31 +541,25 @@ def _load_lines(source: str, reader: Callable[[str], bytes] | None) -> list[tupl
 TEX_SOURCE_SUFFIXES = (".tex", ".tar.gz", ".tgz", ".tar", ".gz")
 
 
-def is_tex_source(source: str) -> bool:
-    """Whether `source` names LaTeX sources (a .tex file, an archive, or a local folder of them) rather than a
+def is_tex_source(source: str, files: InputFiles) -> bool:
+    """Whether `source` names LaTeX sources (a .tex file, an archive, or a folder of them) rather than a
     formula list (one formula per line)."""
-    import os
-
-    return source.lower().endswith(TEX_SOURCE_SUFFIXES) or os.path.isdir(source.removeprefix("file://"))
+    return source.lower().endswith(TEX_SOURCE_SUFFIXES) or files.is_folder(source)
 
 
-def _load_tex_formulas(source: str, reader: Callable[[str], bytes] | None) -> list[tuple[str, str, str | None]]:
+def _load_tex_formulas(source: str, files: InputFiles) -> list[tuple[str, str, str | None]]:
     """Every formula of the sources, inline and display, normalised, in order (files sorted), each with where
     it first occurred when it is a repeat. A source that does not parse is a GeneratorError naming it:
     without its formulas the run's indices would mean other formulas."""
-    import os
-
-    from generators.sources import list_sources
     from generators.tex_source import extract_formulas
 
-    path = source.removeprefix("file://")
-    names = [n for n in list_sources(source) if n.lower().endswith(TEX_SOURCE_SUFFIXES)] \
-        if os.path.isdir(path) else [source]
+    names = [n for n in list_sources(source, files) if n.lower().endswith(TEX_SOURCE_SUFFIXES)] \
+        if files.is_folder(source) else [source]
     out: list[tuple[str, str, str | None]] = []
     first: dict[str, str] = {}
     for name in names:
         try:
-            found = extract_formulas(name, read_setup_file(name, reader, what="LaTeX source"))
+            found = extract_formulas(name, read_setup_file(name, files, what="LaTeX source"))
         except Reject as r:
             raise GeneratorError(r.detail) from None
         for where, latex in found:

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample
 from generators.degrade import check_spec
-from generators.sources import SourceFiles, describe_source
+from generators.sources import InputFiles, SourceFiles, describe_source
 from generators.formula import _Grammar, normalize_latex, random_formula
 from generators.table import CJK_FONT, STYLES, check_text_coverage, random_table, to_latex, to_markdown
 from generators.pages import rasterise_page
@@ -230,12 +230,12 @@ class _Blocks:
 
 class LatexPageGenerator(OwnsRenderers, Generator):
     """Params: lang ("en" | "zh" | "mixed": each sample picks en or zh), corpus (file per language or None),
-    reader, templates (names to use; None = all), size (square side, default 1024), timeout_s (per TeX run),
+    files (where corpus and source are read: `generators.sources.InputFiles`), templates (names to use; None = all), size (square side, default 1024), timeout_s (per TeX run),
     max_compiles (per page, trims included), budget_chars (range of content drawn before trimming;
     default by language), batch (indices of an `items()` range drafted together: pages sharing a template
     and language are compiled in one TeX run), degradations, prompt.
     Real sources instead of a corpus: source (.tex files or arXiv-style archives: a file, folder, list or
-    `s3://` prefix; read through reader/lister), max_pages (per source file), max_bytes (per source file).
+    `s3://` prefix), max_pages (per source file), max_bytes (per source file).
     Then index i is source file i and yields its pages (ids `-pNNNN`), in the source's own language; see
     `_source_pages` and docs/data-engine-tex.md.
 
@@ -247,12 +247,14 @@ class LatexPageGenerator(OwnsRenderers, Generator):
 
     kind = "latex_page"
     version = "4"
+    input_params = ("source", "corpus")
+    lists_source = True
 
-    def __init__(self, lang: str = "en", corpus: str | None = None, reader: Callable[[str], bytes] | None = None,
+    def __init__(self, lang: str = "en", corpus: str | None = None, files: InputFiles | None = None,
                  templates: list[str] | None = None, size: int = 1024, timeout_s: float = 60.0,
                  max_compiles: int = 4, budget_chars: tuple[int, int] | None = None, batch: int = 64,
                  degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN,
-                 lister: Callable[[str], list[str]] | None = None, source: str | list[str] | None = None,
+                 source: str | list[str] | None = None,
                  max_pages: int = 40, max_bytes: int = 64 << 20):
         if lang not in LANGS:
             raise GeneratorError(f"latex_page lang must be one of {LANGS}, not {lang!r}")
@@ -271,9 +273,9 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         super().__init__(lang=lang, corpus=corpus, templates=chosen, size=size, timeout_s=timeout_s,
                          max_compiles=max_compiles, budget_chars=budget_chars, degradations=degradations, prompt=prompt,
                          **extra)
-        self.sources = SourceFiles(source, reader, lister) if source is not None else None
+        self.sources = SourceFiles(source, files) if source is not None else None
         self.max_pages, self.max_bytes = int(max_pages), int(max_bytes)
-        self.lang, self.corpus_spec, self.reader, self.lister, self.size = lang, corpus, reader, lister, size
+        self.lang, self.corpus_spec, self.files, self.size = lang, corpus, files, size
         self.template_names, self._templates = chosen, {t: available[t] for t in chosen}
         self.timeout_s, self.max_compiles, self.degradations, self.prompt = timeout_s, int(max_compiles), degradations, prompt
         self.budget_chars = tuple(budget_chars) if budget_chars else None
@@ -284,7 +286,7 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         if lang not in self._corpora:
             from generators.corpus import Corpus
 
-            self._corpora[lang] = Corpus.load(self.corpus_spec, lang, reader=self.reader, lister=self.lister)
+            self._corpora[lang] = Corpus.load(self.corpus_spec, lang, files=self.files)
         return self._corpora[lang]
 
     def _draft(self, seed: int, index: int) -> _Draft:
@@ -390,19 +392,15 @@ class LatexPageGenerator(OwnsRenderers, Generator):
     # -- real LaTeX sources -------------------------------------------------------------------------------
     def _paper(self, seed: int, index: int) -> "_Paper":
         """Source file `index` parsed into blocks, with the template and language its pages use."""
-        import os
-
-        from generators.sources import is_remote, read_source
         from generators.tex import check_untrusted
         from generators.tex_source import parse_source
 
         assert self.sources is not None
         name = self.sources.name(index)
-        local = name.removeprefix("file://")
-        if not is_remote(name) and os.path.isdir(local):  # a paper folder (see `list_sources`)
+        if self.sources.is_folder(name):  # a paper folder (see `list_sources`)
             parsed = parse_source(name)
         else:
-            parsed = parse_source(name, read_source(name, self.reader, self.max_bytes))
+            parsed = parse_source(name, self.sources.read(name, self.max_bytes))
         lang = parsed.lang  # a real source's language decides its engine, whatever `lang` says
         blocks = []
         for b in parsed.blocks:

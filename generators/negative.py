@@ -8,24 +8,26 @@ from typing import Any, Sequence
 from generators.base import NEGATIVE_SENTENCES, PROMPT_OCR, Generator, GeneratorError, Reject, Sample, fit_and_pad
 from generators.corpus import pick_lang
 from generators.degrade import check_spec
-from generators.sources import FileSourced, Lister, Reader, SourceFiles, describe_source, read_source
+from generators.sources import FileSourced, InputFiles, SourceFiles, describe_source
 
 # Decoding bombs: a small file can claim a huge canvas; refuse before Pillow allocates it.
 MAX_PIXELS = 80_000_000
 
 
 class NegativeGenerator(FileSourced, Generator):
-    """Params: source (folder, list of names, or .txt list file; remote names need `reader`, a remote
-    prefix needs `lister`), size (1024), lang ('en' | 'zh' | 'mixed': recorded label; the sentences
+    """Params: source (folder, list of names, or .txt list file, read through `files`: see
+    `generators.sources`), size (1024), lang ('en' | 'zh' | 'mixed': recorded label; the sentences
     are Vary's English ones), sentences (override NEGATIVE_SENTENCES), max_bytes, degradations, prompt."""
 
     kind = "negative"
     version = "2"
+    input_params = ("source",)
+    lists_source = True
 
     def __init__(self, source: str | Sequence[str] | None = None, size: int = 1024, lang: str = "en",
                  sentences: Sequence[str] = NEGATIVE_SENTENCES, max_bytes: int = 32 * 2**20,
                  degradations: dict | None = None, prompt: str = PROMPT_OCR,
-                 reader: Reader | None = None, lister: Lister | None = None):
+                 files: InputFiles | None = None):
         super().__init__(source=describe_source(source), size=size, lang=lang, sentences=list(sentences),
                          max_bytes=max_bytes, degradations=degradations, prompt=prompt)
         if lang not in ("en", "zh", "mixed"):
@@ -35,13 +37,13 @@ class NegativeGenerator(FileSourced, Generator):
         check_spec(degradations)
         self.size, self.lang, self.sentences = int(size), lang, tuple(sentences)
         self.max_bytes, self.degradations, self.prompt = int(max_bytes), degradations, prompt
-        self.sources = SourceFiles(source, reader, lister)
+        self.sources = SourceFiles(source, files)
 
     def make(self, seed: int, index: int, prepared: None = None) -> list[Sample]:
         from PIL import Image, ImageOps, UnidentifiedImageError
 
         name = self.sources.name(index)
-        data = read_source(name, self.sources.reader, self.max_bytes)
+        data = self.sources.read(name, self.max_bytes)
         try:
             with Image.open(io.BytesIO(data)) as im:
                 if im.width * im.height > MAX_PIXELS:

@@ -21,12 +21,12 @@ from typing import Any, Sequence
 from generators.base import PROMPT_OCR, Generator, GeneratorError, Reject, Rejected, Sample
 from generators.degrade import check_spec
 from generators.pages import PageText, page_text, rasterise_page, text_lang
-from generators.sources import FileSourced, Lister, Reader, SourceFiles, describe_source, read_source
+from generators.sources import FileSourced, InputFiles, SourceFiles, describe_source
 
 
 class PdfGenerator(FileSourced, Generator):
-    """Params: source (folder, list of names, or .txt list file; remote names need `reader`, a remote
-    prefix needs `lister`), size (1024), lang ('auto' detects per page; 'en'/'zh' labels every page),
+    """Params: source (folder, list of names, or .txt list file, read through `files`: see
+    `generators.sources`), size (1024), lang ('auto' detects per page; 'en'/'zh' labels every page),
     max_bytes (per file: larger files are rejected), max_pages (per file: later pages are not
     rendered), time_limit_s (per file, checked after each page; past it the whole file is rejected),
     min_glyph_px and min_ink_per_char (a page whose text would be unreadable at `size`² is rejected as
@@ -34,11 +34,13 @@ class PdfGenerator(FileSourced, Generator):
 
     kind = "pdf"
     version = "3"
+    input_params = ("source",)
+    lists_source = True
 
     def __init__(self, source: str | Sequence[str] | None = None, size: int = 1024, lang: str = "auto",
                  max_bytes: int = 64 * 2**20, max_pages: int = 500, time_limit_s: float = 60.0,
                  degradations: dict | None = None, prompt: str = PROMPT_OCR,
-                 reader: Reader | None = None, lister: Lister | None = None,
+                 files: InputFiles | None = None,
                  min_glyph_px: float = 5.0, min_ink_per_char: float = 2.0):
         super().__init__(source=describe_source(source), size=size,
                          lang=lang, max_bytes=max_bytes, max_pages=max_pages, time_limit_s=time_limit_s,
@@ -52,7 +54,7 @@ class PdfGenerator(FileSourced, Generator):
         check_spec(degradations)
         self.size, self.lang, self.prompt, self.degradations = int(size), lang, prompt, degradations
         self.max_bytes, self.max_pages, self.time_limit_s = int(max_bytes), int(max_pages), float(time_limit_s)
-        self.sources = SourceFiles(source, reader, lister)
+        self.sources = SourceFiles(source, files)
         self.min_glyph_px, self.min_ink_per_char = float(min_glyph_px), float(min_ink_per_char)
 
     def make(self, seed: int, index: int, prepared: None = None) -> list[Sample | Rejected]:
@@ -62,7 +64,7 @@ class PdfGenerator(FileSourced, Generator):
 
         name = self.sources.name(index)
         started = time.monotonic()
-        data = read_source(name, self.sources.reader, self.max_bytes)
+        data = self.sources.read(name, self.max_bytes)
         _check_pdf_bytes(name, data)
         try:
             doc = pymupdf.open(stream=data, filetype="pdf")

@@ -23,13 +23,17 @@ import hashlib
 import io
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Protocol
 
 from generators.base import Generator, Rejected, params_fingerprint
+from generators.sources import InputFiles, list_sources
 
 # A shard keeps at most this many reject examples (id, reason, detail, source); the counts keep every reject.
 MAX_REJECT_EXAMPLES = 20
+# Stats of a listing's names run this many at a time (on S3 each one not in the listing is a HEAD: a round trip).
+STAT_THREADS = 16
 # What a manifest's facts must hold for its render to be made again (`RenderSpec.from_facts`).
 SPEC_FACTS = ("kind", "params", "seed", "count", "shard_rows", "fingerprint")
 
@@ -157,26 +161,83 @@ class ShardResult:
 
 
 def input_params(kind: str) -> tuple[str, ...]:
-    """The parameters of `kind` that name input files (the generator class says: `Generator.input_params`)."""
+    """The parameters of `kind` that name input files (its class says: `Generator.input_params`)."""
     from generators import generator_class
 
-    return tuple(getattr(generator_class(kind), "input_params", ()))
+    return generator_class(kind).input_params
 
 
-def build_generator(kind: str, params: Mapping[str, Any], files: Any = None) -> Generator:
-    """The generator of `kind` with `params`, handed `files` (an `InputFiles`) when its params name input files."""
-    import inspect
-
+def build_generator(kind: str, params: Mapping[str, Any], files: InputFiles | None = None) -> Generator:
+    """The generator of `kind` with `params`, handed `files` when its params name input files."""
     from generators import generator_class
 
     kwargs = dict(params)
-    if files is not None and any(kwargs.get(p) for p in ("source", "corpus", "records")):
-        accepted = inspect.signature(generator_class(kind).__init__).parameters  # TRANSITION: until kinds take `files`
-        if "reader" in accepted:
-            kwargs["reader"] = files.read
-        if "lister" in accepted:
-            kwargs["lister"] = files.list
+    if files is not None and any(kwargs.get(p) for p in input_params(kind)):
+        kwargs["files"] = files
     return generator_class(kind)(**kwargs)
+
+
+# -- the digest of a render's input files (`RenderSpec.inputs`) -------------------------------------------------
+# A generator records only the *name* of its source folder or corpus, so a folder that gained a file (which shifts
+# every later sample index onto another file) or a corpus edited in place would otherwise look like the same render,
+# and the old shards would be reused. The digest is made before the shards start, through the same `InputFiles`.
+
+def input_digest(kind: str, params: Mapping[str, Any], files: InputFiles) -> dict[str, Any]:
+    """{"source": ..., "corpus": {lang or "": ...}, "records": {lang or "": ...}} for the input parameters `params`
+    sets; {} when it sets none. The `source` of a kind whose sample index is an input file (its class sets
+    `lists_source`: pdf, negative, latex_page), and any folder, is digested by its listing (`listing_digest`); a
+    file by its bytes; a corpus as `_file_digest` says."""
+    from generators import generator_class
+
+    out: dict[str, Any] = {}
+    source = params.get("source")
+    if source:
+        lists = generator_class(kind).lists_source or (isinstance(source, str) and files.is_folder(source))
+        out["source"] = listing_digest(source, files) if lists else hashlib.sha256(files.read(source)).hexdigest()
+    for name in ("corpus", "records"):  # a text corpus; chart records
+        spec = params.get(name)
+        if spec:
+            specs = spec if isinstance(spec, dict) else {"": spec}
+            out[name] = {lang: _file_digest(s, files) for lang, s in sorted(specs.items()) if s}
+    return out
+
+
+def _file_digest(spec: str, files: InputFiles) -> Any:
+    """A small corpus file by its bytes; a folder or prefix of corpus files (or one large .jsonl/.parquet file:
+    web-scale text is not read whole for a fingerprint) by its listing. `spec#column` names the column; the
+    column is in the params already."""
+    path = spec.partition("#")[0]
+    if files.is_folder(path):
+        return listing_digest(path, files)
+    if path.rsplit("/", 1)[-1].lower().endswith((".jsonl", ".parquet")):
+        return listing_digest([path], files)
+    return hashlib.sha256(files.read(path)).hexdigest()
+
+
+def listing_digest(source: Any, files: InputFiles) -> dict[str, Any]:
+    """The files `source` stands for (`list_sources`' rules) and a digest of what each one is now (`files.stat`)."""
+    names = list_sources(source, files)
+    with ThreadPoolExecutor(max_workers=STAT_THREADS) as pool:
+        stats = list(pool.map(files.stat, names))
+    sha = hashlib.sha256()
+    for name, stat in zip(names, stats):
+        sha.update(f"{name}\t{stat or 'missing'}\n".encode())  # a missing file: the generator rejects it per sample
+    return {"files": len(names), "sha256": sha.hexdigest()}
+
+
+def count_within_inputs(count: int, inputs: Mapping[str, Any], source: Any) -> tuple[int, str | None]:
+    """The number of sample indices to render and, when it differs from `count`, a note saying why.
+
+    A kind whose sample index is an input file (pdf, negative: their `inputs["source"]` is a listing digest)
+    has one index per file; indices beyond them would each be a `no_such_file` reject, and rejects are for
+    bad inputs. So a count beyond the files renders each file once, and says so."""
+    listing = inputs.get("source")
+    files = listing.get("files") if isinstance(listing, dict) else None
+    if files is None or count <= files:
+        return count, None
+    if files == 0:
+        raise ValueError(f"source {source} holds no input files")
+    return files, f"count {count} is more than the {files} input files of {source}: each file is rendered once"
 
 
 def render_rows(gen: Generator, seed: int, start: int, stop: int, gallery: int = 0,
@@ -247,7 +308,7 @@ def write_rows(spec: RenderSpec, index: int, writer: ShardWriter, rendered: Rows
                        reject_examples=rendered.examples, gallery=rendered.gallery)
 
 
-def run_shard(spec: RenderSpec, index: int, writer: ShardWriter, files: Any = None, *, generator: Generator | None = None,
+def run_shard(spec: RenderSpec, index: int, writer: ShardWriter, files: InputFiles | None = None, *, generator: Generator | None = None,
               gallery: int = 0, progress: Progress | None = None) -> ShardResult:
     """Shard `index` of `spec`: the one `writer` holds already when it is whole, else rendered and written.
     `files` (an `InputFiles`) is where the generator reads its inputs; `generator`, one built for this spec's kind

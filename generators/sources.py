@@ -1,53 +1,126 @@
-"""Input files, local or remote: the per-sample inputs of pdf and negative (a folder, a list of names, or a
-.txt list file) and the set-up files of the others (corpora, formula lists). Remote names are read and listed
-through callables the driver injects (`reader(name) -> bytes`, `lister(prefix) -> names`), so generators
-never import storage.
+"""Input files: the per-sample inputs of pdf, negative and latex_page (a folder, a list of names, or a .txt list
+file) and the set-up files of the others (corpora, formula lists, chart records).
+
+Generators read them through one small protocol, `InputFiles`, and never tell a local path from a remote name
+themselves: a render hands them storage's implementation (`storage.StorageFiles`: local paths and `s3://` names
+alike), so generators never import storage. A generator built on its own (a test, a notebook) reads this
+machine's files (`LocalFiles`).
 """
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import BinaryIO, Protocol, Sequence
 
 from generators.base import GeneratorError, Reject
 
-Reader = Callable[[str], bytes]
-Lister = Callable[[str], list[str]]
+
+class InputFiles(Protocol):
+    """Where a generator's input files are read. A name that does not exist raises FileNotFoundError (or a
+    subclass); any other exception is the store's own."""
+
+    def is_folder(self, name: str) -> bool:
+        """Whether `name` is a folder (or a prefix) of files rather than one file."""
+
+    def list(self, folder: str) -> list[str]:
+        """The names in `folder`, sorted; a local subfolder's name ends with "/"."""
+
+    def stat(self, name: str) -> str | None:
+        """A short text that changes when the file does (size and version); None when there is none."""
+
+    def size(self, name: str) -> int: ...
+
+    def open(self, name: str) -> BinaryIO: ...
+
+    def read(self, name: str) -> bytes: ...
+
+    def resolve(self, name: str, list_file: str) -> str:
+        """`name` as written in the list file `list_file`: relative names are under the list's folder."""
 
 
-def is_remote(name: str) -> bool:
-    return "://" in name and not name.startswith("file://")
+class LocalFiles:
+    """This machine's files (`InputFiles`), for a generator built without a store; remote names are not found."""
+
+    @staticmethod
+    def _path(name: str) -> Path:
+        return Path(name.removeprefix("file://"))
+
+    def is_folder(self, name: str) -> bool:
+        return self._path(name).is_dir()
+
+    def list(self, folder: str) -> list[str]:
+        path = self._path(folder)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder")
+        return sorted(f"{p}/" if p.is_dir() else str(p) for p in path.iterdir()
+                      if not p.name.startswith(".") and (p.is_file() or p.is_dir()))
+
+    def stat(self, name: str) -> str | None:
+        try:
+            st = os.stat(self._path(name))
+        except OSError:
+            return None
+        return f"{st.st_size}\t{st.st_mtime_ns}"
+
+    def size(self, name: str) -> int:
+        return os.stat(self._path(name)).st_size
+
+    def open(self, name: str) -> BinaryIO:
+        return open(self._path(name), "rb")
+
+    def read(self, name: str) -> bytes:
+        return self._path(name).read_bytes()
+
+    def resolve(self, name: str, list_file: str) -> str:
+        return name if os.path.isabs(name) else f"{self._path(list_file).parent}/{name}"
 
 
-def list_sources(source: str | Sequence[str] | None, reader: Reader | None = None,
-                 lister: Lister | None = None) -> list[str]:
-    """The sorted input names `source` stands for. A folder lists its regular, non-hidden files (every
-    one: a non-PDF file in a PDF folder is a reject, not silently ignored) and the LaTeX paper folders in
-    it, or is itself one input when it is a paper folder; a `.txt` file lists one name
-    per line (relative names resolve against the list's folder); a remote prefix needs `lister`."""
+def input_files(files: InputFiles | None) -> InputFiles:
+    """`files`, or this machine's when none was given."""
+    return files if files is not None else LocalFiles()
+
+
+def list_sources(source: str | Sequence[str] | None, files: InputFiles | None = None) -> list[str]:
+    """The sorted input names `source` stands for. A folder (or prefix) lists its files (every one: a non-PDF
+    file in a PDF folder is a reject, not silently ignored) and the LaTeX paper folders in it, or is itself one
+    input when it is a paper folder; a `.txt` file lists one name per line (relative names resolve against the
+    list's folder); a list of names is taken as it is."""
     if source is None:
         raise GeneratorError("this kind needs a source: a folder, a list of files or a .txt list file")
     if not isinstance(source, str):
         return sorted(str(s) for s in source)
-    if is_remote(source):
-        if source.endswith(".txt"):
-            return _names_from_list(_read_remote(source, reader).decode("utf-8"), base=source.rsplit("/", 1)[0])
-        if lister is None:
-            raise GeneratorError(f"source {source!r} is a remote prefix; pass a lister (or a list of names)")
-        return sorted(lister(source))
-    path = Path(source.removeprefix("file://"))
-    if path.is_dir():
-        from generators.tex_source import is_paper_folder
+    return _listed(source, input_files(files))[0]
 
-        # A LaTeX paper's folder (a top-level .tex with \documentclass) is one input; so is each such
-        # folder inside a folder of inputs (latex_page --source). PDF and photo folders never hold one.
-        if is_paper_folder(str(path)):
-            return [str(path)]
-        return sorted(str(p) for p in path.iterdir() if not p.name.startswith(".")
-                      and (p.is_file() or p.is_dir() and is_paper_folder(str(p))))
-    if path.is_file() and path.suffix == ".txt":
-        return _names_from_list(path.read_text("utf-8"), base=str(path.parent))
+
+def _listed(source: str, files: InputFiles) -> tuple[list[str], set[str] | None]:
+    """(the names of a folder or .txt list, the names among them that are paper folders: None for a list, whose
+    names the store is asked about)."""
+    from generators.tex_source import is_paper_folder
+
+    if files.is_folder(source):
+        # A LaTeX paper's folder (a top-level .tex with \documentclass) is one input; so is each such folder
+        # inside a folder of inputs (latex_page --source). PDF and photo folders never hold one.
+        whole = str(Path(source.removeprefix("file://")))
+        if is_paper_folder(whole):
+            return [whole], {whole}
+        names, folders = [], set()
+        for name in files.list(source):
+            if name.endswith("/"):
+                name = name[:-1]
+                if not is_paper_folder(name):
+                    continue
+                folders.add(name)
+            names.append(name)
+        return sorted(names), folders
+    if source.endswith(".txt"):
+        try:
+            text = files.read(source).decode("utf-8")
+        except FileNotFoundError:
+            raise GeneratorError(f"source not found or not a folder/.txt list: {source}") from None
+        except Exception as e:  # the store's own error types are unknown here
+            raise GeneratorError(f"cannot read source list {source}: {e}") from e
+        return _names_from_list(text, source, files), None
     raise GeneratorError(f"source not found or not a folder/.txt list: {source}")
 
 
@@ -60,60 +133,44 @@ def describe_source(source: str | Sequence[str] | None) -> str | dict | None:
     return {"names": len(names), "sha256": hashlib.sha256("\n".join(names).encode()).hexdigest()}
 
 
-def read_source(name: str, reader: Reader | None, max_bytes: int) -> bytes:
+def read_source(name: str, files: InputFiles | None, max_bytes: int) -> bytes:
     """Bytes of one input, or Reject("too_large"/"unreadable") naming it."""
-    if is_remote(name):
-        data = _read_remote(name, reader, reject=True)
-    else:
-        path = name.removeprefix("file://")
-        try:
-            size = os.stat(path).st_size
-            if size > max_bytes:
-                raise Reject("too_large", f"{name}: {size} bytes > max_bytes {max_bytes}", source=name)
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            raise Reject("unreadable", f"{name}: {e.strerror or e}", source=name) from None
+    files = input_files(files)
+    try:
+        with files.open(name) as f:
+            data = f.read(max_bytes + 1)  # a local file larger than allowed is never read whole
+    except Exception as e:  # the store's own error types are unknown here
+        raise Reject("unreadable", f"{name}: {_why(e)}", source=name) from None
     if len(data) > max_bytes:
-        raise Reject("too_large", f"{name}: {len(data)} bytes > max_bytes {max_bytes}", source=name)
+        try:
+            size = f"{files.size(name)} bytes"
+        except Exception:
+            size = "more bytes"
+        raise Reject("too_large", f"{name}: {size} > max_bytes {max_bytes}", source=name)
     return data
 
 
-def read_setup_file(name: str, reader: Reader | None, what: str = "file") -> bytes:
+def read_setup_file(name: str, files: InputFiles | None, what: str = "file") -> bytes:
     """Bytes of a file a generator needs before its first sample (a corpus, a formula list). Unlike
     `read_source`, a failure is a GeneratorError: without this file no sample can be made."""
-    if is_remote(name):
-        return _read_remote(name, reader, what=what)
-    path = Path(name.removeprefix("file://"))
-    if not path.is_file():
-        raise GeneratorError(f"{what} not found: {path}")
     try:
-        return path.read_bytes()
-    except OSError as e:
-        raise GeneratorError(f"cannot read {what} {path}: {e.strerror or e}") from None
+        return input_files(files).read(name)
+    except FileNotFoundError:
+        raise GeneratorError(f"{what} not found: {name}") from None
+    except Exception as e:  # the store's own error types are unknown here
+        raise GeneratorError(f"cannot read {what} {name}: {_why(e)}") from e
 
 
-def _read_remote(name: str, reader: Reader | None, reject: bool = False, what: str = "file") -> bytes:
-    if reader is None:
-        raise GeneratorError(f"{what} {name!r} is remote; pass a reader to fetch it")
-    try:
-        return reader(name)
-    except Exception as e:  # the injected reader's own error types are unknown here
-        if reject:
-            raise Reject("unreadable", f"{name}: {type(e).__name__}: {e}", source=name) from None
-        raise GeneratorError(f"cannot read {what} {name}: {e}") from e
+def _why(error: Exception) -> str:
+    return getattr(error, "strerror", None) or str(error) or type(error).__name__
 
 
-def _names_from_list(text: str, base: str) -> list[str]:
+def _names_from_list(text: str, list_file: str, files: InputFiles) -> list[str]:
     names = []
     for line in text.splitlines():
         line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if is_remote(line) or os.path.isabs(line):
-            names.append(line)
-        else:
-            names.append(f"{base}/{line}")
+        if line and not line.startswith("#"):
+            names.append(files.resolve(line, list_file))
     return sorted(names)
 
 
@@ -121,14 +178,18 @@ class SourceFiles:
     """The input files of a generator, listed lazily (a remote prefix costs a listing) and indexed:
     sample index i is file i of the sorted list."""
 
-    def __init__(self, source: str | Sequence[str] | None, reader: Reader | None = None, lister: Lister | None = None):
-        self.source, self.reader, self.lister = source, reader, lister
+    def __init__(self, source: str | Sequence[str] | None, files: InputFiles | None = None):
+        self.source, self.inputs = source, input_files(files)
         self._files: list[str] | None = None
+        self._folders: set[str] | None = None  # the paper folders of a listed folder; None: names from a list
 
     @property
     def files(self) -> list[str]:
         if self._files is None:
-            self._files = list_sources(self.source, self.reader, self.lister)
+            if isinstance(self.source, str):
+                self._files, self._folders = _listed(self.source, self.inputs)
+            else:
+                self._files = list_sources(self.source, self.inputs)
         return self._files
 
     def __len__(self) -> int:
@@ -138,6 +199,15 @@ class SourceFiles:
         if not 0 <= index < len(self.files):
             raise Reject("no_such_file", f"index {index} outside the {len(self.files)} source files")
         return self.files[index]
+
+    def is_folder(self, name: str) -> bool:
+        """Whether input `name` is a folder taken as one input (a LaTeX paper's); known from the listing for a
+        folder source, asked of the store for names from a list."""
+        self.files  # noqa: B018 (lists once)
+        return name in self._folders if self._folders is not None else self.inputs.is_folder(name)
+
+    def read(self, name: str, max_bytes: int) -> bytes:
+        return read_source(name, self.inputs, max_bytes)
 
 
 class FileSourced:

@@ -219,17 +219,17 @@ def check_text_coverage(text: str, lang: str) -> None:
 # -- the generator --------------------------------------------------------------------------------
 class TableGenerator(OwnsRenderers, Generator):
     """Params: backend ("tex" | "html"), lang ("en" | "zh" | "mixed": each sample picks en or zh), corpus
-    (a corpus file per language, None = built-in), reader, size (None = tight crop; int pads to square),
+    (a corpus file per language, None = built-in), files (where it is read), size (None = tight crop; int pads to square),
     dpi range (tex), font_px range (html), batch, timeout_s, degradations, prompt."""
 
     kind = "table"
     version = "2"
+    input_params = ("corpus",)
 
     def __init__(self, backend: str = "tex", lang: str = "en", corpus: str | None = None,
-                 reader: Callable[[str], bytes] | None = None, size: int | None = None,
+                 files: Any = None, size: int | None = None,
                  dpi: tuple[int, int] = (120, 220), font_px: tuple[int, int] = (14, 22), batch: int = 32,
-                 timeout_s: float = 60.0, degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN,
-                 lister: Callable[[str], list[str]] | None = None):
+                 timeout_s: float = 60.0, degradations: dict | None = None, prompt: str = PROMPT_MARKDOWN):
         if backend not in BACKENDS:
             raise GeneratorError(f"table backend must be one of {BACKENDS}, not {backend!r}")
         if lang not in LANGS:
@@ -237,7 +237,7 @@ class TableGenerator(OwnsRenderers, Generator):
         check_spec(degradations)
         super().__init__(backend=backend, lang=lang, corpus=corpus, size=size, dpi=list(dpi), font_px=list(font_px),
                          batch=batch, timeout_s=timeout_s, degradations=degradations, prompt=prompt)
-        self.backend, self.lang, self.corpus_spec, self.reader, self.lister = backend, lang, corpus, reader, lister
+        self.backend, self.lang, self.corpus_spec, self.files = backend, lang, corpus, files
         self.size, self.dpi, self.font_px, self.batch = size, tuple(dpi), tuple(font_px), int(batch)
         self.timeout_s, self.degradations, self.prompt = timeout_s, degradations, prompt
         self._corpora: dict[str, Any] = {}
@@ -246,7 +246,7 @@ class TableGenerator(OwnsRenderers, Generator):
         if lang not in self._corpora:
             from generators.corpus import Corpus
 
-            self._corpora[lang] = Corpus.load(self.corpus_spec, lang, reader=self.reader, lister=self.lister)
+            self._corpora[lang] = Corpus.load(self.corpus_spec, lang, files=self.files)
         return self._corpora[lang]
 
     def draw(self, seed: int, index: int) -> tuple[np.random.Generator, str, Table, dict[str, Any]]:

@@ -360,6 +360,11 @@ class S3Location(Location):
         # as one-line LocationErrors, without writing anything.
         self._call("list", self.client.list_objects_v2, Prefix=self.key, MaxKeys=1)
 
+    def any_below(self) -> bool:
+        """Whether some object lies under this prefix (one request)."""
+        prefix = self.key.rstrip("/") + "/" if self.key else ""
+        return bool(self._call("list", self.client.list_objects_v2, Prefix=prefix, MaxKeys=1).get("Contents"))
+
     def list(self) -> list["Location"]:
         root = f"s3://{self.bucket}/"
         return [S3Location(self.bucket, uri[len(root):], self.endpoint_url) for uri in self.listing()]
@@ -385,7 +390,8 @@ class S3Location(Location):
 class StorageFiles:
     """Input files by name, local paths and `s3://` names alike: what generators read their inputs through
     (`generators.sources.InputFiles`, a structural protocol this class satisfies without importing generators).
-    Which names are remote, and how a folder or a prefix is listed, is decided here and nowhere else.
+    Which names are remote, and how a folder or a prefix is listed, is decided here and nowhere else. A missing
+    file raises `NotFound` (a FileNotFoundError).
 
     A listing remembers the size and ETag of each object it saw, so a `stat` of a listed name costs no request
     (a remote folder of 10,000 PDFs is digested with one listing, not 10,000 HEADs); use a fresh instance for an
@@ -395,24 +401,24 @@ class StorageFiles:
         self._listed: dict[str, str] = {}
 
     def is_folder(self, name: str) -> bool:
-        """A local directory; a remote name ending in "/", or one that no object has and some objects lie under."""
-        loc = Location.parse(name)
-        if isinstance(loc, LocalLocation):
-            return loc.path.is_dir()
-        if name.endswith("/"):
-            return True
-        return loc.stat() is None and bool(loc.listing())
+        """A local directory; a remote name ending in "/", or one that some objects lie under (one listing request
+        of one key: no HEAD, so digesting a prefix still costs one listing)."""
+        path = _local_path(name)
+        if path is not None:
+            return path.is_dir()
+        return name.endswith("/") or Location.parse(name).any_below()
 
     def list(self, folder: str) -> list[str]:
-        """The names in `folder`, sorted. Locally: its direct entries, subfolders with a trailing "/" (a caller
-        may take one as a single input: a LaTeX paper's folder). Under a remote prefix, where folders do not
-        exist: every object."""
-        loc = Location.parse(folder)
-        if isinstance(loc, LocalLocation):
-            if not loc.path.is_dir():
-                raise NotFound(f"{loc.uri}: no such folder")
-            return sorted(f"{p}/" if p.is_dir() else str(p) for p in loc.path.iterdir() if p.is_file() or p.is_dir())
-        listing = loc.listing()
+        """The names in `folder`, sorted. Locally: its direct entries that are not hidden, a subfolder's name ending
+        in "/" (a caller may take one as a single input: a LaTeX paper's folder), each as `folder` spells it joined
+        with the entry's name. Under a remote prefix, where folders do not exist: every object."""
+        path = _local_path(folder)
+        if path is not None:
+            if not path.is_dir():
+                raise NotFound(f"{folder}: no such folder")
+            return sorted(f"{p}/" if p.is_dir() else str(p) for p in path.iterdir()
+                          if not p.name.startswith(".") and (p.is_file() or p.is_dir()))
+        listing = Location.parse(folder).listing()
         self._listed.update((uri, f"{size}\t{etag}") for uri, (size, etag) in listing.items())
         return list(listing)
 
@@ -422,10 +428,10 @@ class StorageFiles:
         a local folder; size and ETag of an object."""
         if name in self._listed:
             return self._listed[name]
-        loc = Location.parse(name)
-        if isinstance(loc, LocalLocation):
-            return _local_stat(loc.path)
-        head = loc.stat()
+        path = _local_path(name)
+        if path is not None:
+            return _local_stat(path)
+        head = Location.parse(name).stat()
         return None if head is None else f"{head[0]}\t{head[1]}"
 
     def size(self, name: str) -> int:
@@ -436,19 +442,30 @@ class StorageFiles:
 
     def open(self, name: str) -> BinaryIO:
         """A file to read: streamed from a local disk; an object is fetched whole (one GET)."""
-        loc = Location.parse(name)
-        if isinstance(loc, LocalLocation):
-            try:
-                return open(loc.path, "rb")
-            except FileNotFoundError:
-                raise NotFound(f"{loc.uri}: no such file") from None
-            except IsADirectoryError:
-                raise NotFound(f"{loc.uri}: is a directory, not a file") from None
-        return io.BytesIO(loc.read_bytes())
+        path = _local_path(name)
+        if path is None:
+            return io.BytesIO(Location.parse(name).read_bytes())
+        try:
+            return open(path, "rb")
+        except FileNotFoundError:
+            raise NotFound(f"{name}: no such file") from None
+        except IsADirectoryError:
+            raise NotFound(f"{name}: is a directory, not a file") from None
 
-    def resolve(self, name: str, base: str) -> str:
-        """`name` as written in a list file in folder `base`: a URI or an absolute path as it is, else under `base`."""
-        return name if is_uri(name) or os.path.isabs(name) else f"{base}/{name}"
+    def resolve(self, name: str, list_file: str) -> str:
+        """`name` as written in the list file `list_file`: a URI or an absolute path as it is, else in the list's folder."""
+        if is_uri(name) or os.path.isabs(name):
+            return name
+        path = _local_path(list_file)
+        return f"{list_file.rsplit('/', 1)[0] if path is None else path.parent}/{name}"
+
+
+def _local_path(name: str) -> Path | None:
+    """The path of a local name as written (relative stays relative: names of inputs are recorded as given), None
+    for a remote one."""
+    if is_remote(name):
+        return None
+    return Path(urlparse(name).path if name.startswith("file://") else name)
 
 
 def _local_stat(path: Path) -> str | None:

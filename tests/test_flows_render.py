@@ -146,9 +146,9 @@ def test_growing_a_dataset_reuses_whole_shards_and_rewrites_the_old_partial_one(
 def test_a_changed_input_folder_or_corpus_is_a_new_render(prefect_api, tmp_path):
     from PIL import Image
 
-    from flows.inputs import input_digest
     from flows.render import render
-    from generators.render_unit import RenderSpec
+    from generators.render_unit import RenderSpec, input_digest
+    from storage import StorageFiles
 
     photos = tmp_path / "photos"
     photos.mkdir()
@@ -179,7 +179,8 @@ def test_a_changed_input_folder_or_corpus_is_a_new_render(prefect_api, tmp_path)
     corpus.write_text("One paragraph of text.\n")
     params = {"corpus": str(corpus)}
     def fingerprint() -> str:
-        return RenderSpec.of("document", count=2, shard_rows=2, params=params, inputs=input_digest("document", params)).fingerprint
+        inputs = input_digest("document", params, StorageFiles())
+        return RenderSpec.of("document", count=2, shard_rows=2, params=params, inputs=inputs).fingerprint
 
     fp = fingerprint()
     corpus.write_text("Another paragraph of text.\n")

@@ -252,7 +252,9 @@ def test_chart_records_give_the_text_and_values(tmp_path):
            "series": [{"name": "North", "values": [12.5, 14.0, 13.25]}, {"name": "South", "values": [9, 11, 10.5]}]}
     records.write_text(json.dumps(rec) + "\n\n")
     blobs = {"s3://b/charts.jsonl": records.read_bytes()}
-    with get_generator("chart", records="s3://b/charts.jsonl", reader=blobs.__getitem__,
+    from tests.input_files import BlobFiles
+
+    with get_generator("chart", records="s3://b/charts.jsonl", files=BlobFiles(blobs),
                        chart_types=["grouped_bar", "line"]) as gen:
         s = first_sample(gen)
     target = ast.literal_eval(s.text)

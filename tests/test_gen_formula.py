@@ -85,10 +85,12 @@ def test_fast_backend_rejects_what_latex2mathml_cannot_convert(tmp_path):
     assert isinstance(out[0], Sample) and isinstance(out[1], Rejected) and out[1].reason == "mathml_error"
 
 
-def test_formula_file_comes_through_the_reader_and_close_releases_tex(tmp_path):
+def test_formula_file_comes_through_the_input_files_and_close_releases_tex(tmp_path):
+    from tests.input_files import BlobFiles
+
     name = "s3://bkt/formulas.txt"
-    with pytest.raises(GeneratorError, match="pass a reader"):
-        FormulaGenerator(source=name)
+    with pytest.raises(GeneratorError, match="formula file not found: s3://bkt/formulas.txt"):
+        FormulaGenerator(source=name)  # built on its own, a generator reads this machine's files
     with pytest.raises(GeneratorError, match="formula file not found"):
         FormulaGenerator(source=str(tmp_path / "missing.txt"))
 
@@ -96,9 +98,9 @@ def test_formula_file_comes_through_the_reader_and_close_releases_tex(tmp_path):
         raise ConnectionError("socket closed")
 
     with pytest.raises(GeneratorError, match=f"cannot read formula file {name}: socket closed"):
-        FormulaGenerator(source=name, reader=broken)
+        FormulaGenerator(source=name, files=BlobFiles({}, read=broken))
     blobs = {name: b"x^{2}\n\n\\sqrt{y}\n"}
-    gen = FormulaGenerator(source=name, reader=blobs.__getitem__, order="sequential", backend="faithful")
+    gen = FormulaGenerator(source=name, files=BlobFiles(blobs), order="sequential", backend="faithful")
     first = list(gen.items(0, 0, 2))
     assert [(s.text, s.meta["sampled"]["line"]) for s in first] == [("x^{2}", 1), (r"\sqrt{y}", 3)]
     workdir = gen._tex._dir

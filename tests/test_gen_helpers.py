@@ -50,7 +50,9 @@ def test_paragraph_cut_never_splits_a_word():
         assert all(w.strip(".") in c.sentences_[0] .replace(".", "").split() for w in p.split())
 
 
-def test_user_corpora_txt_jsonl_parquet_and_remote_reader(tmp_path):
+def test_user_corpora_txt_jsonl_parquet_and_remote_input_files(tmp_path):
+    from tests.input_files import BlobFiles
+
     (tmp_path / "c.txt").write_text("Quartz clocks drift slowly. Atomic clocks barely drift.\n\nTides follow the moon.\n")
     (tmp_path / "c.jsonl").write_text("\n".join(json.dumps({"text": t}) for t in ["Owls hunt at night.", "Bats too."]))
     pq.write_table(pa.table({"text": ["Parquet holds columns.", "Rows live in groups."]}), tmp_path / "c.parquet")
@@ -59,16 +61,11 @@ def test_user_corpora_txt_jsonl_parquet_and_remote_reader(tmp_path):
     assert Corpus.load(str(tmp_path / "c.jsonl"), "en").sentences_ == ["Owls hunt at night.", "Bats too."]
     assert Corpus.load(str(tmp_path / "c.parquet"), "en").sentences_ == ["Parquet holds columns.", "Rows live in groups."]
     blobs = {"s3://bucket/corpora/zh.jsonl": json.dumps({"text": "潮汐随月亮变化。海水每天涨落两次。"}).encode()}
-    fetched = []
-
-    def reader(name: str) -> bytes:
-        fetched.append(name)
-        return blobs[name]
-
-    zh = Corpus.load("s3://bucket/corpora/zh.jsonl", "zh", reader=reader)
-    assert zh.sentences_ == ["潮汐随月亮变化。", "海水每天涨落两次。"] and fetched == ["s3://bucket/corpora/zh.jsonl"]
-    with pytest.raises(GeneratorError, match="reader"):
-        Corpus.load("s3://bucket/corpora/zh.jsonl", "zh")
+    files = BlobFiles(blobs)
+    zh = Corpus.load("s3://bucket/corpora/zh.jsonl", "zh", files=files)
+    assert zh.sentences_ == ["潮汐随月亮变化。", "海水每天涨落两次。"] and files.calls == [("read", "s3://bucket/corpora/zh.jsonl")]
+    with pytest.raises(GeneratorError, match="not found: s3://bucket/corpora/zh.jsonl"):
+        Corpus.load("s3://bucket/corpora/zh.jsonl", "zh")  # this machine's files, without a store
     with pytest.raises(GeneratorError, match="not found"):
         Corpus.load(str(tmp_path / "missing.txt"), "en")
     (tmp_path / "bad.jsonl").write_text('{"body": "no text field"}\n')
@@ -248,18 +245,15 @@ def test_corpus_from_a_folder_or_prefix_of_parquet_and_jsonl_with_a_named_column
     with pytest.raises(GeneratorError, match=r"no column 'text' \(columns: content, url\)"):
         Corpus.load(str(web / "part-0.parquet"), "en")
 
-    # The same from an s3:// prefix, through the caller's lister and reader.
+    # The same from an s3:// prefix, through the caller's input files: listed once, each file read once.
+    from tests.input_files import BlobFiles
+
     blobs = {f"s3://bkt/web/{p.name}": p.read_bytes() for p in web.iterdir()}
-    listed = []
-
-    def lister(prefix: str) -> list[str]:
-        listed.append(prefix)
-        return sorted(n for n in blobs if n.startswith(prefix))
-
-    remote = Corpus.load("s3://bkt/web/#content", "en", reader=blobs.__getitem__, lister=lister)
-    assert remote.sentences_ == c.sentences_ and listed == ["s3://bkt/web/"]
-    with pytest.raises(GeneratorError, match="pass a lister"):
-        Corpus.load("s3://bkt/web/#content", "en", reader=blobs.__getitem__)
+    files = BlobFiles(blobs)
+    remote = Corpus.load("s3://bkt/web/#content", "en", files=files)
+    assert remote.sentences_ == c.sentences_
+    assert files.calls == [("list", "s3://bkt/web/"), *(("read", f"s3://bkt/web/part-{i}.{s}")
+                                                          for i, s in enumerate(("parquet", "parquet", "jsonl")))]
 
     # Every kind that takes a corpus takes this one.
     from generators.document import DocumentGenerator

@@ -219,12 +219,12 @@ def test_a_paper_folder_is_one_source_with_its_inputs(tmp_path):
     assert (page.meta["sampled"]["main"], page.meta["sampled"]["sha256"]) == ("main.tex", sha.hexdigest())
 
 
-def test_sources_under_an_s3_prefix_come_through_the_reader_and_lister():
+def test_sources_under_an_s3_prefix_come_through_the_input_files():
     from tests.gen_support import PAPER_ZH, tex_archive
+    from tests.input_files import BlobFiles
 
     blobs = {"s3://bkt/papers/zh.tar.gz": tex_archive({"main.tex": PAPER_ZH}), "s3://bkt/papers/readme.md": b"# no"}
-    with LatexPageGenerator(source="s3://bkt/papers/", reader=blobs.__getitem__, templates=["koma_twocol"],
-                            lister=lambda prefix: sorted(n for n in blobs if n.startswith(prefix))) as gen:
+    with LatexPageGenerator(source="s3://bkt/papers/", files=BlobFiles(blobs), templates=["koma_twocol"]) as gen:
         items = list(gen.items(0, 0, 2))
     assert [type(i) for i in items] == [Rejected, Sample]
     assert items[0].reason == "bad_source" and "readme.md" in items[0].detail

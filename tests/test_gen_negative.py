@@ -65,9 +65,11 @@ def test_sentences_vary_with_the_seed_and_repeat_with_it(photo_dir: Path):
     assert s.text == "Just a photo." and s.prompt == "Describe."
 
 
-def test_remote_names_are_read_through_the_injected_reader(photo_dir: Path):
+def test_remote_names_are_read_through_the_injected_input_files(photo_dir: Path):
+    from tests.input_files import BlobFiles
+
     blobs = {"s3://bkt/photos/p.png": (photo_dir / "b_portrait.png").read_bytes()}
-    gen = get_generator("negative", source="s3://bkt/photos/", reader=blobs.__getitem__, lister=lambda prefix: list(blobs))
+    gen = get_generator("negative", source="s3://bkt/photos/", files=BlobFiles(blobs))
     [s] = gen.render(0, 0)
     assert isinstance(s, Sample) and s.meta["sampled"]["file"] == "s3://bkt/photos/p.png"
     assert s.meta["params"]["source"] == "s3://bkt/photos/"

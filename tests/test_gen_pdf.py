@@ -146,7 +146,9 @@ def test_same_seed_same_bytes_and_degradations_recorded(pdf_dir: Path):
     assert plain.image != a[0].image and plain.text == a[0].text
 
 
-def test_caps_list_files_and_remote_names_through_a_reader(pdf_dir: Path, tmp_path: Path):
+def test_caps_list_files_and_remote_names_through_input_files(pdf_dir: Path, tmp_path: Path):
+    from tests.input_files import BlobFiles
+
     (tmp_path / "list.txt").write_text("# the good ones\npdfs/a_one.pdf\npdfs/c_three_pages.pdf\n")
     gen = get_generator("pdf", source=str(tmp_path / "list.txt"), max_pages=2)
     results = list(gen.items(0, 0, 2))
@@ -161,10 +163,10 @@ def test_caps_list_files_and_remote_names_through_a_reader(pdf_dir: Path, tmp_pa
     [r] = list(small.items(0, 0, 1))
     assert r.reason == "too_large" and "a_one.pdf" in r.detail
     blobs = {"s3://bkt/docs/x.pdf": (pdf_dir / "a_one.pdf").read_bytes()}
-    remote = get_generator("pdf", source=list(blobs), reader=blobs.__getitem__)
+    remote = get_generator("pdf", source=list(blobs), files=BlobFiles(blobs))
     [s] = remote.render(0, 0)
     assert s.meta["sampled"]["file"] == "s3://bkt/docs/x.pdf" and s.text.startswith("A plain page")
-    [missing] = list(get_generator("pdf", source=["s3://bkt/nope.pdf"], reader=blobs.__getitem__).items(0, 0, 1))
+    [missing] = list(get_generator("pdf", source=["s3://bkt/nope.pdf"], files=BlobFiles(blobs)).items(0, 0, 1))
     assert missing.reason == "unreadable" and "nope.pdf" in missing.detail
 
 

@@ -240,7 +240,8 @@ def test_lineage_answers_both_questions(root, tmp_path):
 
 
 def test_listing_carries_size_and_etag_and_a_prefix_digest_costs_no_head(root):
-    from flows.inputs import listing_digest
+    from generators.render_unit import listing_digest
+    from storage import StorageFiles
 
     base = Location.parse(root) / "inputs"
     for name, data in (("b.pdf", b"%PDF-1 bee"), ("a.pdf", b"%PDF-1 a"), ("c.pdf", b"%PDF-1 seeeee")):
@@ -255,10 +256,10 @@ def test_listing_carries_size_and_etag_and_a_prefix_digest_costs_no_head(root):
     heads = []
     if root.startswith("s3://"):
         base.client.meta.events.register("before-call.s3.HeadObject", lambda **kw: heads.append(kw))
-    first = listing_digest(base.uri)
+    first = listing_digest(base.uri, StorageFiles())
     assert first["files"] == 3 and heads == []
     (base / "a.pdf").write_bytes(b"%PDF-1 A")  # same size, new content: the ETag (S3) or mtime (local) tells
-    assert listing_digest(base.uri) != first
+    assert listing_digest(base.uri, StorageFiles()) != first
 
 
 def test_lineage_index_goes_to_the_data_root_not_the_current_directory(tmp_path, monkeypatch):
