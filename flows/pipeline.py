@@ -19,6 +19,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.common import artifact_key, default_root, root_tag
+from storage.location import is_uri
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "root": None,  # None: $VARYFLOW_ROOT or ./varyflow-data
@@ -189,7 +190,7 @@ def train_config(config: dict[str, Any], stage: str) -> dict[str, Any]:
     cfg = dict(config["train"])
     if stage == "integrate":
         cfg.update(config.get("integration") or {})
-    if "://" not in config["root"]:  # a remote root: the stage trains in scratch and publishes there
+    if not is_uri(config["root"]):  # a remote root: the stage trains in scratch and publishes there
         cfg.setdefault("out", str(Path(config["root"]) / "checkpoints" / stage))
     return cfg
 
@@ -282,7 +283,7 @@ def _stage_line(stage: str, result: dict[str, Any]) -> str:
 
 def pipeline_report(result: dict[str, Any], markdown: bool = False) -> str:
     lines = [
-        f"data:        {os.path.abspath(result['root']) if '://' not in result['root'] else result['root']}",
+        f"data:        {result['root'] if is_uri(result['root']) else os.path.abspath(result['root'])}",
         *(f"  {k:<11} {v['rows']:>4} rows  {v['manifest']}" for k, v in result["datasets"].items()),
         *(f"mixture:     {k}: {v}" for k, v in result["mixtures"].items()),
         f"checkpoints: vocabulary generation {result['checkpoints']['vocab']}",
@@ -301,7 +302,7 @@ def _report_markdown(result: dict[str, Any]) -> str:
     def cell(text: Any) -> str:
         return f"`{md_cell(str(text), 300)}`"
 
-    root = os.path.abspath(result["root"]) if "://" not in result["root"] else result["root"]
+    root = result["root"] if is_uri(result["root"]) else os.path.abspath(result["root"])
     lines = [f"# pipeline outputs under {cell(root)}", "", "| dataset | rows | rejects | manifest |", "|---|---|---|---|"]
     lines += [f"| {k} | {v['rows']} | {sum((v.get('rejects') or {}).values())} | {cell(v['manifest'])} |"
               for k, v in result["datasets"].items()]

@@ -25,6 +25,7 @@ from prefect.runtime import deployment as runtime_deployment
 from prefect.runtime import flow_run as runtime_flow_run
 
 from flows.common import artifact_key, default_root, location_markdown, png_data_uri
+from storage.location import is_uri
 from training.config import path_fields
 
 if TYPE_CHECKING:
@@ -68,7 +69,7 @@ def absolute_paths(cfg: TrainConfig, cwd: str) -> TrainConfig:
     on other nodes their shells, must not read them against a directory of their own."""
 
     def resolve(value: str | None) -> str | None:
-        if value is None or "://" in value:
+        if value is None or is_uri(value):
             return value
         return os.path.abspath(os.path.join(cwd, os.path.expanduser(value)))
 
@@ -319,13 +320,13 @@ def train_stage(stage: str, config: dict[str, Any], mixture: str | None, launch:
     cfg = _resolve_data(dict(config), mixture, root)
     if stage == "integrate" and not cfg.get("init_from"):
         cfg["init_from"] = newest_stage1(root)
-    if "://" in str(cfg.get("init_from") or ""):
+    if is_uri(str(cfg.get("init_from") or "")):
         from storage.publish import fetch_checkpoint
 
         cfg["init_from"] = str(fetch_checkpoint(cfg["init_from"]))  # the model loads files
     cfg.setdefault("model", STAGE_MODELS[stage])
     cfg.setdefault("index_root", root)
-    remote = "://" in root
+    remote = is_uri(root)
     # A remote root: train into local scratch, then publish the checkpoint under the root (a pod's folder
     # is gone with the pod).
     cfg.setdefault("out", str(Path(root) / "checkpoints" / stage) if not remote else scratch_dir(stage))
@@ -333,7 +334,7 @@ def train_stage(stage: str, config: dict[str, Any], mixture: str | None, launch:
                                           "deployment": runtime_deployment.name})
     trained = run_training(stage, cfg, launch)
     checkpoint = trained["checkpoint"]
-    if remote and "://" not in checkpoint:
+    if remote and not is_uri(checkpoint):
         from storage.publish import publish_checkpoint
 
         run = str(runtime_flow_run.id or "local")
