@@ -1,8 +1,13 @@
 """The render flow against a plain loop doing the same work, whole processes, measured in the same run.
 
-    python benchmarks/pipeline.py [--kinds document,chart,formula] [--count 2048] [--shard-rows 256] [--workers 2]
-                                  [--rounds 3] [--small 8] [--out docs/pipeline-benchmarks.md]
-    python benchmarks/pipeline.py plain KIND --count N --shard-rows R --workers W --out DIR   # the baseline alone
+    python benchmarks/pipeline.py [--kinds formula,document,...] [--count 2048] [--shard-rows 256] [--workers 2]
+                                  [--rounds 3] [--slow-rounds 1] [--small 8] [--out docs/pipeline-benchmarks.md]
+    python benchmarks/pipeline.py plain KIND --count N --shard-rows R --workers W --out DIR [--params JSON]
+
+Cases (`--kinds`): every generator kind, `table` with both backends (`table[html]`), `pdf` and `negative` on input
+folders this file writes once under the system temp dir, deterministically (one-page PDFs typeset with reportlab,
+photo-like JPEGs drawn with Pillow and numpy), one file per sample index. Every case renders `--count` samples; the
+slow ones (`chart`, `latex_page`: over ~3 min a run on 2 cores) run `--slow-rounds` rounds instead of `--rounds`.
 
 Flow: `varyflow render KIND --count N --shard-rows R --workers W` as a fresh process (Prefect API, tasks, manifest,
 artifacts). Plain: this file's `plain` command, a fresh process that builds the generator once per worker of a fork
@@ -45,6 +50,85 @@ sys.path.insert(0, str(ROOT))
 
 PLAIN_FINGERPRINT = "0" * 64  # names only; the bytes of a shard do not depend on it
 
+# case -> (kind, generator params, input folder the case needs, slow): what `--kinds` names.
+CASES: dict[str, tuple[str, dict[str, Any], str | None, bool]] = {
+    "formula": ("formula", {}, None, False),
+    "document": ("document", {}, None, False),
+    "chart": ("chart", {}, None, True),
+    "echart": ("echart", {}, None, False),
+    "table": ("table", {}, None, False),  # the TeX backend (the default)
+    "table[html]": ("table", {"backend": "html"}, None, False),
+    "latex_page": ("latex_page", {}, None, True),
+    "negative": ("negative", {}, "photos", False),
+    "pdf": ("pdf", {}, "pdfs", False),
+}
+
+
+def make_inputs(what: str, count: int) -> str:
+    """A folder of `count` input files for `pdf` (one-page PDFs) or `negative` (photo-like JPEGs), written once
+    per (what, count) under the temp dir and reused; the same files every time (seeded, no timestamps)."""
+    folder = Path(tempfile.gettempdir()) / f"varyflow-bench-inputs-{what}-{count}"
+    done = folder / ".complete"
+    if done.exists():
+        return str(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (_write_pdfs if what == "pdfs" else _write_photos)(folder, count)
+    done.write_text("ok\n")
+    return str(folder)
+
+
+def _write_pdfs(folder: Path, count: int) -> None:
+    import random
+
+    from reportlab.lib.pagesizes import letter
+    from reportlab.pdfgen import canvas
+
+    words = ("data engine document vision model page text layout column figure table formula chart render shard "
+             "manifest lineage training vocabulary token image sample batch worker flow storage reader").split()
+    for i in range(count):
+        rng = random.Random(i)
+        c = canvas.Canvas(str(folder / f"doc-{i:05d}.pdf"), pagesize=letter, invariant=1)
+        c.setFont("Helvetica-Bold", 16)
+        c.drawString(72, 720, f"Report {i}: " + " ".join(rng.choice(words) for _ in range(4)).title())
+        c.setFont("Helvetica", 11)
+        y = 690
+        for _ in range(rng.randint(20, 40)):
+            c.drawString(72, y, " ".join(rng.choice(words) for _ in range(rng.randint(8, 12))))
+            y -= 15
+        c.showPage()
+        c.save()
+
+
+def _write_photos(folder: Path, count: int) -> None:
+    import numpy as np
+    from PIL import Image
+
+    h, w = 150, 200  # drawn small and scaled up 4x: smooth like a photo, and quick to write
+    yy, xx = np.mgrid[0:h, 0:w]
+    for i in range(count):
+        rng = np.random.default_rng(i)
+        img = rng.uniform(0, 255, 3) + yy[..., None] * rng.uniform(-1.2, 1.2, 3) + xx[..., None] * rng.uniform(-1.2, 1.2, 3)
+        for _ in range(6):  # soft blobs, so the pictures are not plain gradients
+            cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(8, 50)
+            mask = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r * r))[..., None]
+            img = img * (1 - mask) + rng.uniform(0, 255, 3) * mask
+        img += rng.normal(0, 4, img.shape)
+        small = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+        small.resize((4 * w, 4 * h), Image.BICUBIC).save(folder / f"photo-{i:05d}.jpg", quality=90)
+
+
+def case_params(case: str, count: int) -> tuple[str, dict[str, Any]]:
+    """(kind, params) of a case, its input folder written if it needs one."""
+    if case not in CASES:
+        raise SystemExit(f"unknown case {case!r}; known: {', '.join(CASES)}")
+    kind, params, inputs, _ = CASES[case]
+    params = dict(params)
+    if inputs:
+        params["source"] = make_inputs(inputs, count)
+    return kind, params
+
+
 _GEN: Any = None  # the plain loop's generator, one per pool worker
 
 
@@ -58,18 +142,13 @@ def _plain_init(kind: str, params: dict[str, Any]) -> None:
     Finalize(None, _GEN.close, exitpriority=10)  # runs as the pool worker exits: Chromium and TeX close
 
 
-def _plain_shard(job: tuple[str, str, int, int, int, int]) -> str:
-    from generators.base import Rejected
+def _plain_shard(job: tuple[Any, str, int]) -> str:
+    """One shard by the render unit, the flow's own: `run_shard` with this worker's generator and the writer."""
+    from generators.render_unit import run_shard
     from storage import DatasetWriter
 
-    out, dataset, seed, index, start, stop = job
-    rows, rejects = [], {}
-    for item in _GEN.items(seed, start, stop):
-        if isinstance(item, Rejected):
-            rejects[item.reason] = rejects.get(item.reason, 0) + 1
-        else:
-            rows.append(item.to_row())
-    return DatasetWriter(out, dataset, PLAIN_FINGERPRINT).write_shard(index, rows, rejects=rejects).sha256
+    spec, out, index = job
+    return run_shard(spec, index, DatasetWriter(out, spec.kind, PLAIN_FINGERPRINT), generator=_GEN).info.sha256
 
 
 def plain(kind: str, count: int, shard_rows: int, workers: int, out: str, seed: int = 0,
@@ -77,9 +156,11 @@ def plain(kind: str, count: int, shard_rows: int, workers: int, out: str, seed: 
     """The baseline: a fork pool of `workers`, the generator built once per worker, shards in index order."""
     import multiprocessing as mp
 
-    ranges = [(k, s, min(s + shard_rows, count)) for k, s in enumerate(range(0, count, shard_rows))]
+    from generators.render_unit import RenderSpec
+
+    spec = RenderSpec.of(kind, count=count, seed=seed, shard_rows=shard_rows, params=params)
     with mp.get_context("fork").Pool(workers, initializer=_plain_init, initargs=(kind, dict(params or {}))) as pool:
-        shas = pool.map(_plain_shard, [(out, kind, seed, k, s, e) for k, s, e in ranges], chunksize=1)
+        shas = pool.map(_plain_shard, [(spec, out, k) for k, _, _ in spec.shards()], chunksize=1)
         pool.close()
         pool.join()
     return shas
@@ -159,18 +240,22 @@ def _timed(cmd: list[str], env: dict[str, str], timeout: int = 3600) -> tuple[fl
 _LAST_CPU = 0.0
 
 
-def run_flow(kind: str, count: int, shard_rows: int, workers: int, out: str, env: dict[str, str]) -> tuple[float, list[str]]:
+def run_flow(kind: str, count: int, shard_rows: int, workers: int, out: str, env: dict[str, str],
+             params: dict[str, Any] | None = None) -> tuple[float, list[str]]:
     from storage import read_manifest
 
+    extra = ["--params", json.dumps(params)] if params else []
     wall, stdout = _timed([sys.executable, "-m", "flows.cli", "render", kind, "--count", str(count), "--shard-rows",
-                           str(shard_rows), "--workers", str(workers), "--out", out, "--json"], env)
+                           str(shard_rows), "--workers", str(workers), "--out", out, "--json", *extra], env)
     manifest = json.loads(stdout.strip().splitlines()[-1])["manifest"]
     return wall, [s.sha256 for s in read_manifest(manifest).shards]
 
 
-def run_plain(kind: str, count: int, shard_rows: int, workers: int, out: str, env: dict[str, str]) -> tuple[float, list[str]]:
+def run_plain(kind: str, count: int, shard_rows: int, workers: int, out: str, env: dict[str, str],
+              params: dict[str, Any] | None = None) -> tuple[float, list[str]]:
+    extra = ["--params", json.dumps(params)] if params else []
     wall, stdout = _timed([sys.executable, __file__, "plain", kind, "--count", str(count), "--shard-rows", str(shard_rows),
-                           "--workers", str(workers), "--out", out], env)
+                           "--workers", str(workers), "--out", out, *extra], env)
     return wall, json.loads(stdout.strip().splitlines()[-1])
 
 
@@ -223,9 +308,10 @@ def stop_background_api(home: str) -> None:
     stop(home)
 
 
-def measure_kind(kind: str, count: int, small: int, shard_rows: int, workers: int, rounds: int, home: str,
+def measure_kind(case: str, count: int, small: int, shard_rows: int, workers: int, rounds: int, home: str,
                  scratch: Path) -> dict[str, Any]:
     env = _env(home, None)
+    kind, params = case_params(case, count)
     walls: dict[str, list[float]] = {"flow": [], "plain": [], "flow_small": [], "plain_small": []}
     cpus: dict[str, list[float]] = {k: [] for k in walls}
     for r in range(rounds):
@@ -235,17 +321,19 @@ def measure_kind(kind: str, count: int, small: int, shard_rows: int, workers: in
             for which in order:
                 out = str(scratch / f"{kind}-{which}{suffix}-{r}")
                 runner = run_flow if which == "flow" else run_plain
-                wall, shas[which] = runner(kind, size, min(shard_rows, size) if suffix else shard_rows, workers, out, env)
+                wall, shas[which] = runner(kind, size, min(shard_rows, size) if suffix else shard_rows, workers, out, env,
+                                           params)
                 walls[which + suffix].append(wall)
                 cpus[which + suffix].append(_LAST_CPU)
                 shutil.rmtree(out, ignore_errors=True)
-                print(f"  {kind} {which:<5} n={size:<5} round {r}: {wall:6.1f} s wall, {_LAST_CPU:6.1f} s CPU", flush=True)
+                print(f"  {case} {which:<5} n={size:<5} round {r}: {wall:6.1f} s wall, {_LAST_CPU:6.1f} s CPU, "
+                      f"load {os.getloadavg()[0]:.1f}", flush=True)
             if shas["flow"] != shas["plain"]:
-                raise RuntimeError(f"{kind}: the flow and the plain loop wrote different shards; not the same work")
+                raise RuntimeError(f"{case}: the flow and the plain loop wrote different shards; not the same work")
     med = {k: statistics.median(v) for k, v in walls.items()}
     cpu = {k: statistics.median(v) for k, v in cpus.items()}
     return {
-        "kind": kind, "count": count, "small": small, "shard_rows": shard_rows, "workers": workers, "rounds": rounds,
+        "kind": case, "count": count, "small": small, "shard_rows": shard_rows, "workers": workers, "rounds": rounds,
         "walls": walls, "median": med, "cpus": cpus, "cpu_median": cpu,
         "cpu_ratio": cpu["plain"] / max(cpu["flow"], 1e-9),
         "cpu_ratio_excl_startup": (cpu["plain"] - cpu["plain_small"]) / max(cpu["flow"] - cpu["flow_small"], 1e-9),
@@ -344,14 +432,15 @@ def write_markdown(path: Path, results: dict[str, Any]) -> None:
         f"Measured {results['when']} on {results['machine']}. {results['note']}",
         "",
         "| kind (count, shard rows) | flow | plain loop | flow ÷ plain | start-up excluded | fixed overhead (n={small}) "
-        "| CPU: plain ÷ flow | CPU, start-up excluded | rounds | measured |".format(
+        "| CPU: plain ÷ flow | CPU, start-up excluded | rounds | measured | load |".format(
             small=results["kinds"][0]["small"] if results["kinds"] else "-"),
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for k in results["kinds"]:
         lines.append(f"| {k['kind']} ({k['count']}, {k['shard_rows']}) | {k['flow_per_s']:.1f}/s | {k['plain_per_s']:.1f}/s | "
                      f"{k['ratio']:.2f} | {k['ratio_excl_startup']:.2f} | {k['fixed_overhead_s']:.1f} s | "
-                     f"{k['cpu_ratio']:.2f} | {k['cpu_ratio_excl_startup']:.2f} | {k['rounds']} | {k.get('when', '')} |")
+                     f"{k['cpu_ratio']:.2f} | {k['cpu_ratio_excl_startup']:.2f} | {k['rounds']} | {k.get('when', '')} | "
+                     f"{'-'.join(str(x) for x in k.get('load', [])) or '-'} |")
     fixed = results.get("fixed")
     if fixed:
         lines += ["", f"Fixed overhead of one `varyflow render {fixed['kind']} --count {fixed['small']}` (whole command) "
@@ -375,16 +464,19 @@ def main(argv: list[str] | None = None) -> int:
         ap.add_argument("--workers", type=int, default=2)
         ap.add_argument("--seed", type=int, default=0)
         ap.add_argument("--out", required=True)
+        ap.add_argument("--params", default=None, help="generator parameters as a JSON object")
         a = ap.parse_args(argv[1:])
-        print(json.dumps(plain(a.kind, a.count, a.shard_rows, a.workers, a.out, a.seed)))
+        print(json.dumps(plain(a.kind, a.count, a.shard_rows, a.workers, a.out, a.seed,
+                               json.loads(a.params) if a.params else None)))
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--kinds", default="document,chart,formula")
+    ap.add_argument("--kinds", default=",".join(CASES), help=f"cases to measure, of {', '.join(CASES)}")
     ap.add_argument("--count", type=int, default=2048)
     ap.add_argument("--small", type=int, default=8, help="the small render that measures the fixed overhead")
     ap.add_argument("--shard-rows", type=int, default=256)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--slow-rounds", type=int, default=1, help="rounds of the slow cases (chart, latex_page)")
     ap.add_argument("--fixed-kind", default="document", help="kind of the fixed-overhead measurement ('' skips it)")
     ap.add_argument("--note", default="", help="a sentence for the results (e.g. the machine was shared)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "pipeline-benchmarks.md"))
@@ -407,14 +499,18 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         home = str(scratch / "home")
-        for kind in [k for k in a.kinds.split(",") if k]:
-            print(f"== {kind}", flush=True)
-            run_flow(kind, a.workers, 1, a.workers, str(scratch / f"warm-{kind}"), _env(home, None))  # API up, caches warm
-            res = measure_kind(kind, a.count, a.small, a.shard_rows, a.workers, a.rounds, home, scratch)
+        for case in [k for k in a.kinds.split(",") if k]:
+            print(f"== {case} (load average {os.getloadavg()[0]:.1f})", flush=True)
+            kind, params = case_params(case, a.count)
+            run_flow(kind, a.workers, 1, a.workers, str(scratch / f"warm-{kind}"), _env(home, None), params)  # API up, caches warm
+            rounds = a.slow_rounds if CASES[case][3] else a.rounds
+            load = os.getloadavg()[0]
+            res = measure_kind(case, a.count, a.small, a.shard_rows, a.workers, rounds, home, scratch)
             res["when"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-            results["kinds"] = [k for k in results["kinds"] if k["kind"] != kind] + [res]
+            res["load"] = [round(load, 1), round(os.getloadavg()[0], 1)]  # 1-min load average before and after
+            results["kinds"] = [k for k in results["kinds"] if k["kind"] != case] + [res]
             save()
-            print(f"  {kind}: flow {res['flow_per_s']:.1f}/s plain {res['plain_per_s']:.1f}/s ratio {res['ratio']:.2f} "
+            print(f"  {case}: flow {res['flow_per_s']:.1f}/s plain {res['plain_per_s']:.1f}/s ratio {res['ratio']:.2f} "
                   f"excl. start-up {res['ratio_excl_startup']:.2f} fixed {res['fixed_overhead_s']:.1f} s", flush=True)
         stop_background_api(home)
         if a.fixed_kind:
