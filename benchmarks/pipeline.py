@@ -336,12 +336,17 @@ def measure_kind(case: str, count: int, small: int, shard_rows: int, workers: in
         "kind": case, "count": count, "small": small, "shard_rows": shard_rows, "workers": workers, "rounds": rounds,
         "walls": walls, "median": med, "cpus": cpus, "cpu_median": cpu,
         "cpu_ratio": cpu["plain"] / max(cpu["flow"], 1e-9),
-        "cpu_ratio_excl_startup": (cpu["plain"] - cpu["plain_small"]) / max(cpu["flow"] - cpu["flow_small"], 1e-9),
+        "cpu_ratio_excl_startup": _marginal(cpu["plain"] - cpu["plain_small"], cpu["flow"] - cpu["flow_small"]),
         "flow_per_s": count / med["flow"], "plain_per_s": count / med["plain"],
         "ratio": med["plain"] / med["flow"],
-        "ratio_excl_startup": (med["plain"] - med["plain_small"]) / max(med["flow"] - med["flow_small"], 1e-9),
+        "ratio_excl_startup": _marginal(med["plain"] - med["plain_small"], med["flow"] - med["flow_small"]),
         "fixed_overhead_s": med["flow_small"] - med["plain_small"],
     }
+
+
+def _marginal(plain: float, flow: float) -> float:
+    """plain ÷ flow of the marginal (start-up excluded) time; NaN when either is not positive (noise swamped it)."""
+    return plain / flow if plain > 0 and flow > 0 else float("nan")
 
 
 def measure_fixed(kind: str, small: int, workers: int, rounds: int, scratch: Path) -> dict[str, Any]:
