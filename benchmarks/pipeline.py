@@ -59,7 +59,7 @@ CASES: dict[str, tuple[str, dict[str, Any], str | None, bool]] = {
     "table": ("table", {}, None, False),  # the TeX backend (the default)
     "table[html]": ("table", {"backend": "html"}, None, False),
     "latex_page": ("latex_page", {}, None, True),
-    "negative": ("negative", {}, "photos", False),
+    "negative": ("negative", {}, "photos", True),
     "pdf": ("pdf", {}, "pdfs", False),
 }
 
@@ -481,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shard-rows", type=int, default=256)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--slow-rounds", type=int, default=1, help="rounds of the slow cases (chart, latex_page)")
+    ap.add_argument("--slow-rounds", type=int, default=1, help="rounds of the slow cases (chart, latex_page, negative)")
     ap.add_argument("--fixed-kind", default="document", help="kind of the fixed-overhead measurement ('' skips it)")
     ap.add_argument("--note", default="", help="a sentence for the results (e.g. the machine was shared)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "pipeline-benchmarks.md"))

@@ -94,17 +94,55 @@ def connected():
     return api_connected()
 
 
-def _start_workers(workers: int, kinds: dict[str, dict[str, Any]]) -> None:
+# The gallery of shard 0 that the render flow asks for (`flows.render.render`'s default): a job started ahead must be
+# the very call the flow's task makes, or the task does not claim it (tests/test_runners.py checks that it does).
+_RENDER_GALLERY = 6
+
+
+def _start_workers(workers: int, kinds: dict[str, dict[str, Any]], render: dict[str, Any] | None = None) -> None:
     """Start the render pool's processes now, importing and building the kinds' generators (kind -> params, as the
-    flow will ask for them), while Prefect imports and reaches its API."""
+    flow will ask for them), while Prefect imports and reaches its API. With `render` (the arguments of one render),
+    its first shards start rendering too (`_start_ahead`): a plain loop's workers would not wait for Prefect either."""
     import threading
 
-    from flows.runners import kind_modules, local_pool
+    from flows.runners import kind_modules, start_local_pool
 
     modules = kind_modules(kinds)
+
+    def then(pool: Any) -> None:
+        pool.warm(modules, list(kinds.items()))
+        if render is not None:
+            _start_ahead(pool, **render)
+
     # In a thread: forking the first workers waits for the fork server's imports, which can overlap Prefect's.
-    threading.Thread(target=lambda: local_pool(workers, preload=modules).warm(modules, list(kinds.items())),
-                     name="varyflow-pool-start", daemon=True).start()
+    threading.Thread(target=lambda: start_local_pool(workers, preload=modules, then=then), name="varyflow-pool-start",
+                     daemon=True).start()
+
+
+def _start_ahead(pool: Any, kind: str, params: dict[str, Any], seed: int, count: int, shard_rows: int, root: str | None,
+                 dataset: str | None) -> None:
+    """Start the rows of the render's first shard tasks (one per worker) in the pool: the same index ranges and calls
+    as `flows.render._render_split` makes (one shard whole, or a small render's shard in one part per worker), which
+    then takes them over instead of rendering them again. Not when the dataset already has shards: a rerun reuses
+    those, and nothing may be rendered that the flow would not render."""
+    from flows.common import default_root
+    from flows.shardwork import rows_job
+    from generators.render_unit import count_within_inputs, input_digest
+    from storage import Location, StorageFiles
+
+    root = root or default_root()
+    if (Location.parse(root) / f"datasets/{dataset or kind}/shards").list():
+        return
+    inputs = input_digest(kind, params, StorageFiles())
+    count, _ = count_within_inputs(count, inputs, params.get("source"))
+    ranges = [(s, min(s + shard_rows, count)) for s in range(0, count, shard_rows)]
+    parts = -(-pool.workers // len(ranges)) if len(ranges) < pool.workers else 1
+    for k, (start, stop) in enumerate(ranges[:pool.workers]):
+        bounds = [start + (stop - start) * i // parts for i in range(parts + 1)]
+        spans = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+        for i, (a, b) in enumerate(spans):
+            gallery = _RENDER_GALLERY if k == 0 and i == 0 else 0
+            pool.start_ahead(rows_job, kind, params, seed, a, b, gallery, inputs=inputs)
 
 
 def cmd_api(args: argparse.Namespace) -> int:
@@ -183,15 +221,24 @@ def cmd_render(args: argparse.Namespace) -> int:
     from flows.checks import check_render
 
     check_render(args.kind, params, args.out)  # before Prefect starts: one line, exit 1
-    if args.runner == "process":
-        _start_workers(args.workers, {args.kind: params})
-    _prefect(args)
-    from flows.render import DEFAULT_SHARD_ROWS, run_render
+    from storage import DEFAULT_SHARD_ROWS
 
-    with connected(), progress_bar(True):
-        result = run_render(kind=args.kind, count=args.count, seed=args.seed, out=args.out, dataset=args.dataset,
-                            shard_rows=DEFAULT_SHARD_ROWS if args.shard_rows is None else args.shard_rows, params=params, workers=args.workers,
-                            runner=args.runner, runner_address=args.runner_address, max_reject_rate=args.max_reject_rate)
+    shard_rows = DEFAULT_SHARD_ROWS if args.shard_rows is None else args.shard_rows
+    if args.runner == "process":
+        _start_workers(args.workers, {args.kind: params}, render=dict(
+            kind=args.kind, params=params, seed=args.seed, count=args.count, shard_rows=shard_rows, root=args.out,
+            dataset=args.dataset))
+    _prefect(args)
+    from flows.render import run_render
+    from flows.runners import active_pool_drop_ahead
+
+    try:
+        with connected(), progress_bar(True):
+            result = run_render(kind=args.kind, count=args.count, seed=args.seed, out=args.out, dataset=args.dataset,
+                                shard_rows=shard_rows, params=params, workers=args.workers, runner=args.runner,
+                                runner_address=args.runner_address, max_reject_rate=args.max_reject_rate)
+    finally:
+        active_pool_drop_ahead()  # a failed render leaves no head start rendering
     if args.json:
         print(json.dumps({k: result[k] for k in ("dataset", "manifest", "rows", "shards", "rejects")}))
     else:

@@ -23,8 +23,9 @@ from typing import Any, Callable, Iterable
 RUNNERS = ("process", "thread", "dask", "ray")
 
 # Modules every pool worker needs; the fork server imports them once.
+# pandas too: pyarrow's Table.from_pylist imports it (0.4-0.6 s CPU) in every process that writes a shard.
 _PRELOAD = ("flows.shardwork", "flows.common", "generators", "generators.base", "storage", "numpy", "PIL.Image",
-            "PIL.PngImagePlugin", "pyarrow", "pyarrow.parquet")
+            "PIL.PngImagePlugin", "pyarrow", "pyarrow.parquet", "pandas")
 _PROGRESS_EVERY_S = 0.2  # a worker reports progress at most this often (and when a job ends)
 
 _active: contextvars.ContextVar["LocalPool | None"] = contextvars.ContextVar("varyflow_local_pool", default=None)
