@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import io
 import os
 import re
 from importlib import metadata
@@ -83,17 +82,6 @@ def package_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             continue
     return versions
-
-
-def thumbnail_data_uri(image: bytes, size: int = 192) -> str:
-    """A small PNG data URI of an encoded image, for markdown artifacts (the UI cannot reach our storage)."""
-    from PIL import Image
-
-    img = Image.open(io.BytesIO(image))
-    img.thumbnail((size, size))
-    buf = io.BytesIO()
-    img.convert("L" if img.mode in ("L", "1") else "RGB").save(buf, format="PNG", optimize=True)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def png_data_uri(png: bytes) -> str:

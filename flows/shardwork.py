@@ -27,20 +27,19 @@ class TaskInputFiles(StorageFiles):
     outage as rejects; only a missing file is the sample's problem."""
 
     def read(self, name: str) -> bytes:
-        try:
-            return super().read(name)
-        except NotFound:
-            raise
-        except StorageError as e:
-            raise InputUnavailable(e) from None
+        return _available(super().read, name)
 
     def open(self, name: str) -> Any:
-        try:
-            return super().open(name)
-        except NotFound:
-            raise
-        except StorageError as e:
-            raise InputUnavailable(e) from None
+        return _available(super().open, name)
+
+
+def _available(fn: Any, name: str) -> Any:
+    try:
+        return fn(name)
+    except NotFound:
+        raise
+    except StorageError as e:
+        raise InputUnavailable(e) from None
 
 
 def input_files() -> TaskInputFiles:
