@@ -49,7 +49,9 @@ class ShardRange(NamedTuple):
 @dataclass(frozen=True)
 class RenderSpec:
     """One dataset render, typed. Build it with `of` (the kind's current generator version) or `from_facts`
-    (what a manifest recorded); `fingerprint` is computed when not given."""
+    (what a manifest recorded). `fingerprint`, computed when not given, is what every sample of the dataset is a
+    function of. Not the count: growing a dataset keeps its fingerprint, so the shards already written are reused
+    (see `shard_fingerprint`)."""
 
     kind: str
     version: str
@@ -77,9 +79,6 @@ class RenderSpec:
 
         return cls(kind, generator_class(kind).version, dict(params or {}), seed, count, shard_rows, dict(inputs or {}))
 
-    # The fingerprint is what every sample of the dataset is a function of. Not the count: growing a dataset keeps
-    # its fingerprint, so the shards already written are reused (see `shard_fingerprint`).
-
     @property
     def num_shards(self) -> int:
         return -(-self.count // self.shard_rows)
@@ -98,10 +97,6 @@ class RenderSpec:
         grows; the old last, partial shard covers another range then, so it is written anew, never reused."""
         _, start, stop = self.shard(index)
         return hashlib.sha256(f"{self.fingerprint}:{start}:{stop}".encode()).hexdigest()
-
-    def with_count(self, count: int) -> "RenderSpec":
-        return RenderSpec(self.kind, self.version, self.params, self.seed, count, self.shard_rows, self.inputs,
-                          self.fingerprint)
 
     def to_facts(self) -> dict[str, Any]:
         """What a manifest records of the render (the flow adds the outcome: rejects, packages, the run)."""
