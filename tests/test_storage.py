@@ -302,3 +302,27 @@ def test_checkpoint_published_under_an_s3_root_and_fetched_back(tmp_path, s3_buc
     mtime = (local / "model.safetensors").stat().st_mtime_ns
     assert fetch_checkpoint(target, cache=str(tmp_path / "cache")) == local  # unchanged: not fetched again
     assert (local / "model.safetensors").stat().st_mtime_ns == mtime
+
+
+def test_input_files_read_local_folders_and_s3_prefixes_alike(root):
+    """`StorageFiles`, generators' `InputFiles` in a render: the same answers for a folder and a prefix."""
+    from generators.sources import list_sources, read_source
+    from generators.base import Reject
+    from storage import StorageFiles
+
+    base = Location.parse(root) / "inputs"
+    for name, data in (("b.pdf", b"%PDF-1 bee"), ("a.pdf", b"%PDF-1 a"), ("list.txt", b"a.pdf\n# a comment\nb.pdf\n")):
+        (base / name).write_bytes(data)
+    files = StorageFiles()
+    spelled = root.rstrip("/") + "/inputs"  # a prefix named without its trailing slash is a folder too
+    assert files.is_folder(spelled) and not files.is_folder(f"{spelled}/a.pdf") and not files.is_folder(f"{root}/nothing")
+    names = list_sources(spelled, files)
+    assert [n.rsplit("/", 1)[1] for n in names] == ["a.pdf", "b.pdf", "list.txt"]
+    # a .txt list names files relative to its own folder
+    assert list_sources(f"{spelled}/list.txt", files) == [f"{spelled}/a.pdf", f"{spelled}/b.pdf"]
+    assert files.read(f"{spelled}/b.pdf") == files.open(f"{spelled}/b.pdf").read() == b"%PDF-1 bee"
+    assert files.stat(f"{spelled}/a.pdf") != files.stat(f"{spelled}/b.pdf") and files.stat(f"{spelled}/nope.pdf") is None
+    with pytest.raises(FileNotFoundError):
+        files.read(f"{spelled}/nope.pdf")
+    with pytest.raises(Reject, match="too_large|bytes > max_bytes 4"):
+        read_source(f"{spelled}/b.pdf", files, max_bytes=4)
