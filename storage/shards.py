@@ -1,5 +1,5 @@
 """Writing and reading single shards: Parquet bytes plus the sha256, size and row count that
-manifests record. Names are deterministic per (dataset, shard index, fingerprint), so a retried
+manifests record. Names are deterministic per (dataset, shard index, shard fingerprint), so a retried
 task overwrites its own shard and nothing else."""
 from __future__ import annotations
 
@@ -51,8 +51,9 @@ class ShardInfo:
         return info
 
 
-def shard_name(index: int, fingerprint: str) -> str:
-    return f"shard-{index:06d}-{fingerprint[:8]}.parquet"
+def shard_name(index: int, shard_fingerprint: str) -> str:
+    """A shard's file name: its index and the first 8 hex digits of its own fingerprint (not the dataset's)."""
+    return f"shard-{index:06d}-{shard_fingerprint[:8]}.parquet"
 
 
 class _HashingSink(io.RawIOBase):
