@@ -5,6 +5,7 @@ storage layer, driven by a flow or the CLI) sees only `Sample` and `Rejected` va
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -192,6 +193,14 @@ class Generator:
     def pending(prepared: dict[int, Any]) -> list[int]:
         """The indices of `prepared` (in order) that have not failed."""
         return [i for i, v in prepared.items() if not isinstance(v, Exception)]
+
+    @staticmethod
+    def with_shots(drawn: dict[int, Any], shots: dict[int, Any]) -> dict[int, Any]:
+        """`drawn` (dataclasses with a `shot` field) with what a batched renderer made of each index: its
+        output as the `shot`, or the `Reject` it returned for that index."""
+        for index, shot in shots.items():
+            drawn[index] = shot if isinstance(shot, Reject) else dataclasses.replace(drawn[index], shot=shot)
+        return drawn
 
     def rng(self, seed: int, index: int, stream: int = 0) -> np.random.Generator:
         """`sample_rng` of this generator's kind."""

@@ -21,7 +21,7 @@ the normalised string, so the target describes exactly what was drawn.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -29,7 +29,6 @@ import numpy as np
 from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample
 from generators.degrade import check_spec
 from generators.sources import InputFiles, input_files, list_sources, read_setup_file
-from generators.pages import rasterise_page
 from generators.tex import BatchPage, brace_problem, check_untrusted, typeset_batch
 
 BACKENDS = ("fast", "faithful")
@@ -429,16 +428,11 @@ class FormulaGenerator(OwnsRenderers, Generator):
             good = self.pending(drawn)
             shots = typeset_batch(self.tex(), FORMULA_PREAMBLE, [f"$\\displaystyle {drawn[i].latex}$" for i in good],
                                   preload=True)
-        for index, shot in zip(good, shots):
-            drawn[index] = shot if isinstance(shot, Reject) else replace(drawn[index], shot=shot)
-        return drawn
+        return self.with_shots(drawn, dict(zip(good, shots)))
 
     def make(self, seed: int, index: int, prepared: "_Drawn") -> list[Sample | Rejected]:
         d = prepared
-        if isinstance(d.shot, BatchPage):
-            img, _ = rasterise_page(d.shot.doc[d.shot.page], dpi=d.sampled["dpi"])
-        else:
-            img = d.shot.convert("L")
+        img = d.shot.image(d.sampled["dpi"]) if isinstance(d.shot, BatchPage) else d.shot.convert("L")
         return [self.finish_sample(seed, index, img, d.rng, lang="en", text=d.latex, sampled=d.sampled,
                                    size=self.size, degradations=self.degradations)]
 

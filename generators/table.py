@@ -8,14 +8,13 @@ merges) it is the LaTeX tabular itself. `meta.sampled.target_format` says which.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample
 from generators.degrade import check_spec
-from generators.pages import rasterise_page
 from generators.tex import ESCAPE_PREAMBLE, BatchPage, escape_text, typeset_batch
 
 BACKENDS = ("tex", "html")
@@ -295,16 +294,11 @@ class TableGenerator(OwnsRenderers, Generator):
                     engine, preamble = tex_preamble(lang)
                     shots.update(zip(group, typeset_batch(self.tex(), preamble, [drawn[i].tabular for i in group],
                                                           engine, preload=True)))
-        for index, shot in shots.items():
-            drawn[index] = shot if isinstance(shot, Reject) else replace(drawn[index], shot=shot)
-        return drawn
+        return self.with_shots(drawn, shots)
 
     def make(self, seed: int, index: int, prepared: "_Drawn") -> list[Sample | Rejected]:
         d = prepared
-        if isinstance(d.shot, BatchPage):
-            img, _ = rasterise_page(d.shot.doc[d.shot.page], dpi=d.sampled["dpi"])
-        else:
-            img = d.shot
+        img = d.shot.image(d.sampled["dpi"]) if isinstance(d.shot, BatchPage) else d.shot
         return [self.finish_sample(seed, index, img, d.rng, lang=d.lang, text=self.target(d.table, d.sampled["style"], d.tabular),
                                    sampled=d.sampled, size=self.size, degradations=self.degradations)]
 

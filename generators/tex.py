@@ -329,6 +329,12 @@ class BatchPage:
     doc: Any
     page: int
 
+    def image(self, dpi: float) -> Any:
+        """The page rasterised at `dpi`, tightly cropped as TeX set it (one channel)."""
+        from generators.pages import rasterise_page
+
+        return rasterise_page(self.doc[self.page], dpi=dpi)[0]
+
 
 def typeset_batch(tex: TexRenderer, preamble: str, items: list[str], engine: str = "pdflatex",
                   preload: bool = False) -> list[BatchPage | Reject]:
