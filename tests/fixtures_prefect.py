@@ -90,7 +90,11 @@ def prefect_server(tmp_path_factory):
     env.update(PREFECT_HOME=str(home), DO_NOT_TRACK="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
                PREFECT_API_DATABASE_CONNECTION_URL=f"sqlite+aiosqlite:///{home}/prefect.db",
                PREFECT_SERVER_API_HOST="127.0.0.1", PREFECT_SERVER_API_PORT=str(port),
-               PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api")
+               PREFECT_UI_API_URL=f"http://127.0.0.1:{port}/api",
+               # Polling intervals, not behaviour: a run refused by a deployment's concurrency limit is retried
+               # after 1 s instead of 30 s (the limit itself still holds), and a served flow (`.serve()`) looks
+               # for its runs every second instead of every 10.
+               PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS="1", PREFECT_RUNNER_POLL_FREQUENCY="1")
     log_path = tmp_path / "server.log"
     log = open(log_path, "w")
     proc = subprocess.Popen([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)], env=env,
