@@ -67,14 +67,16 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float, proc: subproce
 
 
 def stop(proc: subprocess.Popen) -> None:
-    """Stop a process started with start_new_session=True and everything it started (a worker's flow runs)."""
+    """Stop a process started with start_new_session=True and everything it started (a worker's flow runs):
+    SIGTERM, then SIGKILL to the whole group after 5 s (a worker finishing a flow run's shutdown took 20 s of
+    a test's teardown; what is stopped here is a throwaway server or worker on temporary files)."""
     if proc.poll() is None:
         try:
             os.killpg(proc.pid, 15)
         except ProcessLookupError:
             return
         try:
-            proc.wait(20)
+            proc.wait(5)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, 9)
             proc.wait()
