@@ -41,8 +41,7 @@ from flows.runners import active_local_pool, make_task_runner
 from flows.shardwork import rows_job, shard_job, writer_for
 from generators.render_unit import (MAX_REJECT_EXAMPLES, RenderSpec, Rows, ShardResult, count_within_inputs, existing_shard,
                                     input_digest, write_rows)
-from storage import DEFAULT_SHARD_ROWS  # one default for every writer (storage/shards.py says why 512)
-from storage import StorageFiles
+from storage import DEFAULT_SHARD_ROWS, StorageFiles  # one default for every writer (storage/shards.py says why 512)
 
 # Called as listener(kind, done, count) as sample indices are rendered (at most every 0.2 s per worker, and as
 # each shard ends); the CLI's progress bar. Reused shards count as done.
