@@ -126,6 +126,7 @@ def _start_ahead(pool: Any, kind: str, params: dict[str, Any], seed: int, count:
     then takes them over instead of rendering them again. Not when the dataset already has shards: a rerun reuses
     those, and nothing may be rendered that the flow would not render."""
     from flows.common import default_root
+    from flows.runners import split_parts
     from flows.shardwork import rows_job
     from generators.render_unit import count_within_inputs, input_digest
     from storage import Location, StorageFiles
@@ -136,7 +137,7 @@ def _start_ahead(pool: Any, kind: str, params: dict[str, Any], seed: int, count:
     inputs = input_digest(kind, params, StorageFiles())
     count, _ = count_within_inputs(count, inputs, params.get("source"))
     ranges = [(s, min(s + shard_rows, count)) for s in range(0, count, shard_rows)]
-    parts = -(-pool.workers // len(ranges)) if len(ranges) < pool.workers else 1
+    parts = split_parts(len(ranges), max(b - a for a, b in ranges), pool.workers)
     for k, (start, stop) in enumerate(ranges[:pool.workers]):
         bounds = [start + (stop - start) * i // parts for i in range(parts + 1)]
         spans = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]

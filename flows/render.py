@@ -8,7 +8,6 @@ crash renders exactly the shards that are missing.
 """
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections import Counter
@@ -37,7 +36,7 @@ from flows.common import (
     storage_errors_for_inputs,
 )
 from flows.checks import check_reject_rate, check_render
-from flows.runners import active_local_pool, make_task_runner
+from flows.runners import active_local_pool, make_task_runner, split_parts
 from flows.shardwork import rows_job, shard_job, writer_for
 from generators.render_unit import (MAX_REJECT_EXAMPLES, RenderSpec, Rows, ShardResult, count_within_inputs, existing_shard,
                                     input_digest, write_rows)
@@ -258,7 +257,7 @@ def _render_shards(spec: RenderSpec, root: str, dataset: str, workers: int, runn
                                            description=f"shards of {dataset} written under {root}")
     task_runner = make_task_runner(runner, workers, runner_address)
     # Fewer shards than workers (a small render): each shard's index range is split across the workers.
-    parts = math.ceil(workers / len(shards)) if runner == "process" and len(shards) < workers else 1
+    parts = split_parts(len(shards), max(stop - start for _, start, stop in shards), workers) if runner == "process" else 1
     results: list[ShardResult] = []
     t0 = time.perf_counter()
     progress = _track_progress(spec.kind, spec.count)

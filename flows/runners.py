@@ -27,6 +27,9 @@ RUNNERS = ("process", "thread", "dask", "ray")
 _PRELOAD = ("flows.shardwork", "flows.common", "generators", "generators.base", "storage", "numpy", "PIL.Image",
             "PIL.PngImagePlugin", "pyarrow", "pyarrow.parquet", "pandas")
 _PROGRESS_EVERY_S = 0.2  # a worker reports progress at most this often (and when a job ends)
+# A part of a split shard holds at least this many samples: each part costs a generator in another worker (a
+# Chromium, TeX's formats: 1-3 s CPU), which a few samples do not pay back (a plain loop renders them in one).
+MIN_SPLIT_PART = 32
 
 _active: contextvars.ContextVar["LocalPool | None"] = contextvars.ContextVar("varyflow_local_pool", default=None)
 _lock = threading.Lock()
@@ -273,6 +276,14 @@ def active_pool_drop_ahead() -> int:
 def active_local_pool() -> LocalPool | None:
     """The pool the current task should hand its rendering to; None runs it inline (threads, Dask, Ray)."""
     return _active.get()
+
+
+def split_parts(shards: int, shard_size: int, workers: int) -> int:
+    """Into how many index ranges the local pool splits each shard of a render that has fewer shards than workers
+    (the parts are written as one shard: the same bytes); 1 when there are enough shards or too few samples."""
+    if shards >= workers:
+        return 1
+    return max(1, min(-(-workers // shards), shard_size // MIN_SPLIT_PART))
 
 
 def kind_modules(kinds: Iterable[str]) -> list[str]:

@@ -232,13 +232,15 @@ def test_a_count_beyond_the_input_files_renders_each_file_once(prefect_api, tmp_
         render(count=2, **{**kw, "params": {"source": str(tmp_path / "empty")}})
 
 
-def test_a_small_render_is_split_across_the_workers_with_progress_per_sample(prefect_api, tmp_path):
+def test_a_small_render_is_split_across_the_workers_with_progress_per_sample(prefect_api, tmp_path, monkeypatch):
     """One shard (3 samples, 512 rows a shard) on 2 workers: the local pool renders its index range in two parts,
     written as one shard with the bytes of rendering it whole; the progress listeners hear samples as they are
     rendered, not only when the shard ends."""
     from flows import render as render_mod
+    from flows import runners
     from storage import read_manifest
 
+    monkeypatch.setattr(runners, "MIN_SPLIT_PART", 1)  # split even 3 samples (by default a part holds 32 or more)
     heard: list[tuple[str, int, int]] = []
     render_mod.PROGRESS_LISTENERS.append(lambda kind, done, total: heard.append((kind, done, total)))
     try:

@@ -45,6 +45,15 @@ def test_a_job_started_ahead_is_taken_over_by_the_same_call_and_relays_its_progr
         pool.close()
 
 
+def test_a_shard_is_split_across_workers_only_into_parts_worth_a_generator_each():
+    from flows.runners import MIN_SPLIT_PART, split_parts
+
+    assert split_parts(3, 512, 2) == 1  # enough shards: each worker renders whole ones
+    assert split_parts(1, 512, 2) == 2 and split_parts(1, 512, 8) == 8 and split_parts(3, 512, 8) == 3
+    assert split_parts(1, 8, 2) == 1  # 8 samples: one worker, one generator, as a plain loop would
+    assert split_parts(1, 2 * MIN_SPLIT_PART, 4) == 2 and split_parts(1, 2 * MIN_SPLIT_PART - 1, 4) == 1
+
+
 def test_the_cli_head_start_is_claimed_by_the_render_and_writes_the_same_shards(prefect_api, tmp_path, monkeypatch,
                                                                                 capsys):
     """`varyflow render` starts its first shards (one per worker) before Prefect imports; the render's shard tasks
@@ -71,11 +80,16 @@ def test_the_cli_head_start_is_claimed_by_the_render_and_writes_the_same_shards(
     # three shards of 2 on 2 workers: shards 0 and 1 start ahead, whole
     many = cli_render(tmp_path / "many", 6, "--shard-rows", "2")
     assert started == [(0, 2), (2, 4)] and left == [0]
-    # one shard of 3 on 2 workers: its two parts start ahead
+    # one shard of 3 on 2 workers: too few samples to split (a part costs a generator), it starts ahead whole ...
+    started.clear()
+    cli_render(tmp_path / "whole", 3)
+    assert started == [(0, 3)] and left == [0, 0]
+    # ... unless parts may be that small: then its two parts start ahead
+    monkeypatch.setattr(runners, "MIN_SPLIT_PART", 1)
     started.clear()
     one = cli_render(tmp_path / "one", 3)
-    assert started == [(0, 1), (1, 3)] and left == [0, 0]
-    # a rerun into the same dataset: its shards exist, nothing starts ahead
+    assert started == [(0, 1), (1, 3)] and left == [0, 0, 0]
+    # a rerun into the same dataset: its shards exist, nothing starts ahead (and nothing is left over)
     started.clear()
     cli_render(tmp_path / "many", 6, "--shard-rows", "2")
     assert started == []
