@@ -26,6 +26,15 @@ class TaskInputFiles(StorageFiles):
     denial) leaves the generator as an `InputUnavailable`, so the task fails or retries instead of committing the
     outage as rejects; only a missing file is the sample's problem."""
 
+    def is_folder(self, name: str) -> bool:
+        return _available(super().is_folder, name)
+
+    def list(self, folder: str) -> list[str]:
+        return _available(super().list, folder)
+
+    def walk(self, folder: str) -> tuple[str, list[str]]:
+        return _available(super().walk, folder)
+
     def read(self, name: str) -> bytes:
         return _available(super().read, name)
 

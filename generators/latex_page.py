@@ -398,7 +398,7 @@ class LatexPageGenerator(OwnsRenderers, Generator):
         assert self.sources is not None
         name = self.sources.name(index)
         if self.sources.is_folder(name):  # a paper folder (see `list_sources`)
-            parsed = parse_source(name)
+            parsed = parse_source(name, inputs=self.sources.inputs)
         else:
             parsed = parse_source(name, self.sources.read(name, self.max_bytes))
         lang = parsed.lang  # a real source's language decides its engine, whatever `lang` says

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Protocol
 
 from generators.base import Generator, Rejected, params_fingerprint
-from generators.sources import InputFiles, list_sources
+from generators.sources import InputFiles, listed_inputs
 
 # A shard keeps at most this many reject examples (id, reason, detail, source); the counts keep every reject.
 MAX_REJECT_EXAMPLES = 20
@@ -210,10 +210,11 @@ def _file_digest(spec: str, files: InputFiles) -> Any:
 
 
 def listing_digest(source: Any, files: InputFiles) -> dict[str, Any]:
-    """The files `source` stands for (`list_sources`' rules) and a digest of what each one is now (`files.stat`)."""
-    names = list_sources(source, files)
+    """The files `source` stands for (`list_sources`' rules) and a digest of what each one is now (`files.stat`; a
+    paper's folder, one input, is asked for by its name ending in "/": a store without folders cannot tell)."""
+    names, folders = listed_inputs(source, files)
     with ThreadPoolExecutor(max_workers=STAT_THREADS) as pool:
-        stats = list(pool.map(files.stat, names))
+        stats = list(pool.map(files.stat, [f"{n}/" if n in folders else n for n in names]))
     sha = hashlib.sha256()
     for name, stat in zip(names, stats):
         sha.update(f"{name}\t{stat or 'missing'}\n".encode())  # a missing file: the generator rejects it per sample

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 from typing import BinaryIO, Protocol, Sequence
 
@@ -24,7 +25,13 @@ class InputFiles(Protocol):
         """Whether `name` is a folder (or a prefix) of files rather than one file."""
 
     def list(self, folder: str) -> list[str]:
-        """The names in `folder`, sorted; a local subfolder's name ends with "/"."""
+        """The names in `folder`, sorted: a folder's entries (a subfolder's name ends with "/"); under a prefix
+        of a store without folders (S3), every object, however deep."""
+
+    def walk(self, folder: str) -> tuple[str, list[str]]:
+        """(`folder`'s name as the store spells it, without a trailing "/"; every file below it at any depth as a
+        path relative to it, "/"-separated, sorted by (folder, name)). Hidden files count; a link to a file is a
+        file; a link to a folder is not entered. What a LaTeX paper's folder is made of."""
 
     def stat(self, name: str) -> str | None:
         """A short text that changes when the file does (size and version); None when there is none."""
@@ -56,6 +63,16 @@ class LocalFiles:
         return sorted(f"{p}/" if p.is_dir() else str(p) for p in path.iterdir()
                       if not p.name.startswith(".") and (p.is_file() or p.is_dir()))
 
+    def walk(self, folder: str) -> tuple[str, list[str]]:
+        path = self._path(folder)
+        if not path.is_dir():
+            raise FileNotFoundError(f"{folder}: no such folder")
+        out: list[str] = []
+        for root, _, names in sorted(os.walk(path)):
+            rel = os.path.relpath(root, path).replace(os.sep, "/")
+            out += [n if rel == "." else f"{rel}/{n}" for n in sorted(names)]
+        return str(path), out
+
     def stat(self, name: str) -> str | None:
         try:
             st = os.stat(self._path(name))
@@ -86,33 +103,30 @@ def list_sources(source: str | Sequence[str] | None, files: InputFiles | None = 
     file in a PDF folder is a reject, not silently ignored) and the LaTeX paper folders in it, or is itself one
     input when it is a paper folder; a `.txt` file lists one name per line (relative names resolve against the
     list's folder); a list of names is taken as it is."""
+    return listed_inputs(source, files)[0]
+
+
+def listed_inputs(source: str | Sequence[str] | None, files: InputFiles | None = None) -> tuple[list[str], set[str]]:
+    """(`list_sources(source)`, the names among them known from the listing to be folders taken as one input:
+    LaTeX papers' folders)."""
     if source is None:
         raise GeneratorError("this kind needs a source: a folder, a list of files or a .txt list file")
     if not isinstance(source, str):
-        return sorted(str(s) for s in source)
-    return _listed(source, input_files(files))[0]
+        return sorted(str(s) for s in source), set()
+    names, folders = _listed(source, input_files(files))
+    return names, folders or set()
 
 
 def _listed(source: str, files: InputFiles) -> tuple[list[str], set[str] | None]:
     """(the names of a folder or .txt list, the names among them that are paper folders: None for a list, whose
     names the store is asked about)."""
-    from generators.tex_source import is_paper_folder
-
     if files.is_folder(source):
-        # A LaTeX paper's folder (a top-level .tex with \documentclass) is one input; so is each such folder
-        # inside a folder of inputs (latex_page --source). PDF and photo folders never hold one.
-        whole = str(Path(source.removeprefix("file://")))
-        if is_paper_folder(whole):
-            return [whole], {whole}
-        names, folders = [], set()
-        for name in files.list(source):
-            if name.endswith("/"):
-                name = name[:-1]
-                if not is_paper_folder(name):
-                    continue
-                folders.add(name)
-            names.append(name)
-        return sorted(names), folders
+        # A LaTeX paper's folder (`is_paper_folder`) is one input; so is each such folder inside a folder of
+        # inputs (latex_page --source). PDF and photo folders never hold one.
+        name, below = files.walk(source)
+        if is_paper_folder(name, below, files):
+            return [name], {name}
+        return _inputs_of_folder(source, name, below, files)
     if source.endswith(".txt"):
         try:
             text = files.read(source).decode("utf-8")
@@ -122,6 +136,67 @@ def _listed(source: str, files: InputFiles) -> tuple[list[str], set[str] | None]
             raise GeneratorError(f"cannot read source list {source}: {e}") from e
         return _names_from_list(text, source, files), None
     raise GeneratorError(f"source not found or not a folder/.txt list: {source}")
+
+
+def _inputs_of_folder(source: str, name: str, below: list[str], files: InputFiles) -> tuple[list[str], set[str]]:
+    """The inputs of a folder that is not itself a paper: its files, and its subfolders that are papers. A store
+    with folders lists a subfolder by its name ending in "/" (one that is no paper is skipped, as before); a store
+    without them lists every object, and the objects of a subfolder that is a paper are that one input."""
+    names: set[str] = set()
+    papers: set[str] = set()
+    inside: dict[str, list[str]] = {}  # a store without folders: subfolder -> the files `below` it
+    for r in below:
+        top, sep, rest = r.partition("/")
+        if sep:
+            inside.setdefault(top, []).append(rest)
+    checked: dict[str, bool] = {}  # subfolder -> whether it is a paper
+
+    def paper(folder: str, its: list[str]) -> bool:
+        if folder not in checked:
+            checked[folder] = is_paper_folder(folder, its, files)
+        return checked[folder]
+
+    for entry in files.list(source):
+        if entry.endswith("/"):
+            folder, its = files.walk(entry)
+            if paper(folder, its):
+                names.add(folder)
+                papers.add(folder)
+            continue
+        rel = entry[len(name) + 1:] if entry.startswith(name + "/") else ""
+        top = rel.partition("/")[0] if "/" in rel else None
+        if top is not None and paper(f"{name}/{top}", inside.get(top, [])):
+            names.add(f"{name}/{top}")
+            papers.add(f"{name}/{top}")
+        else:
+            names.add(entry)
+    return sorted(names), papers
+
+
+# The files beside a paper's main file that make a folder a folder of inputs instead (arXiv source archives).
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".gz")
+
+
+def is_paper_folder(name: str, below: list[str], files: InputFiles) -> bool:
+    """Whether folder `name` (`below`: its files, as `InputFiles.walk` gives them) is one LaTeX paper: exactly
+    one `.tex` file at its top level has `\\documentclass` (the main file; the others are its parts) and no
+    source archive sits beside it. A folder of single-file papers has several main files; a folder of inputs that
+    holds archives is not a paper either. A top-level file that cannot be read (a broken link) counts as none."""
+    top = [r for r in below if "/" not in r]
+    if any(r.lower().endswith(ARCHIVE_SUFFIXES) and files.stat(f"{name}/{r}") is not None for r in top):
+        return False
+    mains = 0
+    for r in top:
+        if r.endswith(".tex"):
+            try:
+                with files.open(f"{name}/{r}") as f:
+                    head = f.read(1 << 20)
+            except FileNotFoundError:
+                continue
+            mains += bool(re.search(rb"^[^%\n]*\\documentclass", head, re.M))
+            if mains > 1:  # a folder of papers: no need to read the rest
+                return False
+    return mains == 1
 
 
 def describe_source(source: str | Sequence[str] | None) -> str | dict | None:

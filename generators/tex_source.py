@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from generators.base import Reject
+from generators.sources import InputFiles, input_files
 from generators.tex import brace_depths
 
 MAX_MEMBER_BYTES = 8 << 20  # one .tex file of an archive; real papers are well under 1 MB
@@ -277,51 +278,28 @@ _NO_ARG_DROP = ("maketitle", "newpage", "clearpage", "noindent", "centering", "s
                 "notag", "tableofcontents", "appendix", "bigskip", "medskip", "smallskip", "par", "hline")
 
 
-def read_tex_folder(path: str) -> tuple[dict[str, str], str]:
-    """{relative path: text} of the `.tex`/`.bbl` files under a local paper folder, and a sha256 over their
-    paths and bytes (the folder's identity for lineage)."""
-    import os
-
+def read_tex_folder(folder: str, inputs: InputFiles) -> tuple[dict[str, str], str]:
+    """{relative path: text} of the `.tex`/`.bbl` files of a paper folder (`generators.sources.is_paper_folder`)
+    at any depth, read through `inputs`, and a sha256 over their paths and bytes in `walk` order (the folder's
+    identity for lineage): the same on a disk and under an S3 prefix."""
+    name, below = inputs.walk(folder)
     files: dict[str, str] = {}
     sha = hashlib.sha256()
-    for root, dirs, names in sorted(os.walk(path)):
-        dirs.sort()
-        for n in sorted(names):
-            full = os.path.join(root, n)
-            if n.endswith((".tex", ".bbl")) and os.path.getsize(full) <= MAX_MEMBER_BYTES:
-                rel = os.path.relpath(full, path).replace(os.sep, "/")
-                data = open(full, "rb").read()
+    for rel in below:
+        if rel.endswith((".tex", ".bbl")):
+            with inputs.open(f"{name}/{rel}") as f:
+                data = f.read(MAX_MEMBER_BYTES + 1)
+            if len(data) <= MAX_MEMBER_BYTES:
                 sha.update(rel.encode() + b"\0" + data + b"\0")
                 files[rel] = _decode(data)
     return files, sha.hexdigest()
 
 
-def is_paper_folder(path: str) -> bool:
-    """A local folder that is one paper: exactly one `.tex` file at its top level holds `\\documentclass`
-    (the main file; others are its parts) and no source archive sits beside it. A folder of single-file
-    papers has several main files; a folder of inputs that holds archives is not a paper either."""
-    import os
-
-    if not os.path.isdir(path):
-        return False
-    mains = 0
-    for n in sorted(os.listdir(path)):
-        full = os.path.join(path, n)
-        if not os.path.isfile(full):
-            continue
-        if n.lower().endswith((".tar.gz", ".tgz", ".tar", ".gz")):
-            return False
-        if n.endswith(".tex"):
-            with open(full, "rb") as f:
-                mains += bool(re.search(rb"^[^%\n]*\\documentclass", f.read(1 << 20), re.M))
-    return mains == 1
-
-
-def parse_source(name: str, data: bytes | None = None) -> Parsed:
+def parse_source(name: str, data: bytes | None = None, inputs: InputFiles | None = None) -> Parsed:
     """A source's blocks (see the module docstring), or Reject("bad_source") naming it. `data`: the bytes of
-    a file or archive; None for a local paper folder (`is_paper_folder`)."""
+    a file or archive; None for a paper folder, read through `inputs` (this machine's files when None)."""
     if data is None:
-        files, sha = read_tex_folder(name.removeprefix("file://"))
+        files, sha = read_tex_folder(name, input_files(inputs))
     else:
         files, sha = read_tex_files(name, data), hashlib.sha256(data).hexdigest()
     main = main_file(name, files)

@@ -8,6 +8,7 @@ only from the standard AWS chain and never appear in a URI, a log line or a reco
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 import posixpath
@@ -398,7 +399,8 @@ class StorageFiles:
     answer as of now."""
 
     def __init__(self) -> None:
-        self._listed: dict[str, str] = {}
+        self._listed: dict[str, str] = {}  # an object's stat ("size\tETag") as its prefix's listing gave it
+        self._listings: dict[str, list[str]] = {}  # a prefix's objects, listed once per instance
 
     def is_folder(self, name: str) -> bool:
         """A local directory; a remote name ending in "/", or one that some objects lie under (one listing request
@@ -418,21 +420,55 @@ class StorageFiles:
                 raise NotFound(f"{folder}: no such folder")
             return sorted(f"{p}/" if p.is_dir() else str(p) for p in path.iterdir()
                           if not p.name.startswith(".") and (p.is_file() or p.is_dir()))
-        listing = Location.parse(folder).listing()
-        self._listed.update((uri, f"{size}\t{etag}") for uri, (size, etag) in listing.items())
-        return list(listing)
+        return list(self._objects(Location.parse(folder)))
+
+    def walk(self, folder: str) -> tuple[str, list[str]]:
+        """`folder`'s name as this store spells it (no trailing "/"; a local path as `pathlib` writes it) and every
+        file below it at any depth, as paths relative to it ("/"-separated), sorted by (folder, name): a folder's
+        files, then its subfolders' in name order. Locally that is what `os.walk` finds: hidden files too, a link
+        to a file as a file, a link to a folder not entered, a broken link kept (its `stat` is None). Under a prefix:
+        every object. What a paper folder is made of (`generators.tex_source.read_tex_folder`) and what its `stat`
+        digests, alike on a disk and on S3."""
+        path = _local_path(folder)
+        if path is not None:
+            if not path.is_dir():
+                raise NotFound(f"{folder}: no such folder")
+            return str(path), _walk_local(path)
+        loc = Location.parse(folder)
+        name = loc.uri.rstrip("/")
+        rels = [uri[len(name) + 1:] for uri in self._objects(loc)]
+        rels = [r for r in rels if r and not r.endswith("/")]  # a console's "folder" marker is no file
+        if not rels:
+            raise NotFound(f"{folder}: no objects under this prefix")
+        return name, sorted(rels, key=_walk_order)
+
+    def _objects(self, loc: Location) -> list[str]:
+        """The objects under a prefix, listed once per instance; their stats kept for `stat`."""
+        if loc.uri not in self._listings:
+            listing = loc.listing()
+            self._listed.update((uri, f"{size}\t{etag}") for uri, (size, etag) in listing.items())
+            self._listings[loc.uri] = list(listing)
+        return self._listings[loc.uri]
 
     def stat(self, name: str) -> str | None:
         """A short text that changes when the file does, None when there is none: size and modification time
-        (ns) of a local file (a copy that resets the time only costs a re-render); a digest over every file of
-        a local folder; size and ETag of an object."""
+        (ns) of a local file (a copy that resets the time only costs a re-render); size and ETag of an object;
+        for a folder taken as one input (a LaTeX paper's: a local directory, or a remote name ending in "/"), a
+        digest over each file `walk` finds and its stat."""
         if name in self._listed:
             return self._listed[name]
         path = _local_path(name)
-        if path is not None:
+        if path is not None and not path.is_dir():
             return _local_stat(path)
-        head = Location.parse(name).stat()
-        return None if head is None else f"{head[0]}\t{head[1]}"
+        if path is None and not name.endswith("/"):
+            head = Location.parse(name).stat()
+            return None if head is None else f"{head[0]}\t{head[1]}"
+        try:
+            folder, rels = self.walk(name)
+        except NotFound:
+            return None
+        return hashlib.sha256("".join(f"{rel}\t{self.stat(f'{folder}/{rel}') or 'missing'}\n"
+                                      for rel in rels).encode()).hexdigest()
 
     def size(self, name: str) -> int:
         return Location.parse(name).size()
@@ -469,14 +505,23 @@ def _local_path(name: str) -> Path | None:
 
 
 def _local_stat(path: Path) -> str | None:
-    if path.is_dir():  # a folder taken as one input (a LaTeX paper): every file in it counts
-        import hashlib
-
-        entries = (os.path.join(root, n) for root, _, names in sorted(os.walk(path)) for n in sorted(names))
-        return hashlib.sha256("".join(f"{os.path.relpath(f, path)}\t{_local_stat(Path(f)) or 'missing'}\n"
-                                      for f in entries).encode()).hexdigest()
     try:
         st = os.stat(path)
     except OSError:
         return None
     return f"{st.st_size}\t{st.st_mtime_ns}"
+
+
+def _walk_local(path: Path) -> list[str]:
+    """The files below a local folder as `StorageFiles.walk` says (`os.walk`'s order of folders sorted)."""
+    out: list[str] = []
+    for root, _, names in sorted(os.walk(path)):
+        rel = os.path.relpath(root, path).replace(os.sep, "/")
+        out += [n if rel == "." else f"{rel}/{n}" for n in sorted(names)]
+    return out
+
+
+def _walk_order(rel: str) -> tuple[str, str]:
+    """(folder, name): the order `os.walk`'s sorted folders give, for names listed by an object store."""
+    folder, _, name = rel.rpartition("/")
+    return folder, name

@@ -23,6 +23,12 @@ class BlobFiles:
         self.calls.append(("list", folder))
         return self._under(folder)
 
+    def walk(self, folder: str) -> tuple[str, list[str]]:
+        self.calls.append(("walk", folder))
+        name = folder.rstrip("/")
+        rels = [n[len(name) + 1:] for n in self._under(name)]
+        return name, sorted(rels, key=lambda r: (r.rpartition("/")[0], r.rpartition("/")[2]))
+
     def stat(self, name: str) -> str | None:
         return f"{len(self.blobs[name])}" if name in self.blobs else None
 

@@ -230,3 +230,48 @@ def test_sources_under_an_s3_prefix_come_through_the_input_files():
     assert items[0].reason == "bad_source" and "readme.md" in items[0].detail
     assert items[1].lang == "zh" and items[1].meta["sampled"]["file"] == "s3://bkt/papers/zh.tar.gz"
     assert items[1].text.startswith("## 引言")
+
+
+def test_a_paper_folder_on_s3_renders_the_samples_it_renders_on_a_disk(tmp_path, s3_bucket):
+    """A paper folder is read through the input files (`walk`, `open`): under an S3 prefix it is one input, alone or
+    inside a folder of inputs, and gives the pages, the lineage hash and the input digest's changes a disk gives."""
+    from generators.render_unit import build_generator, input_digest, render_rows
+    from generators.sources import list_sources
+    from storage import Location, StorageFiles
+    from tests.gen_support import PAPER_EN, tex_archive
+
+    files = {"p_one/main.tex": "\\documentclass{article}\n\\begin{document}\n\\section{Overview}\n\\input{sections/intro}\n"
+                               "See \\cite{vary}.\n\\begin{figure}\\includegraphics{fig.png}\\end{figure}\n"
+                               "\\bibliography{refs}\n\\end{document}\n",
+             "p_one/sections/intro.tex": "The introduction lives in a file of its own, with $x^2+1$.\n",
+             "p_one/refs.bib": "@article{vary, title={Vary}}\n", "p_one/fig.png": "\x89PNG not a real figure",
+             "p_one/.notes.tex": "% a hidden part, read as any other\n",
+             "notes.txt": "not a source"}
+    local, remote = str(tmp_path / "papers"), f"s3://{s3_bucket}/papers"
+    blobs = {rel: text.encode() for rel, text in files.items()} | {"arxiv.tar.gz": tex_archive({"main.tex": PAPER_EN})}
+    for rel, data in blobs.items():
+        for base in (local, remote):
+            (Location.parse(base) / rel).write_bytes(data)
+
+    def render(source: str, count: int) -> list[tuple]:
+        params = {"source": source, "templates": ["article_cm"], "max_pages": 1}
+        with build_generator("latex_page", params, StorageFiles()) as gen:
+            out = render_rows(gen, 0, 0, count)
+        assert not out.rejects or out.rejects == {"bad_source": 1}  # notes.txt
+        named = (lambda meta: meta.replace(f'"{source}"', '"SOURCE"').replace(source.rstrip("/"), "SOURCE"))
+        return [(r["id"], r["image"], r["text"], named(r["meta"])) for r in out.rows]
+
+    # The folder of inputs: the paper subfolder is one input among the files, on either store.
+    assert [n.removeprefix(local) for n in list_sources(local, StorageFiles())] == \
+        [n.removeprefix(remote) for n in list_sources(remote + "/", StorageFiles())] == \
+        ["/arxiv.tar.gz", "/notes.txt", "/p_one"]
+    on_disk, on_s3 = render(local, 3), render(remote + "/", 3)
+    assert len(on_disk) == 2 and on_disk == on_s3
+    # The paper folder itself is one input, with the lineage hash of its .tex files on either store.
+    on_disk, on_s3 = render(f"{local}/p_one", 1), render(f"{remote}/p_one/", 1)
+    assert on_disk == on_s3 and '"main": "main.tex"' in on_s3[0][3]
+    # A part of the paper changed on S3 is a new input digest (the folder's stat covers every file below it).
+    digest = input_digest("latex_page", {"source": f"{remote}/p_one"}, StorageFiles())
+    (Location.parse(remote) / "p_one/sections/intro.tex").write_bytes(b"Another introduction.\n")
+    assert input_digest("latex_page", {"source": f"{remote}/p_one"}, StorageFiles()) != digest
+    assert input_digest("latex_page", {"source": remote}, StorageFiles())["source"]["files"] == 3

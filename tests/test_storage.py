@@ -326,3 +326,32 @@ def test_input_files_read_local_folders_and_s3_prefixes_alike(root):
         files.read(f"{spelled}/nope.pdf")
     with pytest.raises(Reject, match="too_large|bytes > max_bytes 4"):
         read_source(f"{spelled}/b.pdf", files, max_bytes=4)
+
+
+def test_input_files_walk_a_folder_by_one_rule_on_a_disk_and_under_a_prefix(tmp_path, s3_bucket):
+    """`StorageFiles.walk` (what a LaTeX paper's folder is made of, and what its stat digests): every file at any
+    depth, hidden ones too, sorted folder by folder; on a disk a link to a file is a file, a link to a folder is
+    not entered, a broken link is kept with no stat. The same names and order under an S3 prefix."""
+    from generators.sources import LocalFiles
+    from storage import StorageFiles
+
+    local = tmp_path / "paper"
+    files = {"main.tex": b"m", ".hidden.tex": b"h", "a/q.tex": b"q", "a-c/z.tex": b"z", "a/b/z.tex": b"y"}
+    for rel, data in files.items():
+        (local / rel).parent.mkdir(parents=True, exist_ok=True)
+        (local / rel).write_bytes(data)
+        (Location.parse(f"s3://{s3_bucket}/paper") / rel).write_bytes(data)
+    order = [".hidden.tex", "main.tex", "a/q.tex", "a-c/z.tex", "a/b/z.tex"]  # os.walk's folders, sorted
+    assert StorageFiles().walk(f"s3://{s3_bucket}/paper/") == (f"s3://{s3_bucket}/paper", order)
+    os.symlink("main.tex", local / "link.tex")
+    os.symlink("a", local / "linked_folder")
+    os.symlink("nowhere.tex", local / "broken.tex")
+    name, below = StorageFiles().walk(f"{local}/")
+    assert name == str(local) and below == [".hidden.tex", "broken.tex", "link.tex", "main.tex"] + order[2:]
+    assert LocalFiles().walk(str(local)) == (name, below)
+    stat = StorageFiles().stat(str(local))
+    assert StorageFiles().stat(f"{local}/broken.tex") is None and stat is not None
+    (local / "a" / "b" / "z.tex").write_bytes(b"changed, deep down")
+    assert StorageFiles().stat(str(local)) != stat  # a folder's stat covers every file below it
+    with pytest.raises(FileNotFoundError):
+        StorageFiles().walk(f"s3://{s3_bucket}/nothing")
