@@ -64,10 +64,17 @@ def test_failed_input_read_is_a_storage_error_not_a_reject(prefect_api, s3_endpo
     with pytest.raises(LocationError, match=f"bucket '{s3_bucket}-gone' does not exist"):
         state.result()
     assert latest_manifest(root, "pdf") is None
-    with get_client(sync_client=True) as client:
-        (run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
-        shard_tasks = [t for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
-                       if t.name.startswith("render pdf shard")]
+    from tests.fixtures_prefect import wait_for
+
+    def failed_shard_tasks():
+        with get_client(sync_client=True) as client:
+            (run,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+            tasks = [t for t in client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+                     if t.name.startswith("render pdf shard")]
+        return tasks if tasks and all(t.state and t.state.is_final() for t in tasks) else None
+
+    # task runs reach the API as events, recorded a moment later (a busy machine read none yet)
+    shard_tasks = wait_for("the shard task run", failed_shard_tasks, 60)
     assert [t.run_count for t in shard_tasks] == [1] and shard_tasks[0].state.is_failed()
 
     # the same list naming a missing object of an existing bucket: a reject, the rest committed
