@@ -19,7 +19,7 @@ from typing import Iterator
 import numpy as np
 
 from generators.base import GeneratorError
-from generators.sources import InputFiles, LocalFiles, input_files
+from generators.sources import InputFiles, LocalFiles, input_files, setup_read
 
 DATA_DIR = Path(__file__).parent / "data"
 LANGS = ("en", "zh")
@@ -212,12 +212,8 @@ def _suffix(name: str) -> str:
 
 
 def _open(name: str, files: InputFiles) -> io.BufferedIOBase:
-    try:
+    with setup_read(name, "corpus file"):
         return files.open(name)
-    except FileNotFoundError:
-        raise GeneratorError(f"corpus file not found: {name}") from None
-    except Exception as e:  # the store's own error types are unknown here
-        raise GeneratorError(f"cannot read corpus file {name}: {e}") from e
 
 
 def _texts(name: str, column: str, files: InputFiles) -> Iterator[str]:

@@ -11,8 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Protocol, Sequence
+from typing import BinaryIO, Iterator, Protocol, Sequence
 
 from generators.base import GeneratorError, Reject
 
@@ -128,12 +129,8 @@ def _listed(source: str, files: InputFiles) -> tuple[list[str], set[str] | None]
             return [name], {name}
         return _inputs_of_folder(source, name, below, files)
     if source.endswith(".txt"):
-        try:
+        with setup_read(source, "source list"):
             text = files.read(source).decode("utf-8")
-        except FileNotFoundError:
-            raise GeneratorError(f"source not found or not a folder/.txt list: {source}") from None
-        except Exception as e:  # the store's own error types are unknown here
-            raise GeneratorError(f"cannot read source list {source}: {e}") from e
         return _names_from_list(text, source, files), None
     raise GeneratorError(f"source not found or not a folder/.txt list: {source}")
 
@@ -228,10 +225,20 @@ def read_source(name: str, files: InputFiles | None, max_bytes: int) -> bytes:
 def read_setup_file(name: str, files: InputFiles | None, what: str = "file") -> bytes:
     """Bytes of a file a generator needs before its first sample (a corpus, a formula list). Unlike
     `read_source`, a failure is a GeneratorError: without this file no sample can be made."""
-    try:
+    with setup_read(name, what):
         return input_files(files).read(name)
+
+
+@contextmanager
+def setup_read(name: str, what: str) -> Iterator[None]:
+    """Reads of a set-up file (`read_setup_file`, a streamed corpus): a missing file or any error of the store is
+    a GeneratorError naming `what` and `name`."""
+    try:
+        yield
     except FileNotFoundError:
         raise GeneratorError(f"{what} not found: {name}") from None
+    except GeneratorError:
+        raise
     except Exception as e:  # the store's own error types are unknown here
         raise GeneratorError(f"cannot read {what} {name}: {_why(e)}") from e
 

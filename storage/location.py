@@ -414,10 +414,8 @@ class StorageFiles:
         """The names in `folder`, sorted. Locally: its direct entries that are not hidden, a subfolder's name ending
         in "/" (a caller may take one as a single input: a LaTeX paper's folder), each as `folder` spells it joined
         with the entry's name. Under a remote prefix, where folders do not exist: every object."""
-        path = _local_path(folder)
+        path = _local_folder(folder)
         if path is not None:
-            if not path.is_dir():
-                raise NotFound(f"{folder}: no such folder")
             return sorted(f"{p}/" if p.is_dir() else str(p) for p in path.iterdir()
                           if not p.name.startswith(".") and (p.is_file() or p.is_dir()))
         return list(self._objects(Location.parse(folder)))
@@ -429,10 +427,8 @@ class StorageFiles:
         to a file as a file, a link to a folder not entered, a broken link kept (its `stat` is None). Under a prefix:
         every object. What a paper folder is made of (`generators.tex_source.read_tex_folder`) and what its `stat`
         digests, alike on a disk and on S3."""
-        path = _local_path(folder)
+        path = _local_folder(folder)
         if path is not None:
-            if not path.is_dir():
-                raise NotFound(f"{folder}: no such folder")
             return str(path), _walk_local(path)
         loc = Location.parse(folder)
         name = loc.uri.rstrip("/")
@@ -502,6 +498,14 @@ def _local_path(name: str) -> Path | None:
     if is_remote(name):
         return None
     return Path(urlparse(name).path if name.startswith("file://") else name)
+
+
+def _local_folder(name: str) -> Path | None:
+    """The local folder `name` names (NotFound when it is none), None for a remote name."""
+    path = _local_path(name)
+    if path is not None and not path.is_dir():
+        raise NotFound(f"{name}: no such folder")
+    return path
 
 
 def _local_stat(path: Path) -> str | None:
