@@ -9,14 +9,6 @@ from typing import Any
 
 # Constructor parameters the driver injects (the input files storage serves, a shared browser): not settable.
 INJECTED = ("files", "renderer")
-# Kinds that render one input file per sample index, so need a source. (latex_page lists its source too, but it
-# is optional there: its text may come from a corpus.)
-SOURCE_KINDS = ("pdf", "negative")
-# Input files a kind can use, by suffix; a folder with none of them would only make rejects.
-USABLE_SUFFIXES = {
-    "pdf": (".pdf",),
-    "negative": (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"),
-}
 
 
 def kind_parameters(kind: str) -> dict[str, inspect.Parameter]:
@@ -29,9 +21,11 @@ def kind_parameters(kind: str) -> dict[str, inspect.Parameter]:
 
 
 def needs_source(kind: str) -> bool:
-    """Kinds whose sample index is an input file (`SOURCE_KINDS`): nothing to render without a source. Others
-    may take one optionally (latex_page from real LaTeX sources, formula from a list file)."""
-    return kind in SOURCE_KINDS
+    """Kinds whose sample index is an input file (their class says: `requires_source`): nothing to render without
+    a source. Others may take one optionally (latex_page from real LaTeX sources, formula from a list file)."""
+    from generators import generator_class
+
+    return generator_class(kind).requires_source
 
 
 def describe_kind(kind: str) -> str:
@@ -75,10 +69,12 @@ def check_source(kind: str, source: Any) -> int:
         raise ValueError(f"--source {source}: {e}") from None
     if not names:
         raise ValueError(f"--source {source}: no files there")
-    suffixes = USABLE_SUFFIXES.get(kind)
-    usable = [n for n in names if suffixes is None or n.lower().endswith(suffixes)]
+    from generators import generator_class
+
+    suffixes = generator_class(kind).source_suffixes
+    usable = [n for n in names if not suffixes or n.lower().endswith(suffixes)]
     if not usable:
-        raise ValueError(f"--source {source}: none of its {len(names)} files is usable by {kind} ({', '.join(suffixes or ())})")
+        raise ValueError(f"--source {source}: none of its {len(names)} files is usable by {kind} ({', '.join(suffixes)})")
     return len(usable)
 
 

@@ -96,15 +96,6 @@ def md_cell(text: str, limit: int = 160) -> str:
     return flat.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def link_for(uri: str) -> str:
-    """A clickable form of a storage URI: local paths become file:// links."""
-    from storage import is_uri
-
-    if is_uri(uri):
-        return uri
-    return "file://" + os.path.abspath(uri)
-
-
 @contextlib.contextmanager
 def api_url_exported() -> Iterator[str | None]:
     """Export the API this process talks to as PREFECT_API_URL while a process pool runs.

@@ -132,6 +132,11 @@ class Generator:
     input_params: ClassVar[tuple[str, ...]] = ()
     # Whether `source` is a set of input files, one per sample index (a folder, list or prefix, listed).
     lists_source: ClassVar[bool] = False
+    # Whether the kind renders nothing without a source (its sample index is an input file; latex_page lists its
+    # source too, but can take its text from a corpus instead).
+    requires_source: ClassVar[bool] = False
+    # The input files the kind can use, by suffix (empty: any); a source with none of them would make only rejects.
+    source_suffixes: ClassVar[tuple[str, ...]] = ()
     batch: int = 1  # indices one `prepare` call takes; kinds that batch set it from their `batch` parameter
 
     def __init__(self, **params: Any):

@@ -23,6 +23,8 @@ class NegativeGenerator(FileSourced, Generator):
     version = "2"
     input_params = ("source",)
     lists_source = True
+    requires_source = True
+    source_suffixes = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 
     def __init__(self, source: str | Sequence[str] | None = None, size: int = 1024, lang: str = "en",
                  sentences: Sequence[str] = NEGATIVE_SENTENCES, max_bytes: int = 32 * 2**20,

@@ -36,6 +36,8 @@ class PdfGenerator(FileSourced, Generator):
     version = "3"
     input_params = ("source",)
     lists_source = True
+    requires_source = True
+    source_suffixes = (".pdf",)
 
     def __init__(self, source: str | Sequence[str] | None = None, size: int = 1024, lang: str = "auto",
                  max_bytes: int = 64 * 2**20, max_pages: int = 500, time_limit_s: float = 60.0,
