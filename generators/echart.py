@@ -20,6 +20,7 @@ from generators import fonts
 from generators.base import PROMPT_CHART, Generator, OwnsRenderers, Sample
 from generators.chart import BACKGROUNDS, PALETTES, ZH_FONT, DrawsCharts
 from generators.chart_data import ChartData
+from generators.sources import InputFiles
 
 EN_FONTS = ("DejaVu Sans", "DejaVu Serif")
 LEGEND_POS = ("top", "bottom", "right")
@@ -40,7 +41,7 @@ class EChartGenerator(DrawsCharts, OwnsRenderers, Generator):
         size: int = 1024,
         degradations: dict | None = None,
         prompt: str = PROMPT_CHART,
-        files: Any = None,  # generators.sources.InputFiles, where corpus and records are read
+        files: InputFiles | None = None,  # where corpus and records are read
         renderer: Any = None,
         records: str | dict[str, str] | None = None,
     ):
