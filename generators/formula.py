@@ -28,7 +28,7 @@ import numpy as np
 
 from generators.base import PROMPT_MARKDOWN, Generator, GeneratorError, OwnsRenderers, Reject, Rejected, Sample
 from generators.degrade import check_spec
-from generators.sources import InputFiles, input_files, list_sources, read_setup_file
+from generators.sources import InputFiles, input_files, is_paper_folder, list_sources, read_setup_file
 from generators.tex import BatchPage, brace_problem, check_untrusted, typeset_batch
 
 BACKENDS = ("fast", "faithful")
@@ -543,17 +543,23 @@ def is_tex_source(source: str, files: InputFiles) -> bool:
 
 def _load_tex_formulas(source: str, files: InputFiles) -> list[tuple[str, str, str | None]]:
     """Every formula of the sources, inline and display, normalised, in order (files sorted), each with where
-    it first occurred when it is a repeat. A source that does not parse is a GeneratorError naming it:
-    without its formulas the run's indices would mean other formulas."""
+    it first occurred when it is a repeat. A paper's own folder (`is_paper_folder`) is one source, its parts
+    inlined; a folder of sources reads the source files in it. A source that does not parse is a GeneratorError
+    naming it: without its formulas the run's indices would mean other formulas."""
     from generators.tex_source import extract_formulas
 
-    names = [n for n in list_sources(source, files) if n.lower().endswith(TEX_SOURCE_SUFFIXES)] \
-        if files.is_folder(source) else [source]
+    folder = files.is_folder(source)
+    paper = folder and is_paper_folder(*files.walk(source), files)  # one paper's folder: its files, read whole
+    names = [n for n in list_sources(source, files) if paper or n.lower().endswith(TEX_SOURCE_SUFFIXES)] \
+        if folder else [source]
     out: list[tuple[str, str, str | None]] = []
     first: dict[str, str] = {}
     for name in names:
         try:
-            found = extract_formulas(name, read_setup_file(name, files, what="LaTeX source"))
+            if paper:
+                found = extract_formulas(name, inputs=files)
+            else:
+                found = extract_formulas(name, read_setup_file(name, files, what="LaTeX source"))
         except Reject as r:
             raise GeneratorError(r.detail) from None
         for where, latex in found:

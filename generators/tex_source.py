@@ -582,12 +582,12 @@ def _markdown(text: str) -> str:
 
 
 # -- formulas for `formula --source` -------------------------------------------------------------------------
-def extract_formulas(name: str, data: bytes) -> list[tuple[str, str]]:
+def extract_formulas(name: str, data: bytes | None = None, inputs: InputFiles | None = None) -> list[tuple[str, str]]:
     """(where, latex) of every formula of a source, inline and display, in document order, normalised;
-    where = "main.tex:line"."""
+    where = "main.tex:line". `data`: as `parse_source` takes it (None: a paper folder read through `inputs`)."""
     from generators.formula import normalize_latex
 
-    files = read_tex_files(name, data)
+    files = read_tex_files(name, data) if data is not None else read_tex_folder(name, input_files(inputs))[0]
     main = main_file(name, files)
     tex = inline_inputs(strip_comments(files[main]), files, Counter())
     head, _, rest = tex.partition("\\begin{document}")

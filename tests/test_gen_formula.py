@@ -225,3 +225,26 @@ def test_formulas_from_tex_sources_inline_and_display_with_duplicates_dropped(tm
     (tmp_path / "notes.tex").write_text("notes without a document")
     with pytest.raises(GeneratorError, match="notes.tex: no file with .documentclass"):
         FormulaGenerator(source=str(tmp_path / "notes.tex"))
+
+
+def test_formulas_of_a_paper_folder_with_its_parts_alike_on_a_disk_and_on_s3(tmp_path, s3_bucket):
+    """A paper's own folder as `source`: one source, its `\\input` parts inlined, read through the input files, so
+    the same formulas (and where they are) come from a folder on a disk and from an S3 prefix."""
+    from storage import Location, StorageFiles
+
+    files = {"main.tex": "\\documentclass{article}\n\\begin{document}\nFirst $a^2 + b^2 = c^2$.\n\\input{parts/two}\n"
+                         "\\end{document}\n",
+             "parts/two.tex": "Then \\[ \\int_0^1 x \\, dx = \\frac{1}{2} \\]\n", "fig.png": "not a figure"}
+    local, remote = str(tmp_path / "paper"), f"s3://{s3_bucket}/paper"
+    for rel, text in files.items():
+        for base in (local, remote):
+            (Location.parse(base) / rel).write_bytes(text.encode())
+
+    def formulas(source: str) -> list[tuple[str, str]]:
+        with FormulaGenerator(source=source, files=StorageFiles(), order="sequential", backend="fast") as gen:
+            out = list(gen.items(0, 0, 2))
+        assert all(isinstance(o, Sample) for o in out)
+        return [(o.text, o.meta["sampled"]["where"].removeprefix(source.rstrip("/"))) for o in out]
+
+    assert formulas(local) == formulas(remote + "/") == [("a^2+b^2=c^2", ":main.tex:3"),
+                                                          (r"\int_0^1x\,dx=\frac{1}{2}", ":main.tex:4")]
