@@ -584,11 +584,15 @@ def _markdown(text: str) -> str:
 # -- formulas for `formula --source` -------------------------------------------------------------------------
 def extract_formulas(name: str, data: bytes | None = None, inputs: InputFiles | None = None) -> list[tuple[str, str]]:
     """(where, latex) of every formula of a source, inline and display, in document order, normalised;
-    where = "main.tex:line". `data`: as `parse_source` takes it (None: a paper folder read through `inputs`)."""
+    where = "file:line" (an archive's "archive:member:line"). `data`: as `parse_source` takes it (None: a paper
+    folder read through `inputs`)."""
     from generators.formula import normalize_latex
 
     files = read_tex_files(name, data) if data is not None else read_tex_folder(name, input_files(inputs))[0]
     main = main_file(name, files)
+    # A folder's file by its path; a file as itself; an archive's member after the archive's name.
+    where = f"{name}/{main}" if data is None else \
+        name if main == name.rsplit("/", 1)[-1].removesuffix(".gz") else f"{name}:{main}"
     tex = inline_inputs(strip_comments(files[main]), files, Counter())
     head, _, rest = tex.partition("\\begin{document}")
     macros, _ = collect_macros(head)
@@ -607,6 +611,5 @@ def extract_formulas(name: str, data: bytes | None = None, inputs: InputFiles | 
         latex = normalize_latex(raw)
         if latex:
             line = offset + body.count("\n", 0, m.start()) + 1
-            single = main == name.rsplit("/", 1)[-1].removesuffix(".gz")
-            out.append((f"{name}:{line}" if single else f"{name}:{main}:{line}", latex))
+            out.append((f"{where}:{line}", latex))
     return out

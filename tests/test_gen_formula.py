@@ -246,5 +246,5 @@ def test_formulas_of_a_paper_folder_with_its_parts_alike_on_a_disk_and_on_s3(tmp
         assert all(isinstance(o, Sample) for o in out)
         return [(o.text, o.meta["sampled"]["where"].removeprefix(source.rstrip("/"))) for o in out]
 
-    assert formulas(local) == formulas(remote + "/") == [("a^2+b^2=c^2", ":main.tex:3"),
-                                                          (r"\int_0^1x\,dx=\frac{1}{2}", ":main.tex:4")]
+    assert formulas(local) == formulas(remote + "/") == [("a^2+b^2=c^2", "/main.tex:3"),
+                                                          (r"\int_0^1x\,dx=\frac{1}{2}", "/main.tex:4")]
