@@ -395,8 +395,8 @@ class StorageFiles:
     file raises `NotFound` (a FileNotFoundError).
 
     A listing remembers the size and ETag of each object it saw, so a `stat` of a listed name costs no request
-    (a remote folder of 10,000 PDFs is digested with one listing, not 10,000 HEADs); use a fresh instance for an
-    answer as of now."""
+    (a remote folder of 10,000 PDFs is digested with one listing, not 10,000 HEADs), and a prefix is listed once;
+    use a fresh instance for an answer as of now."""
 
     def __init__(self) -> None:
         self._listed: dict[str, str] = {}  # an object's stat ("size\tETag") as its prefix's listing gave it
@@ -439,11 +439,18 @@ class StorageFiles:
         return name, sorted(rels, key=_walk_order)
 
     def _objects(self, loc: Location) -> list[str]:
-        """The objects under a prefix, listed once per instance; their stats kept for `stat`."""
+        """The objects under a prefix, listed once per instance (a prefix inside one listed already is taken from
+        that listing: the papers of a prefix of papers cost no listing each); their stats kept for `stat`."""
         if loc.uri not in self._listings:
-            listing = loc.listing()
-            self._listed.update((uri, f"{size}\t{etag}") for uri, (size, etag) in listing.items())
-            self._listings[loc.uri] = list(listing)
+            below = loc.uri.rstrip("/") + "/"
+            outer = next((objects for uri, objects in self._listings.items() if below.startswith(uri.rstrip("/") + "/")),
+                         None)
+            if outer is not None:
+                self._listings[loc.uri] = [uri for uri in outer if uri.startswith(below)]
+            else:
+                listing = loc.listing()
+                self._listed.update((uri, f"{size}\t{etag}") for uri, (size, etag) in listing.items())
+                self._listings[loc.uri] = list(listing)
         return self._listings[loc.uri]
 
     def stat(self, name: str) -> str | None:
