@@ -121,29 +121,34 @@ def _start_workers(workers: int, kinds: dict[str, dict[str, Any]], render: dict[
 
 def _start_ahead(pool: Any, kind: str, params: dict[str, Any], seed: int, count: int, shard_rows: int, root: str | None,
                  dataset: str | None) -> None:
-    """Start the rows of the render's first shard tasks (one per worker) in the pool: the same index ranges and calls
-    as `flows.render._render_split` makes (one shard whole, or a small render's shard in one part per worker), which
-    then takes them over instead of rendering them again. Not when the dataset already has shards: a rerun reuses
-    those, and nothing may be rendered that the flow would not render."""
+    """Start the render's first shard tasks' work (one shard per worker) in the pool, as the very calls the flow's
+    `render_shard` tasks make: `shard_job` of a whole shard (rendered and written in the worker), or for a small
+    render split across workers, `rows_job` of each part (`flows.render._render_split`). The tasks' own `submit`
+    of those calls takes these jobs over instead of rendering them again. Not when the dataset already has
+    shards (a rerun or a resumed render): nothing may start that the flow would not render."""
     from flows.common import default_root
     from flows.runners import split_parts
-    from flows.shardwork import rows_job
-    from generators.render_unit import count_within_inputs, input_digest
+    from flows.shardwork import rows_job, shard_job
+    from generators.render_unit import RenderSpec, count_within_inputs, input_digest
     from storage import Location, StorageFiles
 
-    root = root or default_root()
-    if (Location.parse(root) / f"datasets/{dataset or kind}/shards").list():
+    root, dataset = root or default_root(), dataset or kind
+    if (Location.parse(root) / f"datasets/{dataset}/shards").list():
         return
     inputs = input_digest(kind, params, StorageFiles())
     count, _ = count_within_inputs(count, inputs, params.get("source"))
-    ranges = [(s, min(s + shard_rows, count)) for s in range(0, count, shard_rows)]
-    parts = split_parts(len(ranges), max(b - a for a, b in ranges), pool.workers)
-    for k, (start, stop) in enumerate(ranges[:pool.workers]):
+    spec = RenderSpec.of(kind, count=count, seed=seed, shard_rows=shard_rows, params=params, inputs=inputs)
+    shards = spec.shards()
+    parts = split_parts(len(shards), max(stop - start for _, start, stop in shards), pool.workers)
+    for k, start, stop in shards[:pool.workers]:
+        gallery = _RENDER_GALLERY if k == 0 else 0
+        if parts == 1:
+            pool.start_ahead(shard_job, spec, root, dataset, k, gallery, reuse_generator=True)
+            continue
         bounds = [start + (stop - start) * i // parts for i in range(parts + 1)]
         spans = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
         for i, (a, b) in enumerate(spans):
-            gallery = _RENDER_GALLERY if k == 0 and i == 0 else 0
-            pool.start_ahead(rows_job, kind, params, seed, a, b, gallery, inputs=inputs)
+            pool.start_ahead(rows_job, kind, params, seed, a, b, gallery if i == 0 else 0, inputs=inputs)
 
 
 def cmd_api(args: argparse.Namespace) -> int:

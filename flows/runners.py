@@ -71,13 +71,14 @@ def _run_job(token: str | None, fn: Callable[..., Any], args: tuple, kwargs: dic
         now = time.monotonic()
         if now - sent[0] >= _PROGRESS_EVERY_S:
             sent[0], sent[1] = now, n
-            _worker_queue.put((token, n))
+            _worker_queue.put((token, n, False))
 
     try:
         return fn(*args, progress=progress, **kwargs)
     finally:
-        if sent[2] != sent[1]:
-            _worker_queue.put((token, sent[2]))
+        # The last report, marked last: the parent forgets the callback only then, so a count sent just before the
+        # job's result (another channel) is never dropped.
+        _worker_queue.put((token, sent[2] if sent[2] != sent[1] else -1, True))
 
 
 def _warm(modules: tuple[str, ...], generators: tuple[tuple[str, dict[str, Any]], ...] = ()) -> int:
@@ -133,9 +134,9 @@ class LocalPool:
             msg = self._queue.get()
             if msg is None:
                 return
-            token, n = msg
-            callback = self._callbacks.get(token)
-            if callback is not None:
+            token, n, last = msg
+            callback = self._callbacks.pop(token, None) if last else self._callbacks.get(token)
+            if callback is not None and n >= 0:
                 try:
                     callback(n)
                 except Exception:  # a progress display must never stop rendering
@@ -182,10 +183,7 @@ class LocalPool:
         if progress is not None:
             token = uuid.uuid4().hex
             self._callbacks[token] = progress
-        future = self._executor.submit(_run_job, token, fn, args, kwargs)
-        if token is not None:
-            future.add_done_callback(lambda _f: self._callbacks.pop(token, None))
-        return future
+        return self._executor.submit(_run_job, token, fn, args, kwargs)
 
     @property
     def broken(self) -> bool:
@@ -220,7 +218,16 @@ class _Relay:
 
 
 def _job_key(fn: Callable[..., Any], args: tuple, kwargs: dict[str, Any]) -> str:
-    return json.dumps([fn.__module__, fn.__qualname__, args, kwargs], sort_keys=True, default=str)
+    """A call's identity: the function and its arguments (a dataclass, e.g. a RenderSpec, by its fields)."""
+    return json.dumps([fn.__module__, fn.__qualname__, args, kwargs], sort_keys=True, default=_key_part)
+
+
+def _key_part(value: Any) -> Any:
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"__type__": type(value).__qualname__, **dataclasses.asdict(value)}
+    return str(value)
 
 
 def local_pool(workers: int, preload: Iterable[str] = ()) -> LocalPool:

@@ -67,8 +67,11 @@ def test_the_cli_head_start_is_claimed_by_the_render_and_writes_the_same_shards(
     started: list[tuple] = []
     left: list[int] = []
     start_ahead, drop = runners.LocalPool.start_ahead, runners.active_pool_drop_ahead
-    monkeypatch.setattr(runners.LocalPool, "start_ahead",
-                        lambda self, fn, *a, **k: (started.append(a[3:5]), start_ahead(self, fn, *a, **k))[1])
+    def record(self, fn, *a, **k):  # a whole shard by its index, a part by its index range
+        started.append(("shard", a[3]) if fn.__name__ == "shard_job" else ("part", a[3], a[4]))
+        return start_ahead(self, fn, *a, **k)
+
+    monkeypatch.setattr(runners.LocalPool, "start_ahead", record)
     monkeypatch.setattr(runners, "active_pool_drop_ahead", lambda: (left.append(drop()), left[-1])[1])
 
     def cli_render(out: Path, count: int, *more: str) -> dict:
@@ -77,18 +80,18 @@ def test_the_cli_head_start_is_claimed_by_the_render_and_writes_the_same_shards(
                      "--json", *more]) == 0
         return read_manifest(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["manifest"])
 
-    # three shards of 2 on 2 workers: shards 0 and 1 start ahead, whole
+    # three shards of 2 on 2 workers: shards 0 and 1 start ahead, rendered and written in the workers
     many = cli_render(tmp_path / "many", 6, "--shard-rows", "2")
-    assert started == [(0, 2), (2, 4)] and left == [0]
+    assert started == [("shard", 0), ("shard", 1)] and left == [0]
     # one shard of 3 on 2 workers: too few samples to split (a part costs a generator), it starts ahead whole ...
     started.clear()
     cli_render(tmp_path / "whole", 3)
-    assert started == [(0, 3)] and left == [0, 0]
+    assert started == [("shard", 0)] and left == [0, 0]
     # ... unless parts may be that small: then its two parts start ahead
     monkeypatch.setattr(runners, "MIN_SPLIT_PART", 1)
     started.clear()
     one = cli_render(tmp_path / "one", 3)
-    assert started == [(0, 1), (1, 3)] and left == [0, 0, 0]
+    assert started == [("part", 0, 1), ("part", 1, 3)] and left == [0, 0, 0]
     # a rerun into the same dataset: its shards exist, nothing starts ahead (and nothing is left over)
     started.clear()
     cli_render(tmp_path / "many", 6, "--shard-rows", "2")
