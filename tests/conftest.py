@@ -20,9 +20,10 @@ SHARED_UNITS = {"test_flows_server_ui.py": "prefect-server", "test_flows_worker.
 # The longest units go out first, so the two workers finish together rather than one waiting on a long file
 # handed out last (measured with --durations on 2 cores; a file not named here follows these).
 LONGEST_FIRST = ("test_flows_worker.py", "test_flows_server_ui.py", "test_train_vary.py", "test_train_zero2.py",
-                 "test_flows_api.py", "test_train_cli.py", "test_gen_latex_page.py", "test_flows_pipeline.py",
-                 "test_flows_render.py", "test_gen_table.py", "test_gen_formula.py", "test_train_pretrained.py",
-                 "test_flows_dask.py", "test_flows_s3.py")
+                 "test_train_cli.py", "test_flows_api.py", "test_cli_errors.py", "test_gen_latex_page.py",
+                 "test_gen_chart.py", "test_flows_pipeline.py", "test_flows_render.py", "test_flows_dask.py",
+                 "test_train_pretrained.py", "test_storage_cli.py", "test_gen_table.py", "test_gen_formula.py",
+                 "test_tex_fonts.py", "test_storage.py", "test_flows_s3.py")
 
 
 def _unit(nodeid: str) -> str:
