@@ -109,9 +109,7 @@ def _render_split(pool: Any, spec: RenderSpec, root: str, dataset: str, index: i
     if found is not None:
         return found
     t0 = time.perf_counter()
-    _, start, stop = spec.shard(index)
-    bounds = [start + (stop - start) * i // parts for i in range(parts + 1)]
-    spans = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+    spans = spec.shard(index).parts(parts)
     done = [0] * len(spans)
 
     def reporter(i: int) -> Callable[[int], None] | None:

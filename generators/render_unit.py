@@ -45,6 +45,12 @@ class ShardRange(NamedTuple):
     start: int  # first sample index
     stop: int  # one past the last
 
+    def parts(self, n: int) -> list[tuple[int, int]]:
+        """The range cut into `n` consecutive, near-equal pieces (fewer when it holds fewer indices): rendered
+        apart (`render_rows`) and merged in order (`Rows.merge`), they give the shard's rows."""
+        bounds = [self.start + (self.stop - self.start) * i // n for i in range(n + 1)]
+        return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
 
 @dataclass(frozen=True)
 class RenderSpec:

@@ -17,6 +17,9 @@ def test_fingerprints_are_stable_and_do_not_follow_the_count():
     assert spec.fingerprint == "72efce641b4ac9d3ef021eae87e9e7bca23e28bd3e874ba71b55b0e4e2a4fb55"
     assert [spec.shard_fingerprint(k)[:8] for k in range(3)] == ["de39c4b0", "7b846c73", "cea222be"]
     assert spec.shards() == [(0, 0, 2), (1, 2, 4), (2, 4, 5)]
+    # a shard split across workers: consecutive pieces covering it, none empty
+    assert RenderSpec.of("document", count=10, shard_rows=7).shard(0).parts(3) == [(0, 2), (2, 4), (4, 7)]
+    assert spec.shard(2).parts(4) == [(4, 5)]
 
     grown = RenderSpec.of("document", count=6, seed=3, shard_rows=2)
     assert grown.fingerprint == spec.fingerprint  # growing a dataset keeps its fingerprint ...
