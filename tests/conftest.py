@@ -12,6 +12,18 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 pytest_plugins = ["tests.fixtures_s3", "tests.fixtures_prefect"]
 
+
+@pytest.fixture(autouse=True, scope="session")
+def prefect_logging_on_the_sessions_stderr():
+    """Prefect's console log handler keeps the stream it was built with. Built inside a test using `capsys`, it
+    would write to that test's buffer, closed once the test ends, and every later Prefect log line in the same
+    worker process would fail ("I/O operation on closed file"). So configure it once, first, on the session's
+    stderr."""
+    import prefect.logging.configuration as logging_configuration
+
+    if not logging_configuration.PROCESS_LOGGING_CONFIG:
+        logging_configuration.setup_logging()
+
 # The suite runs on two pytest-xdist workers (`-n 2`, pyproject's addopts): many tests wait on servers and
 # subprocesses, so a second worker fills those waits. A test file is one unit of work, so its module fixtures
 # (a trained stage-1 model, a rendered dataset) are built once, on one worker; the files driving
