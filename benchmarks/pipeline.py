@@ -309,12 +309,19 @@ def stop_background_api(home: str) -> None:
 
 
 def measure_kind(case: str, count: int, small: int, shard_rows: int, workers: int, rounds: int, home: str,
-                 scratch: Path) -> dict[str, Any]:
+                 scratch: Path, previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`rounds` alternating rounds of the case; with `previous` (the same case, count, small, shard rows and
+    workers measured before), its rounds count too: the medians are over all of them."""
     env = _env(home, None)
     kind, params = case_params(case, count)
     walls: dict[str, list[float]] = {"flow": [], "plain": [], "flow_small": [], "plain_small": []}
     cpus: dict[str, list[float]] = {k: [] for k in walls}
-    for r in range(rounds):
+    same = ("count", "small", "shard_rows", "workers")
+    if previous and all(previous.get(k) == v for k, v in zip(same, (count, small, shard_rows, workers))):
+        walls = {k: list(v) for k, v in previous["walls"].items()}
+        cpus = {k: list(v) for k, v in previous["cpus"].items()}
+    done = len(walls["flow"])
+    for r in range(done, done + rounds):
         order = ["flow", "plain"] if r % 2 == 0 else ["plain", "flow"]
         for size, suffix in ((count, ""), (small, "_small")):
             shas = {}
@@ -333,7 +340,8 @@ def measure_kind(case: str, count: int, small: int, shard_rows: int, workers: in
     med = {k: statistics.median(v) for k, v in walls.items()}
     cpu = {k: statistics.median(v) for k, v in cpus.items()}
     return {
-        "kind": case, "count": count, "small": small, "shard_rows": shard_rows, "workers": workers, "rounds": rounds,
+        "kind": case, "count": count, "small": small, "shard_rows": shard_rows, "workers": workers,
+        "rounds": len(walls["flow"]), "round_ratios": [p / f for p, f in zip(walls["plain"], walls["flow"])],
         "walls": walls, "median": med, "cpus": cpus, "cpu_median": cpu,
         "cpu_ratio": cpu["plain"] / max(cpu["flow"], 1e-9),
         "cpu_ratio_excl_startup": _marginal(cpu["plain"] - cpu["plain_small"], cpu["flow"] - cpu["flow_small"]),
@@ -413,6 +421,13 @@ Before (issue 14: the flow at 0.40-0.54x the plain loop, 25-30 s of start-up per
 4. **One worker for small renders** (fewer shards than workers) and the pipeline's seven renders **one after
    another**. Now a shard's index range is split across the workers (written as one shard: same bytes), and the
    pipeline's renders run at once, sharing the one pool (so `--workers` still bounds the processes).
+5. **Workers idle while Prefect starts**: the pool was up and the generators built in 1-2 s, but the first shard was
+   handed to it only once Prefect had imported, reached its API and created the flow run and the first task runs
+   (2-3 s on an idle machine; 8 s at load 6). Now `varyflow render` starts the first shard of each worker (a small
+   render: its parts) in the pool before Prefect imports, and the render's shard tasks take those jobs over by
+   their call (`LocalPool.start_ahead`; never rendered twice, same bytes; not when the dataset already has shards,
+   so a rerun renders nothing it would reuse). The fork server also preloads pandas, which pyarrow's
+   `Table.from_pylist` imports in every process that writes a shard.
 
 Kept, because they are what the flow is for and cost little per sample: a Prefect task run per shard (a few API
 calls each), the manifest commit, the artifacts (statistics, the per-shard table, a gallery of the first shard's
@@ -420,9 +435,19 @@ first samples, progress), one log line per shard, and the shards' sha256 (comput
 thread, by the same `storage` writer the plain loop uses). Progress now reaches the CLI per sample (each worker
 reports at most every 0.2 s).
 
-What remains fixed per command is Python importing Prefect (1.3-1.5 s CPU), the run's and tasks' bookkeeping and
-artifacts in the CLI process (about 1.5 s CPU) and the API serving them (about 0.4 s CPU): about 3.5 s of CPU, with
-the worker pool's start and the generators' construction running beside it on the other core.
+What remains fixed per command is CPU, now beside the rendering rather than before it: Python importing Prefect and
+building its settings (1.3-1.5 s CPU on an idle machine), the run's and tasks' bookkeeping and artifacts in the CLI
+process (about 1.5 s CPU) and the API serving them (about 0.4 s CPU). A sampling profile of one small render's CLI
+process (py-spy, GIL held) puts about half of its Python CPU in importing Prefect and validating its settings
+models (pydantic), a tenth in the argument parser's imports (pyarrow), a tenth in creating the flow run and
+serialising its parameters, a tenth in the task engine, a few percent in the events client and the run's
+heartbeat; none of it is a setting a render can switch off (analytics are already off: `DO_NOT_TRACK`). On 2 cores
+busy rendering, every CPU-second of it is half a second of the render's wall time, which is what keeps the
+fastest kind (formula, ~13 s for 2048 samples in the plain loop) nearest the 0.9 line.
+
+The first command on a fresh `PREFECT_HOME` also starts the background API, whose own Prefect import and the
+database migrations of a new SQLite file (Prefect runs every Alembic migration; it has no faster path for a new
+database) take about 10 s more once per `PREFECT_HOME`; later commands reuse it.
 """
 
 
@@ -437,14 +462,15 @@ def write_markdown(path: Path, results: dict[str, Any]) -> None:
         f"Measured {results['when']} on {results['machine']}. {results['note']}",
         "",
         "| kind (count, shard rows) | flow | plain loop | flow ÷ plain | start-up excluded | fixed overhead (n={small}) "
-        "| CPU: plain ÷ flow | CPU, start-up excluded | rounds | measured | load |".format(
+        "| CPU: plain ÷ flow | CPU, start-up excluded | rounds (flow ÷ plain each) | measured | load |".format(
             small=results["kinds"][0]["small"] if results["kinds"] else "-"),
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|",
     ]
     for k in results["kinds"]:
         lines.append(f"| {k['kind']} ({k['count']}, {k['shard_rows']}) | {k['flow_per_s']:.1f}/s | {k['plain_per_s']:.1f}/s | "
                      f"{k['ratio']:.2f} | {k['ratio_excl_startup']:.2f} | {k['fixed_overhead_s']:.1f} s | "
-                     f"{k['cpu_ratio']:.2f} | {k['cpu_ratio_excl_startup']:.2f} | {k['rounds']} | {k.get('when', '')} | "
+                     f"{k['cpu_ratio']:.2f} | {k['cpu_ratio_excl_startup']:.2f} | {k['rounds']} "
+                     f"({', '.join(f'{p / f:.2f}' for p, f in zip(k['walls']['plain'], k['walls']['flow']))}) | {k.get('when', '')} | "
                      f"{'-'.join(str(x) for x in k.get('load', [])) or '-'} |")
     fixed = results.get("fixed")
     if fixed:
@@ -456,6 +482,8 @@ def write_markdown(path: Path, results: dict[str, Any]) -> None:
             if name != "plain":
                 lines.append(f"| {name} | {m['wall_s']:.1f} s | {m['overhead_s']:.1f} s | {m['cpu_s']:.1f} s | "
                              f"{m['cpu_overhead_s']:.1f} s |")
+    if results.get("remarks"):  # what the figures of this run say, written by whoever ran it (kept by --merge)
+        lines += ["", *results["remarks"]]
     path.write_text("\n".join(lines) + "\n" + NARRATIVE)
 
 
@@ -486,6 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--note", default="", help="a sentence for the results (e.g. the machine was shared)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "pipeline-benchmarks.md"))
     ap.add_argument("--merge", action="store_true", help="keep the other kinds' (and the fixed overhead's) last figures")
+    ap.add_argument("--add-rounds", action="store_true",
+                    help="with --merge: add the new rounds to a case's stored ones (same count, sizes and workers)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     store = out.with_suffix(".json")
@@ -510,9 +540,11 @@ def main(argv: list[str] | None = None) -> int:
             run_flow(kind, a.workers, 1, a.workers, str(scratch / f"warm-{kind}"), _env(home, None), params)  # API up, caches warm
             rounds = a.slow_rounds if CASES[case][3] else a.rounds
             load = os.getloadavg()[0]
-            res = measure_kind(case, a.count, a.small, a.shard_rows, a.workers, rounds, home, scratch)
+            previous = next((k for k in results["kinds"] if k["kind"] == case), None) if a.add_rounds else None
+            res = measure_kind(case, a.count, a.small, a.shard_rows, a.workers, rounds, home, scratch, previous)
             res["when"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-            res["load"] = [round(load, 1), round(os.getloadavg()[0], 1)]  # 1-min load average before and after
+            loads = [round(load, 1), round(os.getloadavg()[0], 1), *((previous or {}).get("load", []) if a.add_rounds else [])]
+            res["load"] = [min(loads), max(loads)]  # 1-min load average around the case's rounds: lowest, highest
             results["kinds"] = [k for k in results["kinds"] if k["kind"] != case] + [res]
             save()
             print(f"  {case}: flow {res['flow_per_s']:.1f}/s plain {res['plain_per_s']:.1f}/s ratio {res['ratio']:.2f} "
