@@ -140,14 +140,12 @@ def _start_ahead(pool: Any, kind: str, params: dict[str, Any], seed: int, count:
     spec = RenderSpec.of(kind, count=count, seed=seed, shard_rows=shard_rows, params=params, inputs=inputs)
     shards = spec.shards()
     parts = split_parts(len(shards), max(stop - start for _, start, stop in shards), pool.workers)
-    for k, start, stop in shards[:pool.workers]:
+    for k, _, _ in shards[:pool.workers]:
         gallery = _RENDER_GALLERY if k == 0 else 0
         if parts == 1:
             pool.start_ahead(shard_job, spec, root, dataset, k, gallery, reuse_generator=True)
             continue
-        bounds = [start + (stop - start) * i // parts for i in range(parts + 1)]
-        spans = [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
-        for i, (a, b) in enumerate(spans):
+        for i, (a, b) in enumerate(spec.shard(k).parts(parts)):  # the flow's `_render_split` cuts it the same way
             pool.start_ahead(rows_job, kind, params, seed, a, b, gallery if i == 0 else 0, inputs=inputs)
 
 
