@@ -216,7 +216,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_ocr(args: argparse.Namespace) -> int:
     """Greedy decode per image. A bad image gets one line on stderr and the rest go on (exit 1); when no
     image can be decoded the command fails with one line, before loading the model if none can even be read."""
-    from training.data import DecodeError
     from training.evaluate import decode, load_checkpoint
 
     def fail(image: str, reason: str) -> None:
@@ -233,6 +232,7 @@ def cmd_ocr(args: argparse.Namespace) -> int:
             fail(image, "no such file" if not Path(image).exists() else "not a file")
     if readable:
         model, tok = load_checkpoint(checkpoint_dir(args.checkpoint))
+        from training.data import DecodeError  # imports torch: after the checkpoint is known to exist
     for image in readable:
         try:
             text = decode(model, tok, Path(image).read_bytes(), args.prompt, args.max_new_tokens)

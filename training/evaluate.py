@@ -9,6 +9,9 @@ from training.errors import TrainingError
 
 def load_checkpoint(checkpoint: str):
     """(model, tokenizer) from a checkpoint directory, on CPU or the first GPU, in eval mode."""
+    # Checked before torch imports (seconds of CPU), so a mistyped path fails at once.
+    if not Path(checkpoint).is_dir():
+        raise TrainingError(f"checkpoint {checkpoint} does not exist")
     from training.distributed import setup_environment
 
     setup_environment()
@@ -17,8 +20,6 @@ def load_checkpoint(checkpoint: str):
     from training.modeling import load_model
     from training.tokenizer import load_tokenizer
 
-    if not Path(checkpoint).is_dir():
-        raise TrainingError(f"checkpoint {checkpoint} does not exist")
     model = load_model(checkpoint)
     from training.checkpoint import TOKENIZER_DIR
 
@@ -74,13 +75,13 @@ def evaluate(checkpoint: str, manifests: list[str], limit: int | None = None, ma
     training rows, only on request, and labelled so; `all`: every row, for a test set of its own."""
     from storage import StreamingReader
 
-    from training.data import DecodeError
     from training.metrics import average, score
     from training.split import in_holdout
 
     if split not in SPLITS:
         raise TrainingError(f"split must be one of {', '.join(SPLITS)}, not {split!r}")
     model, tok = model_and_tokenizer or load_checkpoint(checkpoint)
+    from training.data import DecodeError  # imports torch: after the checkpoint is known to exist
     fraction = checkpoint_holdout(checkpoint)
     if split == "heldout" and fraction <= 0.0:
         raise TrainingError(f"{checkpoint} was trained with no held-out split (holdout 0); evaluate a test set of "
