@@ -7,6 +7,7 @@ only from the standard AWS chain and never appear in a URI, a log line or a reco
 """
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import io
@@ -252,8 +253,21 @@ def _pyarrow_s3(endpoint_url: str | None) -> Any:
                 frozen = creds.get_frozen_credentials()
                 kwargs.update(access_key=frozen.access_key, secret_key=frozen.secret_key, session_token=frozen.token)
             fs = pafs.S3FileSystem(**kwargs)
+            if not _pa_filesystems:
+                # Exit handlers run last-registered first, so this runs before pyarrow's own S3 finalizer
+                # (registered when pyarrow.fs was imported): a filesystem still alive then can make the AWS SDK
+                # abort the process at exit ("terminate called without an active exception", exit -6).
+                atexit.register(_drop_pyarrow_filesystems)
             _pa_filesystems[endpoint_url] = fs
         return fs
+
+
+def _drop_pyarrow_filesystems() -> None:
+    import gc
+
+    with _pa_lock:
+        _pa_filesystems.clear()
+    gc.collect()
 
 
 class S3Location(Location):
