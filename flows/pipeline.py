@@ -45,7 +45,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "train": {
         "preset": "tiny",
         "deepspeed": False,
-        "steps": 150,
+        "steps": 100,
         "batch_size": 2,  # whole pages are long sequences: 2 per step keeps the demo's time
         "lr": 5e-4,
         "seed": 0,
@@ -56,7 +56,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "holdout": 0.1,  # rows (by sample id) training never reads; the evaluation scores them
         "log_every": 25,
     },
-    "integration": {"steps": 150},  # stage-2 overrides of `train`
+    "integration": {"steps": 100},  # stage-2 overrides of `train`
     "launch": None,  # {"gpus", "nodes", "hostfile", ...} for the deepspeed launcher
     "evaluate": {"limit": 8, "max_new_tokens": 48},
     "retrain": {"deployment": "vocabulary_generation/vocabulary-generation"},
@@ -186,6 +186,15 @@ def check_render_config(config: dict[str, Any]) -> None:
             raise ValueError(f"render.{kind}: {e}") from None
 
 
+def _render_kinds_of(config: dict[str, Any], preset: str, kinds: list[str]) -> list[str]:
+    """The kinds among `kinds` whose datasets the mix preset reads (every kind when the preset is not one known)."""
+    from flows.mix import MIX_PRESETS
+
+    if preset not in MIX_PRESETS:
+        return list(kinds)
+    return [k for k in kinds if ((config["render"][k] or {}).get("dataset") or k) in MIX_PRESETS[preset]]
+
+
 def train_config(config: dict[str, Any], stage: str) -> dict[str, Any]:
     cfg = dict(config["train"])
     if stage == "integrate":
@@ -215,24 +224,38 @@ def pipeline(config: dict[str, Any]) -> dict[str, Any]:
                       dataset=spec.get("dataset"), shard_rows=int(spec.get("shard_rows", DEFAULT_SHARD_ROWS)),
                       params=spec.get("params") or {}, workers=int(config["workers"]), runner=config["runner"])
 
+    launch = config.get("launch")
+    ev = config.get("evaluate") or {}
+    mixes: dict[str, dict[str, Any]] = {}
     # The kinds are independent: their render subflows run at once, each in a thread with this run's context (so
     # they are its subflows), and their shards share the process's worker pool, so `workers` still bounds the
-    # rendering processes. `pdf` starts once its input PDFs are written.
+    # rendering processes. The kinds vocabulary generation reads render first (`pdf` once its input PDFs are
+    # written); the others (stage 2's: formula, table, latex_page) start when those are done and render while
+    # stage 1 trains: a small model's training step keeps about one core busy, so on a small machine the renders
+    # take the rest instead of running before it.
     kinds = list(config["render"])
+    first = _render_kinds_of(config, str(config["mix"]["generation"]), kinds)
+    rendered: dict[str, dict[str, Any]] = {}
     with ThreadPoolExecutor(max_workers=max(1, len(kinds)), thread_name_prefix="varyflow-pipeline-render") as pool:
-        futures = {kind: pool.submit(contextvars.copy_context().run, render_kind, kind)
-                   for kind in kinds if not (makes_pdfs and kind == "pdf")}
+        def start(group: list[str]) -> dict[str, Any]:
+            return {kind: pool.submit(contextvars.copy_context().run, render_kind, kind) for kind in group}
+
+        futures = start([k for k in first if not (makes_pdfs and k == "pdf")])
         if makes_pdfs:
             made = write_input_pdfs(root, **pdfs)
             logger.info("input PDFs in %s: %d written, %d unchanged, rejects %s", made["folder"], made["written"],
                         made["unchanged"], made["rejects"] or "none")
-            futures["pdf"] = pool.submit(contextvars.copy_context().run, render_kind, "pdf")
-        rendered = {kind: futures[kind].result() for kind in kinds}
-    mixes = {stage: mix(name=preset, preset=preset, out=root) for stage, preset in config["mix"].items()}
-    launch = config.get("launch")
-    ev = config.get("evaluate") or {}
-    gen = vocabulary_generation(config=train_config(config, "vocab"), mixture=mixes["generation"]["uri"], launch=launch,
-                                eval_limit=ev.get("limit"), eval_max_new_tokens=int(ev.get("max_new_tokens", 64)), out=root)
+            futures.update(start([k for k in first if k == "pdf"]))
+        rendered.update({kind: futures[kind].result() for kind in first})
+        futures = start([k for k in kinds if k not in first])
+        mixes["generation"] = mix(name=config["mix"]["generation"], preset=config["mix"]["generation"], out=root)
+        gen = vocabulary_generation(config=train_config(config, "vocab"), mixture=mixes["generation"]["uri"],
+                                    launch=launch, eval_limit=ev.get("limit"),
+                                    eval_max_new_tokens=int(ev.get("max_new_tokens", 64)), out=root)
+        rendered.update({kind: futures[kind].result() for kind in futures})
+    rendered = {kind: rendered[kind] for kind in kinds}
+    mixes.update({stage: mix(name=preset, preset=preset, out=root) for stage, preset in config["mix"].items()
+                  if stage != "generation"})
     integ_cfg = {**train_config(config, "integrate"), "init_from": gen["checkpoint"]}
     integ = vocabulary_integration(config=integ_cfg, mixture=mixes["integration"]["uri"], launch=launch,
                                    eval_limit=ev.get("limit"), eval_max_new_tokens=int(ev.get("max_new_tokens", 64)), out=root)
