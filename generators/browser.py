@@ -64,6 +64,9 @@ CHROMIUM_FLAGS = (
     "--disable-frame-rate-limit",
     "--disable-gpu-vsync",
 )
+# A fresh Chromium, and its one-off loads (echarts.min.js, the math font), get at least this long whatever the per-call
+# limit: on a busy machine its first answers take seconds, and a start that timed out would fail the whole render.
+START_TIMEOUT_S = 30.0
 BLOCKED_URLS = ["http://*", "https://*", "ws://*", "wss://*", "ftp://*", "*://*:*"]
 
 
@@ -133,24 +136,35 @@ class BrowserRenderer:
             raise GeneratorError(f"could not start Chromium: {e}") from e
         self._pgid = service.process.pid
         try:
-            # chromedriver never answers while page script spins, so the HTTP client needs its own limit.
-            self._driver.command_executor._client_config.timeout = self._timeout_s + 5
-            self._driver.set_script_timeout(self._timeout_s)
-            self._driver.set_page_load_timeout(self._timeout_s)
-            self._cdp("Network.enable", {})
-            self._cdp("Network.setBlockedURLs", {"urls": BLOCKED_URLS})
-            self._cdp(
-                "Emulation.setDeviceMetricsOverride",
-                {"width": self._window[0], "height": self._window[1], "deviceScaleFactor": 1, "mobile": False},
-            )
-            self._driver.get((ASSETS / "render.html").as_uri())
-            if not self._driver.execute_script("return !!(window.vf && window.vf.ready)"):
-                raise GeneratorError("renderer page did not load")
+            with self._start_limits():
+                self._cdp("Network.enable", {})
+                self._cdp("Network.setBlockedURLs", {"urls": BLOCKED_URLS})
+                self._cdp(
+                    "Emulation.setDeviceMetricsOverride",
+                    {"width": self._window[0], "height": self._window[1], "deviceScaleFactor": 1, "mobile": False},
+                )
+                self._driver.get((ASSETS / "render.html").as_uri())
+                if not self._driver.execute_script("return !!(window.vf && window.vf.ready)"):
+                    raise GeneratorError("renderer page did not load")
             self._echarts_loaded = False
             self._math_font_loaded = False
         except BaseException:
             self.close()
             raise
+
+    def _limit(self, seconds: float) -> None:
+        # chromedriver never answers while page script spins, so the HTTP client needs its own limit.
+        self._driver.command_executor._client_config.timeout = seconds + 5
+        self._driver.set_script_timeout(seconds)
+        self._driver.set_page_load_timeout(seconds)
+
+    @contextlib.contextmanager
+    def _start_limits(self):
+        """`START_TIMEOUT_S` (or the per-call limit, if longer) inside the block, the per-call limit after it. Not
+        restored when the block fails: a browser that timed out is restarted or closed, never asked again."""
+        self._limit(max(self._timeout_s, START_TIMEOUT_S))
+        yield
+        self._limit(self._timeout_s)
 
     @contextlib.contextmanager
     def _guard(self):
@@ -186,7 +200,8 @@ class BrowserRenderer:
     def _ensure_echarts(self) -> None:
         if self._echarts_loaded:
             return
-        res = self._async("loadScript", echarts_js_path().as_uri())
+        with self._start_limits():
+            res = self._async("loadScript", echarts_js_path().as_uri())
         if not res.get("ok") or not self._driver.execute_script("return typeof echarts !== 'undefined'"):
             raise GeneratorError(f"could not load echarts.min.js: {res.get('error')}")
         self._echarts_loaded = True
@@ -199,7 +214,8 @@ class BrowserRenderer:
                 f"math font {self._math_font} not found: install the Debian package `fonts-lmodern` "
                 "(infra/setup.sh does)"
             )
-        res = self._async("loadFont", "VF Math", Path(self._math_font).as_uri())
+        with self._start_limits():
+            res = self._async("loadFont", "VF Math", Path(self._math_font).as_uri())
         if not res.get("ok"):
             raise GeneratorError(f"could not load math font {self._math_font}: {res.get('error')}")
         self._math_font_loaded = True
