@@ -449,9 +449,8 @@ The first command on a fresh `PREFECT_HOME` also starts the background API, whos
 database migrations of a new SQLite file (Prefect runs every Alembic migration; it has no faster path for a new
 database) take about 10 s more once per `PREFECT_HOME`; later commands reuse it. `infra/setup.sh` runs those
 migrations for the default `PREFECT_HOME` (`prefect server database upgrade`), so the README's first command after
-set-up pays only the API's start; the background API skips Prefect's block registration (varyflow's runs use no
-blocks; `prefect server start` registers them on the same database). The `embedded, first run` row measures a
-`PREFECT_HOME` that set-up did not prepare.
+set-up pays only the API's start (and Prefect's block registration, once). The `embedded, first run` row measures
+a `PREFECT_HOME` that set-up did not prepare.
 """
 
 

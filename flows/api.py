@@ -231,9 +231,6 @@ def serve(port: int, idle_minutes: float) -> None:
     os.environ["PREFECT__SERVER_EPHEMERAL"] = "1"  # Prefect's ephemeral app: no UI, the services runs need
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    # varyflow's runs use no blocks, and `prefect server start` on the same database registers Prefect's block
-    # types itself: registering them here too cost each new PREFECT_HOME's first command ~3 s.
-    os.environ.setdefault("PREFECT_API_BLOCKS_REGISTER_ON_START", "false")
     import uvicorn
     from prefect.server.api.server import create_app
 
